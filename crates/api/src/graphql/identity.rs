@@ -1,0 +1,88 @@
+//! Login and `me`: the customer guide's steps 2 and 3.
+
+use super::{caller, request, services, Date};
+use crate::error::ApiError;
+use async_graphql::{Context, Enum, Object, SimpleObject, ID};
+use taxbridge_domain::accounts::{Account, AccountType as DomainAccountType};
+
+#[derive(Default)]
+pub struct IdentityQuery;
+
+#[derive(Default)]
+pub struct IdentityMutation;
+
+#[derive(SimpleObject)]
+pub struct LoginResult {
+    /// A JWT (HS256 by default) to send as `Authorization: Bearer <accessToken>`. (doc)
+    access_token: String,
+    /// When the token stops working; log in again before then. (ours)
+    expires_at: Date,
+    /// Always `Bearer`. (ours)
+    token_type: String,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(rename_items = "lowercase")]
+pub enum AccountType {
+    Customer,
+    Partner,
+}
+
+impl From<DomainAccountType> for AccountType {
+    fn from(t: DomainAccountType) -> Self {
+        match t {
+            DomainAccountType::Customer => Self::Customer,
+            DomainAccountType::Partner => Self::Partner,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct Me {
+    id: ID,
+    email: String,
+    name: Option<String>,
+    account_type: AccountType,
+}
+
+impl From<&Account> for Me {
+    fn from(account: &Account) -> Self {
+        Self {
+            id: ID(account.id.to_string()),
+            email: account.email.to_string(),
+            name: account.name.clone(),
+            account_type: account.account_type.into(),
+        }
+    }
+}
+
+#[Object]
+impl IdentityQuery {
+    /// The account behind the access token. (doc)
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
+        let caller = caller(ctx).await?;
+        Ok(Me::from(&caller.account))
+    }
+}
+
+#[Object]
+impl IdentityMutation {
+    /// Exchange an API key for a short-lived access token. The only operation that needs no token. (doc)
+    async fn login_via_personal_api_token(
+        &self,
+        ctx: &Context<'_>,
+        token: String,
+    ) -> async_graphql::Result<LoginResult> {
+        let (issued, caller) = services(ctx)
+            .identity
+            .login(&token)
+            .await
+            .map_err(ApiError::from)?;
+        let _ = request(ctx).login_key.set(caller.key_id);
+        Ok(LoginResult {
+            access_token: issued.token,
+            expires_at: issued.expires_at.into(),
+            token_type: "Bearer".to_owned(),
+        })
+    }
+}

@@ -1,0 +1,116 @@
+//! Taxbridge's front door: the GraphQL endpoint on `/graphql` and the operational routes
+//! around it (`/healthz`, `/readyz`, `/metrics`). It turns HTTP into calls on the domain's
+//! services and the domain's errors into GraphQL errors (see [`error`]), and nothing else:
+//! no SQL and no business rule lives here.
+//!
+//! [`Application::build`] binds the listener first and reports its address, so tests start
+//! the real server on port 0 and talk to it over HTTP.
+
+pub mod error;
+pub mod graphql;
+mod http;
+mod metrics;
+
+use anyhow::Context;
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use taxbridge_domain::{identity::Identity, usage::UsageRecorder};
+use tokio::net::TcpListener;
+
+pub use graphql::{sdl, QueryLimits};
+
+/// The domain services every request may use.
+pub struct Services {
+    pub identity: Arc<Identity>,
+    pub usage: Arc<UsageRecorder>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiSettings {
+    /// Where to listen, e.g. `127.0.0.1:8080`; port 0 picks a free port.
+    pub listen: String,
+    /// Request bodies over this many bytes answer 413.
+    pub max_body_bytes: usize,
+    pub query_limits: QueryLimits,
+    /// How often counted usage is written to the database.
+    pub usage_flush_interval: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 1024 * 1024,
+            query_limits: QueryLimits::default(),
+            usage_flush_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    services: Arc<Services>,
+    usage_flush_interval: Duration,
+}
+
+impl Application {
+    pub async fn build(settings: ApiSettings, services: Arc<Services>) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&settings.listen)
+            .await
+            .with_context(|| format!("Failed to listen on {}", settings.listen))?;
+        let router = http::router(&settings, services.clone());
+        Ok(Self {
+            listener,
+            router,
+            services,
+            usage_flush_interval: settings.usage_flush_interval,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests and writes the
+    /// usage counted so far.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let services = self.services.clone();
+        let flusher = tokio::spawn(flush_usage_every(
+            services.clone(),
+            self.usage_flush_interval,
+        ));
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("The HTTP server failed");
+        flusher.abort();
+        if let Err(err) = services
+            .usage
+            .flush(services.identity.store().as_ref())
+            .await
+        {
+            tracing::warn!(error = %err, "could not write the last usage counts");
+        }
+        served
+    }
+}
+
+async fn flush_usage_every(services: Arc<Services>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Err(err) = services
+            .usage
+            .flush(services.identity.store().as_ref())
+            .await
+        {
+            tracing::warn!(error = %err, "could not write usage counts; they will be retried");
+        }
+    }
+}

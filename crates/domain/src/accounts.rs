@@ -1,0 +1,98 @@
+//! Accounts: a firm's staff member (`customer`) or a software vendor serving many firms
+//! (`partner`, which holds a provider key such as `qount`).
+
+use crate::{email::Email, ids::AccountId, time::Timestamp};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountType {
+    Customer,
+    Partner,
+}
+
+impl AccountType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Customer => "customer",
+            Self::Partner => "partner",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "customer" => Some(Self::Customer),
+            "partner" => Some(Self::Partner),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub email: Email,
+    pub name: Option<String>,
+    pub account_type: AccountType,
+    /// Only partners hold one; unique across partners.
+    pub provider_key: Option<String>,
+    pub disabled_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Account {
+    pub fn new_customer(email: Email, name: Option<String>, now: Timestamp) -> Self {
+        Self {
+            id: AccountId::generate(),
+            email,
+            name,
+            account_type: AccountType::Customer,
+            provider_key: None,
+            disabled_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    pub fn new_partner(email: Email, name: String, provider_key: String, now: Timestamp) -> Self {
+        Self {
+            account_type: AccountType::Partner,
+            provider_key: Some(provider_key),
+            ..Self::new_customer(email, Some(name), now)
+        }
+    }
+
+    pub fn is_disabled(&self) -> bool {
+        self.disabled_at.is_some()
+    }
+}
+
+/// Provider keys are case-sensitive identifiers such as `qount` or `canopy`: lower-case
+/// letters, digits, `_` and `-`, starting with a letter, at most 64 characters.
+pub fn validate_provider_key(key: &str) -> Result<(), &'static str> {
+    let mut chars = key.chars();
+    let starts_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    if !starts_ok || key.len() > 64 {
+        return Err("a provider key starts with a lower-case letter and has at most 64 characters");
+    }
+    if !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
+        return Err("a provider key has only lower-case letters, digits, `_` and `-`");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_keys_are_lower_case_identifiers() {
+        assert!(validate_provider_key("qount").is_ok());
+        assert!(validate_provider_key("google_drive").is_ok());
+        assert!(validate_provider_key("Qount").is_err());
+        assert!(validate_provider_key("1tax").is_err());
+        assert!(validate_provider_key("").is_err());
+        assert!(validate_provider_key("a b").is_err());
+    }
+}

@@ -1,0 +1,314 @@
+//! Identity: who is calling. Creates accounts and API keys, exchanges a key for an access
+//! token (`loginViaPersonalApiToken`), and turns a bearer token back into a [`Caller`].
+//!
+//! A token is checked twice on every request: its signature and expiry (no I/O), then the
+//! key behind it (revoked? expired? account disabled?). The second check reads a short-lived
+//! cache of key grants, so a revocation is seen at once on the node that made it (its cache
+//! entry is dropped) and within [`IdentitySettings::grant_cache_ttl`] everywhere else.
+
+use crate::{
+    accounts::{validate_provider_key, Account, AccountType},
+    api_keys::{self, ApiKey, KeyHash, KeyKind},
+    email::Email,
+    ids::{AccountId, ApiKeyId},
+    store::{KeyGrant, Store, StoreError},
+    time::Timestamp,
+    tokens::{IssuedToken, TokenError, TokenIssuer},
+};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
+use std::{sync::Arc, time::Duration};
+
+/// The account of the first start, created when the database has no account at all.
+pub const OWNER_EMAIL: &str = "owner@taxbridge.local";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Wrong, unknown, expired or revoked key at login: one message for all, on purpose.
+    #[error("The API key is not valid: it is unknown, expired or revoked. Create a key in Developer Settings (or with `taxbridge keys create`) and log in with it.")]
+    InvalidApiKey,
+    #[error("This operation needs an access token: log in with loginViaPersonalApiToken and send `Authorization: Bearer <accessToken>`.")]
+    MissingToken,
+    #[error("The access token is not valid. Send the accessToken returned by loginViaPersonalApiToken as `Authorization: Bearer <accessToken>`.")]
+    InvalidToken,
+    #[error("The access token has expired. Log in again with loginViaPersonalApiToken.")]
+    ExpiredToken,
+    #[error("The API key behind this access token has been revoked or has expired, or its account is disabled. Log in with a valid key.")]
+    KeyNoLongerUsable,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Mistakes in what an operator or caller asked for, each naming the field to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("no account has the email {0}")]
+    NoSuchAccount(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Who a request acts for, established by [`Identity::authenticate`].
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub account: Account,
+    pub key_id: ApiKeyId,
+}
+
+pub struct IdentitySettings {
+    pub token_lifetime_seconds: i64,
+    /// How long a node trusts what it read about a key before reading it again.
+    pub grant_cache_ttl: Duration,
+}
+
+impl Default for IdentitySettings {
+    fn default() -> Self {
+        Self {
+            token_lifetime_seconds: 3600,
+            grant_cache_ttl: Duration::from_secs(2),
+        }
+    }
+}
+
+pub struct Identity {
+    store: Arc<dyn Store>,
+    tokens: TokenIssuer,
+    /// Key grants by key id, trusted for a short time.
+    grants: moka::sync::Cache<ApiKeyId, Arc<KeyGrant>>,
+    /// Keys whose use this node recorded in the last minute: `last_used_at` is written at
+    /// most once a minute per key rather than on every request.
+    touched: moka::sync::Cache<ApiKeyId, ()>,
+}
+
+impl Identity {
+    pub fn new(
+        store: Arc<dyn Store>,
+        signing_secret: &SecretSlice<u8>,
+        settings: IdentitySettings,
+    ) -> Self {
+        Self {
+            store,
+            tokens: TokenIssuer::new(signing_secret, settings.token_lifetime_seconds),
+            grants: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(settings.grant_cache_ttl)
+                .build(),
+            touched: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Exchanges an API key for an access token.
+    #[tracing::instrument(skip_all)]
+    pub async fn login(&self, secret: &str) -> Result<(IssuedToken, Caller), AuthError> {
+        // Every key, well-formed or not, costs one hash and one indexed read, so that wrong,
+        // expired and revoked keys answer alike and in the same time.
+        let grant = self.store.grant_by_key_hash(&KeyHash::of(secret)).await?;
+        let now = Timestamp::now();
+        let grant = grant
+            .filter(|g| g.key.is_usable_at(now) && !g.account.is_disabled())
+            .ok_or(AuthError::InvalidApiKey)?;
+        let issued = self.tokens.issue(&grant.account.id, &grant.key.id, now);
+        self.touch(&grant.key.id, now);
+        self.grants
+            .insert(grant.key.id.clone(), Arc::new(grant.clone()));
+        Ok((
+            issued,
+            Caller {
+                account: grant.account,
+                key_id: grant.key.id,
+            },
+        ))
+    }
+
+    /// Turns a bearer token into the caller it stands for.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Caller, AuthError> {
+        let claims = self.tokens.verify(bearer).map_err(|err| match err {
+            TokenError::Expired => AuthError::ExpiredToken,
+            TokenError::Invalid => AuthError::InvalidToken,
+        })?;
+        let grant = match self.grants.get(&claims.key_id) {
+            Some(grant) => grant,
+            None => {
+                let fresh = self.store.grant_by_key_id(&claims.key_id).await?;
+                let fresh = Arc::new(fresh.ok_or(AuthError::KeyNoLongerUsable)?);
+                self.grants.insert(claims.key_id.clone(), fresh.clone());
+                fresh
+            }
+        };
+        let now = Timestamp::now();
+        if grant.account.id != claims.account_id
+            || !grant.key.is_usable_at(now)
+            || grant.account.is_disabled()
+        {
+            return Err(AuthError::KeyNoLongerUsable);
+        }
+        self.touch(&grant.key.id, now);
+        Ok(Caller {
+            account: grant.account.clone(),
+            key_id: grant.key.id.clone(),
+        })
+    }
+
+    fn touch(&self, key: &ApiKeyId, now: Timestamp) {
+        if self.touched.contains_key(key) {
+            return;
+        }
+        self.touched.insert(key.clone(), ());
+        let (store, key) = (self.store.clone(), key.clone());
+        tokio::spawn(async move {
+            if let Err(err) = store.touch_api_key(&key, now).await {
+                tracing::warn!(error = %err, key = %key, "could not record when an API key was last used");
+            }
+        });
+    }
+
+    /// Creates a customer account; a taken email is a [`StoreError::Conflict`].
+    pub async fn create_customer(
+        &self,
+        email: &str,
+        name: Option<String>,
+    ) -> Result<Account, IdentityError> {
+        let email = parse_email(email)?;
+        let name = clean_name(name)?;
+        let account = Account::new_customer(email, name, Timestamp::now());
+        self.store.insert_account(&account).await?;
+        Ok(account)
+    }
+
+    /// Creates a partner account with its provider key, and the partner's first API key.
+    pub async fn create_partner(
+        &self,
+        name: &str,
+        provider_key: &str,
+        email: &str,
+    ) -> Result<(Account, ApiKey, SecretString), IdentityError> {
+        let email = parse_email(email)?;
+        let name = clean_name(Some(name.to_owned()))?.ok_or_else(|| IdentityError::Invalid {
+            field: "name",
+            message: "a partner needs a name".into(),
+        })?;
+        validate_provider_key(provider_key).map_err(|message| IdentityError::Invalid {
+            field: "providerKey",
+            message: format!("`{provider_key}` is not a valid provider key: {message}"),
+        })?;
+        let account = Account::new_partner(email, name, provider_key.to_owned(), Timestamp::now());
+        self.store.insert_account(&account).await?;
+        let (key, secret) = self.create_key(&account, "Partner key", None).await?;
+        Ok((account, key, secret))
+    }
+
+    pub async fn account_by_email(&self, email: &str) -> Result<Account, IdentityError> {
+        let parsed = parse_email(email)?;
+        self.store
+            .account_by_email(&parsed)
+            .await?
+            .ok_or_else(|| IdentityError::NoSuchAccount(parsed.to_string()))
+    }
+
+    /// Creates an API key for an account. The secret is returned once and never stored.
+    pub async fn create_key(
+        &self,
+        account: &Account,
+        name: &str,
+        expires_in_days: Option<u32>,
+    ) -> Result<(ApiKey, SecretString), IdentityError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(IdentityError::Invalid {
+                field: "name",
+                message:
+                    "a key needs a name of 1 to 100 characters, e.g. \"Production Integration\""
+                        .into(),
+            });
+        }
+        if expires_in_days == Some(0) {
+            return Err(IdentityError::Invalid {
+                field: "expiresInDays",
+                message: "a key must live at least one day; leave the expiry out for a key that does not expire".into(),
+            });
+        }
+        let kind = match account.account_type {
+            AccountType::Customer => KeyKind::Personal,
+            AccountType::Partner => KeyKind::Partner,
+        };
+        let generated = api_keys::generate(kind);
+        let now = Timestamp::now();
+        let key = ApiKey {
+            id: ApiKeyId::generate(),
+            account_id: account.id.clone(),
+            name: name.to_owned(),
+            kind,
+            hash: generated.hash,
+            display_prefix: generated.display_prefix,
+            created_at: now,
+            last_used_at: None,
+            expires_at: expires_in_days.map(|days| now.plus_days(i64::from(days))),
+            revoked_at: None,
+        };
+        self.store.insert_api_key(&key).await?;
+        Ok((key, generated.secret))
+    }
+
+    pub async fn keys_of(&self, account: &AccountId) -> Result<Vec<ApiKey>, StoreError> {
+        self.store.api_keys_of(account).await
+    }
+
+    /// Revokes a key; its tokens stop working at once on this node.
+    pub async fn revoke_key(&self, id: &ApiKeyId) -> Result<bool, StoreError> {
+        let revoked = self.store.revoke_api_key(id, Timestamp::now()).await?;
+        self.grants.invalidate(id);
+        Ok(revoked)
+    }
+
+    /// On a database without accounts, creates the owner account and its first key.
+    /// Returns None when accounts exist (or another node bootstrapped at the same moment).
+    pub async fn bootstrap_owner(&self) -> Result<Option<(Account, SecretString)>, IdentityError> {
+        if self.store.count_accounts().await? > 0 {
+            return Ok(None);
+        }
+        let account = match self
+            .create_customer(OWNER_EMAIL, Some("Owner".into()))
+            .await
+        {
+            Ok(account) => account,
+            Err(IdentityError::Store(StoreError::Conflict { .. })) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let (_, secret) = self.create_key(&account, "First-start key", None).await?;
+        Ok(Some((account, secret)))
+    }
+}
+
+fn parse_email(raw: &str) -> Result<Email, IdentityError> {
+    Email::parse(raw).map_err(|err| IdentityError::Invalid {
+        field: "email",
+        message: err.to_string(),
+    })
+}
+
+fn clean_name(name: Option<String>) -> Result<Option<String>, IdentityError> {
+    let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    if name.as_ref().is_some_and(|n| n.chars().count() > 200) {
+        return Err(IdentityError::Invalid {
+            field: "name",
+            message: "a name has at most 200 characters".into(),
+        });
+    }
+    Ok(name)
+}
+
+/// Keeps [`SecretString`] out of reach of `Debug` while still letting the CLI print it once.
+pub fn reveal(secret: &SecretString) -> &str {
+    secret.expose_secret()
+}

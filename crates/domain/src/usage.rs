@@ -1,0 +1,163 @@
+//! Usage analytics: requests counted per day, API key, `source-platform` header and operation.
+//!
+//! Counting happens in memory on the request path (one short lock) and is flushed to the
+//! store in batches, so a busy gateway writes one row per bucket every few seconds instead of
+//! one per request. A failed flush puts its counts back, so nothing is lost to a blip.
+
+use crate::{ids::ApiKeyId, store::Store, time::Timestamp};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The platform recorded when a request sends no `source-platform` header.
+pub const UNSPECIFIED_PLATFORM: &str = "(unspecified)";
+/// Where counts go once [`MAX_PENDING_BUCKETS`] distinct buckets wait for a flush, so that a
+/// caller inventing platform names cannot grow memory without bound.
+pub const OVERFLOW_PLATFORM: &str = "(other)";
+const MAX_PENDING_BUCKETS: usize = 10_000;
+const MAX_PLATFORM_LEN: usize = 64;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UsageCount {
+    pub day: String,
+    /// None for requests that no key was behind (a failed login, a missing token).
+    pub api_key_id: Option<ApiKeyId>,
+    pub source_platform: String,
+    pub operation: String,
+    pub count: u64,
+}
+
+type Bucket = (String, Option<ApiKeyId>, String, String);
+
+#[derive(Default)]
+pub struct UsageRecorder {
+    pending: Mutex<HashMap<Bucket, u64>>,
+}
+
+/// The header's value as recorded: trimmed, printable ASCII, at most 64 characters.
+pub fn normalise_platform(header: Option<&str>) -> String {
+    let cleaned: String = header
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(MAX_PLATFORM_LEN)
+        .collect();
+    if cleaned.is_empty() {
+        UNSPECIFIED_PLATFORM.to_owned()
+    } else {
+        cleaned
+    }
+}
+
+impl UsageRecorder {
+    pub fn record(&self, at: Timestamp, key: Option<&ApiKeyId>, platform: &str, operation: &str) {
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let platform = if pending.len() >= MAX_PENDING_BUCKETS {
+            OVERFLOW_PLATFORM
+        } else {
+            platform
+        };
+        let bucket = (
+            at.day(),
+            key.cloned(),
+            platform.to_owned(),
+            operation.to_owned(),
+        );
+        *pending.entry(bucket).or_insert(0) += 1;
+    }
+
+    fn drain(&self) -> Vec<UsageCount> {
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        pending
+            .drain()
+            .map(
+                |((day, api_key_id, source_platform, operation), count)| UsageCount {
+                    day,
+                    api_key_id,
+                    source_platform,
+                    operation,
+                    count,
+                },
+            )
+            .collect()
+    }
+
+    fn restore(&self, counts: Vec<UsageCount>) {
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for c in counts {
+            let bucket = (c.day, c.api_key_id, c.source_platform, c.operation);
+            *pending.entry(bucket).or_insert(0) += c.count;
+        }
+    }
+
+    /// Writes everything counted so far; on failure the counts wait for the next flush.
+    pub async fn flush(&self, store: &dyn Store) -> Result<usize, crate::store::StoreError> {
+        let counts = self.drain();
+        if counts.is_empty() {
+            return Ok(0);
+        }
+        match store.add_usage(&counts).await {
+            Ok(()) => Ok(counts.len()),
+            Err(err) => {
+                self.restore(counts);
+                Err(err)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_names_are_trimmed_cleaned_and_capped() {
+        assert_eq!(normalise_platform(None), UNSPECIFIED_PLATFORM);
+        assert_eq!(normalise_platform(Some("   ")), UNSPECIFIED_PLATFORM);
+        assert_eq!(normalise_platform(Some(" tax-firm-a ")), "tax-firm-a");
+        assert_eq!(normalise_platform(Some("a\u{7}b")), "ab");
+        assert_eq!(normalise_platform(Some(&"x".repeat(500))).len(), 64);
+    }
+
+    #[test]
+    fn counts_accumulate_per_bucket_until_drained() {
+        let recorder = UsageRecorder::default();
+        let at = Timestamp::from_millis(1_705_314_600_000);
+        let key = ApiKeyId::generate();
+        for _ in 0..3 {
+            recorder.record(at, Some(&key), "tax-firm-a", "me");
+        }
+        recorder.record(at, None, "tax-firm-a", "loginViaPersonalApiToken");
+        let mut counts = recorder.drain();
+        counts.sort_by_key(|c| c.count);
+        assert_eq!(counts.len(), 2);
+        assert_eq!(counts[1].count, 3);
+        assert_eq!(counts[1].day, "2024-01-15");
+        assert!(recorder.drain().is_empty());
+    }
+
+    #[test]
+    fn new_buckets_past_the_cap_fold_into_the_overflow_platform() {
+        let recorder = UsageRecorder::default();
+        let at = Timestamp::from_millis(0);
+        for i in 0..MAX_PENDING_BUCKETS + 5 {
+            recorder.record(at, None, &format!("p{i}"), "me");
+        }
+        let counts = recorder.drain();
+        let overflow: u64 = counts
+            .iter()
+            .filter(|c| c.source_platform == OVERFLOW_PLATFORM)
+            .map(|c| c.count)
+            .sum();
+        assert_eq!(overflow, 5);
+    }
+}

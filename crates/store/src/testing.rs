@@ -1,0 +1,68 @@
+//! Fresh databases for tests: a temporary SQLite file, or a new database on the PostgreSQL
+//! server named by `TAXBRIDGE_TEST_POSTGRES_URL` (`.ci/run` starts one; the README says how to
+//! run one locally). Test code only; nothing here runs in the server.
+
+use crate::Backend;
+use anyhow::Context;
+use sqlx::Connection;
+
+/// The env var naming a PostgreSQL server that tests may create databases on.
+pub const POSTGRES_ENV: &str = "TAXBRIDGE_TEST_POSTGRES_URL";
+
+/// A database that exists for one test. SQLite files go away with the guard; PostgreSQL test
+/// databases are left for the throwaway server to take with it.
+pub struct TestDatabase {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The PostgreSQL server to test against, if any. Under CI (`CI` set) a missing server is an
+/// error, so the PostgreSQL half of a suite can never be skipped silently there.
+pub fn postgres_server() -> Option<String> {
+    match std::env::var(POSTGRES_ENV) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{POSTGRES_ENV} must name a PostgreSQL server when CI is set")
+        }
+        _ => None,
+    }
+}
+
+pub async fn fresh_database(backend: Backend) -> anyhow::Result<Option<TestDatabase>> {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().context("Failed to create a temporary directory")?;
+            let url = format!("sqlite://{}/taxbridge.db", dir.path().display());
+            Ok(Some(TestDatabase {
+                url,
+                _dir: Some(dir),
+            }))
+        }
+        Backend::Postgres => {
+            let Some(server) = postgres_server() else {
+                return Ok(None);
+            };
+            let name = format!("tb_test_{}", uuid_like());
+            let mut admin = sqlx::PgConnection::connect(&server)
+                .await
+                .with_context(|| format!("Failed to connect to {POSTGRES_ENV}"))?;
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await
+                .context("Failed to create a test database")?;
+            let (base, query) = match server.split_once('?') {
+                Some((base, query)) => (base, format!("?{query}")),
+                None => (server.as_str(), String::new()),
+            };
+            let root = base.rsplit_once('/').map_or(base, |(root, _)| root);
+            Ok(Some(TestDatabase {
+                url: format!("{root}/{name}{query}"),
+                _dir: None,
+            }))
+        }
+    }
+}
+
+fn uuid_like() -> String {
+    taxbridge_domain::ids::ApiKeyId::generate().as_str()[4..].to_owned()
+}

@@ -1,0 +1,322 @@
+//! The store contract: every `Store` method, exercised the same way against SQLite and
+//! PostgreSQL. Each test below runs once per backend (`sqlite::…` and `postgres::…`).
+
+use std::sync::Arc;
+use taxbridge_domain::{
+    accounts::Account,
+    api_keys::{self, ApiKey, KeyHash, KeyKind},
+    email::Email,
+    ids::{AccountId, ApiKeyId},
+    store::{Store, StoreError},
+    time::Timestamp,
+    usage::UsageCount,
+};
+use taxbridge_store::{testing, Backend};
+
+macro_rules! contract_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::run(taxbridge_store::Backend::Sqlite, super::$name).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::run(taxbridge_store::Backend::Postgres, super::$name).await })*
+        }
+    };
+}
+
+contract_tests!(
+    a_new_database_answers_pings_and_has_no_accounts,
+    accounts_round_trip_by_id_and_by_email,
+    a_second_account_with_the_same_email_is_a_conflict,
+    a_second_partner_with_the_same_provider_key_is_a_conflict,
+    accounts_can_be_disabled_and_enabled,
+    keys_are_found_with_their_account_by_hash_and_by_id,
+    an_account_lists_its_keys_oldest_first,
+    revoking_a_key_happens_once,
+    using_a_key_is_recorded_at_most_once_a_minute,
+    usage_counts_add_up_across_flushes,
+);
+
+async fn run<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(db) = testing::fresh_database(backend)
+        .await
+        .expect("test database")
+    else {
+        eprintln!("skipped: {} is not set", testing::POSTGRES_ENV);
+        return;
+    };
+    let store = taxbridge_store::connect(&db.url).await.expect("connect");
+    test(store).await;
+}
+
+fn customer(email: &str) -> Account {
+    Account::new_customer(
+        Email::parse(email).expect("email"),
+        Some("Jane Doe".into()),
+        Timestamp::now(),
+    )
+}
+
+fn key_for(account: &Account, name: &str, created_at: Timestamp) -> ApiKey {
+    let generated = api_keys::generate(KeyKind::Personal);
+    ApiKey {
+        id: ApiKeyId::generate(),
+        account_id: account.id.clone(),
+        name: name.into(),
+        kind: KeyKind::Personal,
+        hash: generated.hash,
+        display_prefix: generated.display_prefix,
+        created_at,
+        last_used_at: None,
+        expires_at: Some(created_at.plus_days(30)),
+        revoked_at: None,
+    }
+}
+
+async fn a_new_database_answers_pings_and_has_no_accounts(store: Arc<dyn Store>) {
+    store.ping().await.expect("ping");
+    assert_eq!(store.count_accounts().await.expect("count"), 0);
+}
+
+async fn accounts_round_trip_by_id_and_by_email(store: Arc<dyn Store>) {
+    let account = customer("jane@smith-cpa.com");
+    store.insert_account(&account).await.expect("insert");
+    assert_eq!(
+        store.account_by_id(&account.id).await.expect("by id"),
+        Some(account.clone())
+    );
+    assert_eq!(
+        store
+            .account_by_email(&account.email)
+            .await
+            .expect("by email"),
+        Some(account)
+    );
+    assert_eq!(
+        store
+            .account_by_id(&AccountId::generate())
+            .await
+            .expect("missing"),
+        None
+    );
+    assert_eq!(store.count_accounts().await.expect("count"), 1);
+}
+
+async fn a_second_account_with_the_same_email_is_a_conflict(store: Arc<dyn Store>) {
+    store
+        .insert_account(&customer("jane@smith-cpa.com"))
+        .await
+        .expect("first");
+    let err = store
+        .insert_account(&customer("jane@smith-cpa.com"))
+        .await
+        .expect_err("second");
+    match err {
+        StoreError::Conflict { what } => assert!(what.contains("jane@smith-cpa.com"), "{what}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(store.count_accounts().await.expect("count"), 1);
+}
+
+async fn a_second_partner_with_the_same_provider_key_is_a_conflict(store: Arc<dyn Store>) {
+    let email = |e: &str| Email::parse(e).expect("email");
+    let first = Account::new_partner(
+        email("eng@qount.io"),
+        "Qount".into(),
+        "qount".into(),
+        Timestamp::now(),
+    );
+    let second = Account::new_partner(
+        email("ops@qount.io"),
+        "Qount 2".into(),
+        "qount".into(),
+        Timestamp::now(),
+    );
+    store.insert_account(&first).await.expect("first");
+    match store.insert_account(&second).await.expect_err("second") {
+        StoreError::Conflict { what } => assert!(what.contains("provider key `qount`"), "{what}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+async fn accounts_can_be_disabled_and_enabled(store: Arc<dyn Store>) {
+    let account = customer("jane@smith-cpa.com");
+    store.insert_account(&account).await.expect("insert");
+    let at = Timestamp::from_millis(1_700_000_000_000);
+    assert!(store
+        .set_account_disabled(&account.id, Some(at))
+        .await
+        .expect("disable"));
+    let read = store
+        .account_by_id(&account.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.disabled_at, Some(at));
+    assert!(store
+        .set_account_disabled(&account.id, None)
+        .await
+        .expect("enable"));
+    let read = store
+        .account_by_id(&account.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.disabled_at, None);
+    assert!(!store
+        .set_account_disabled(&AccountId::generate(), None)
+        .await
+        .expect("missing"));
+}
+
+async fn keys_are_found_with_their_account_by_hash_and_by_id(store: Arc<dyn Store>) {
+    let account = customer("jane@smith-cpa.com");
+    store.insert_account(&account).await.expect("account");
+    let key = key_for(&account, "Production Integration", Timestamp::now());
+    store.insert_api_key(&key).await.expect("key");
+
+    let by_hash = store
+        .grant_by_key_hash(&key.hash)
+        .await
+        .expect("by hash")
+        .expect("found");
+    assert_eq!(by_hash.key, key);
+    assert_eq!(by_hash.account, account);
+    let by_id = store
+        .grant_by_key_id(&key.id)
+        .await
+        .expect("by id")
+        .expect("found");
+    assert_eq!(by_id, by_hash);
+
+    assert_eq!(
+        store
+            .grant_by_key_hash(&KeyHash::of("tb_pat_nope"))
+            .await
+            .expect("miss"),
+        None
+    );
+    assert_eq!(
+        store
+            .grant_by_key_id(&ApiKeyId::generate())
+            .await
+            .expect("miss"),
+        None
+    );
+}
+
+async fn an_account_lists_its_keys_oldest_first(store: Arc<dyn Store>) {
+    let account = customer("jane@smith-cpa.com");
+    let other = customer("john@smith-cpa.com");
+    store.insert_account(&account).await.expect("account");
+    store.insert_account(&other).await.expect("other");
+    let t = Timestamp::from_millis(1_700_000_000_000);
+    let newer = key_for(&account, "newer", t.plus_seconds(5));
+    let older = key_for(&account, "older", t);
+    store.insert_api_key(&newer).await.expect("newer");
+    store.insert_api_key(&older).await.expect("older");
+    store
+        .insert_api_key(&key_for(&other, "not mine", t))
+        .await
+        .expect("other");
+    let names: Vec<String> = store
+        .api_keys_of(&account.id)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    assert_eq!(names, ["older", "newer"]);
+}
+
+async fn revoking_a_key_happens_once(store: Arc<dyn Store>) {
+    let account = customer("jane@smith-cpa.com");
+    store.insert_account(&account).await.expect("account");
+    let key = key_for(&account, "ci", Timestamp::now());
+    store.insert_api_key(&key).await.expect("key");
+    let at = Timestamp::from_millis(1_700_000_000_000);
+    assert!(store.revoke_api_key(&key.id, at).await.expect("revoke"));
+    assert!(!store
+        .revoke_api_key(&key.id, at.plus_seconds(1))
+        .await
+        .expect("again"));
+    let grant = store
+        .grant_by_key_id(&key.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(grant.key.revoked_at, Some(at));
+    assert!(!store
+        .revoke_api_key(&ApiKeyId::generate(), at)
+        .await
+        .expect("missing"));
+}
+
+async fn using_a_key_is_recorded_at_most_once_a_minute(store: Arc<dyn Store>) {
+    let account = customer("jane@smith-cpa.com");
+    store.insert_account(&account).await.expect("account");
+    let key = key_for(&account, "ci", Timestamp::now());
+    store.insert_api_key(&key).await.expect("key");
+    let t = Timestamp::from_millis(1_700_000_000_000);
+    let last_used = |store: Arc<dyn Store>, id: ApiKeyId| async move {
+        store
+            .grant_by_key_id(&id)
+            .await
+            .expect("read")
+            .expect("exists")
+            .key
+            .last_used_at
+    };
+    store.touch_api_key(&key.id, t).await.expect("first use");
+    assert_eq!(last_used(store.clone(), key.id.clone()).await, Some(t));
+    store
+        .touch_api_key(&key.id, t.plus_seconds(30))
+        .await
+        .expect("30 s later");
+    assert_eq!(last_used(store.clone(), key.id.clone()).await, Some(t));
+    store
+        .touch_api_key(&key.id, t.plus_seconds(61))
+        .await
+        .expect("61 s later");
+    assert_eq!(
+        last_used(store, key.id.clone()).await,
+        Some(t.plus_seconds(61))
+    );
+}
+
+async fn usage_counts_add_up_across_flushes(store: Arc<dyn Store>) {
+    let key = ApiKeyId::generate();
+    let count = |day: &str, key: Option<&ApiKeyId>, op: &str, n| UsageCount {
+        day: day.into(),
+        api_key_id: key.cloned(),
+        source_platform: "tax-firm-a".into(),
+        operation: op.into(),
+        count: n,
+    };
+    store
+        .add_usage(&[
+            count("2024-01-14", Some(&key), "me", 2),
+            count("2024-01-15", Some(&key), "me", 3),
+        ])
+        .await
+        .expect("first flush");
+    store
+        .add_usage(&[
+            count("2024-01-15", Some(&key), "me", 4),
+            count("2024-01-15", None, "loginViaPersonalApiToken", 1),
+        ])
+        .await
+        .expect("second flush");
+    let rows = store.usage_since("2024-01-15").await.expect("read");
+    assert_eq!(
+        rows,
+        vec![
+            count("2024-01-15", None, "loginViaPersonalApiToken", 1),
+            count("2024-01-15", Some(&key), "me", 7),
+        ]
+    );
+}

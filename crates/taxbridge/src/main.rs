@@ -1,0 +1,110 @@
+//! `taxbridge`: one binary that serves the gateway and administers it. Every command reads the
+//! same settings (defaults < `--config` TOML < `TAXBRIDGE_*` env < flags) and works on the
+//! same database as a running server.
+
+mod admin;
+mod secrets;
+mod serve;
+mod settings;
+
+use clap::{Parser, Subcommand};
+use settings::{Overrides, Settings};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "taxbridge",
+    version,
+    about = "Taxbridge: a self-hostable gateway for tax firms and their software partners"
+)]
+struct Cli {
+    /// A TOML settings file (see config/example.toml).
+    #[arg(long, global = true, env = "TAXBRIDGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the SQLite database and generated secrets live [default: ./taxbridge-data].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// `sqlite://…` or `postgres://…` [default: sqlite://<data-dir>/taxbridge.db].
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the gateway. On an empty database, creates the owner account and prints its API key.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Bring the database schema up to date, then exit.
+    Migrate,
+    /// Print the GraphQL schema the server serves (SDL).
+    Schema,
+    /// Manage customer accounts.
+    #[command(subcommand)]
+    Users(admin::UsersCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(admin::KeysCommand),
+    /// Manage partner accounts.
+    #[command(subcommand)]
+    Partners(admin::PartnersCommand),
+    /// Print request counts per day, API key, source-platform and operation.
+    Usage {
+        /// How many days back, today included.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if let Command::Schema = cli.command {
+        print!("{}", taxbridge_api::sdl());
+        return std::process::ExitCode::SUCCESS;
+    }
+    let listen = match &cli.command {
+        Command::Serve { listen } => listen.clone(),
+        _ => None,
+    };
+    let overrides = Overrides {
+        data_dir: cli.data_dir,
+        database_url: cli.database_url,
+        listen,
+    };
+    let result = match Settings::load(cli.config.as_deref(), overrides) {
+        Ok(settings) => run(cli.command, settings).await,
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { .. } => serve::run(settings).await,
+        Command::Migrate => {
+            let url = settings.database_url();
+            taxbridge_store::connect(&url).await?;
+            println!(
+                "The database at {} is up to date.",
+                taxbridge_store::redact_url(&url)
+            );
+            Ok(())
+        }
+        Command::Schema => Ok(()),
+        Command::Users(cmd) => admin::users(cmd, &settings).await,
+        Command::Keys(cmd) => admin::keys(cmd, &settings).await,
+        Command::Partners(cmd) => admin::partners(cmd, &settings).await,
+        Command::Usage { days } => admin::usage(days, &settings).await,
+    }
+}

@@ -1,0 +1,112 @@
+//! `taxbridge serve`: open the database, load the secrets, build the services, print the
+//! first-start key if the database was empty, and serve until Ctrl-C or SIGTERM.
+
+use crate::{secrets, settings::Settings};
+use anyhow::Context;
+use std::{sync::Arc, time::Duration};
+use taxbridge_api::{ApiSettings, Application, QueryLimits, Services};
+use taxbridge_domain::{
+    identity::{reveal, Identity, IdentitySettings},
+    usage::UsageRecorder,
+};
+use taxbridge_store::Backend;
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    init_logging(&settings.log_format, &settings.log_level);
+    let url = settings.database_url();
+    let backend = Backend::of_url(&url)?;
+    if backend == Backend::Sqlite {
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!(
+                "Failed to create the data directory {}",
+                settings.data_dir.display()
+            )
+        })?;
+    }
+    let secrets = secrets::load(&settings, backend)?;
+    let store = taxbridge_store::connect(&url).await?;
+    let identity = Arc::new(Identity::new(
+        store,
+        &secrets.jwt_signing,
+        IdentitySettings {
+            token_lifetime_seconds: settings.auth.token_lifetime_seconds,
+            grant_cache_ttl: Duration::from_secs(settings.auth.revocation_check_seconds),
+        },
+    ));
+    let first_start = identity
+        .bootstrap_owner()
+        .await
+        .context("Failed to create the owner account")?;
+    let services = Arc::new(Services {
+        identity,
+        usage: Arc::new(UsageRecorder::default()),
+    });
+    let app = Application::build(
+        ApiSettings {
+            listen: settings.listen.clone(),
+            max_body_bytes: settings.limits.max_body_bytes,
+            query_limits: QueryLimits {
+                max_depth: settings.limits.max_query_depth,
+                max_complexity: settings.limits.max_query_complexity,
+            },
+            usage_flush_interval: Duration::from_secs(settings.usage.flush_interval_seconds.max(1)),
+        },
+        services,
+    )
+    .await?;
+    let addr = app.local_addr();
+    let endpoint = format!("http://{addr}/graphql");
+    tracing::info!(%endpoint, database = %taxbridge_store::redact_url(&url), "Taxbridge is serving");
+    if let Some((account, secret)) = first_start {
+        let key = reveal(&secret);
+        println!(
+            "Taxbridge created the owner account {} on this empty database.",
+            account.email
+        );
+        println!("API key: {key}");
+        println!(
+            "It is shown only this once. Exchange it for an access token (customer guide, step 2):"
+        );
+        println!(
+            "curl -X POST {endpoint} -H \"Content-Type: application/json\" -H \"source-platform: tax-firm-a\" -d '{{\"query\": \"mutation LoginViaPersonalApiToken($apiKey: String!) {{ loginViaPersonalApiToken(token: $apiKey) {{ accessToken }} }}\", \"variables\": {{\"apiKey\": \"{key}\"}}}}'"
+        );
+    }
+    println!("Taxbridge is serving GraphQL on {endpoint}");
+    app.run_until(shutdown_signal()).await
+}
+
+fn init_logging(format: &str, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().with_current_span(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

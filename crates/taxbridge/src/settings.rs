@@ -1,0 +1,262 @@
+//! The one typed settings tree, loaded once in `main`: built-in defaults, then the TOML file
+//! given with `--config`, then `TAXBRIDGE_*` environment variables (nested keys with `__`,
+//! e.g. `TAXBRIDGE_AUTH__JWT_SECRET`), then the command line's `--data-dir`/`--database-url`.
+//! Nothing else in Taxbridge reads the environment. Every setting is documented, with its
+//! default and env var, in `config/example.toml`.
+
+use anyhow::Context;
+use figment::{
+    providers::{Env, Format, Serialized, Toml},
+    Figment,
+};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Address `taxbridge serve` listens on.
+    pub listen: String,
+    /// Where the SQLite database and generated secrets live by default.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; unset means `sqlite://<data_dir>/taxbridge.db`.
+    pub database_url: Option<String>,
+    /// `text` (readable) or `json` (one object a line, for log shippers).
+    pub log_format: String,
+    /// Which log lines to write, as a tracing filter: `info`, `debug`, `info,sqlx=warn`, ….
+    pub log_level: String,
+    pub auth: AuthSettings,
+    pub encryption: EncryptionSettings,
+    pub limits: LimitSettings,
+    pub usage: UsageSettings,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    /// The HS256 signing secret for access tokens, at least 32 characters. Unset: generated
+    /// into `<data_dir>/secrets/` on SQLite; required on PostgreSQL.
+    #[serde(skip_serializing)]
+    pub jwt_secret: Option<SecretString>,
+    pub token_lifetime_seconds: i64,
+    /// How long a node trusts what it read about an API key: the longest a revocation made on
+    /// another node (or with the CLI) takes to stop that key's tokens here.
+    pub revocation_check_seconds: u64,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct EncryptionSettings {
+    /// The key that encrypts stored credentials: 32 bytes, base64. Unset: generated into
+    /// `<data_dir>/secrets/` on SQLite; required on PostgreSQL.
+    #[serde(skip_serializing)]
+    pub key: Option<SecretString>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LimitSettings {
+    pub max_body_bytes: usize,
+    pub max_query_depth: usize,
+    pub max_query_complexity: usize,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct UsageSettings {
+    pub flush_interval_seconds: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./taxbridge-data"),
+            database_url: None,
+            log_format: "text".into(),
+            log_level: "info,sqlx=warn".into(),
+            auth: AuthSettings::default(),
+            encryption: EncryptionSettings::default(),
+            limits: LimitSettings::default(),
+            usage: UsageSettings::default(),
+        }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            token_lifetime_seconds: 3600,
+            revocation_check_seconds: 2,
+        }
+    }
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_query_depth: 12,
+            max_query_complexity: 2000,
+        }
+    }
+}
+
+impl Default for UsageSettings {
+    fn default() -> Self {
+        Self {
+            flush_interval_seconds: 5,
+        }
+    }
+}
+
+/// What the command line may override.
+#[derive(Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+impl Settings {
+    pub fn load(config_file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Self> {
+        Self::load_from(
+            config_file,
+            Env::prefixed("TAXBRIDGE_").split("__").ignore(&["CONFIG"]),
+            overrides,
+        )
+    }
+
+    fn load_from(
+        config_file: Option<&Path>,
+        env: Env,
+        overrides: Overrides,
+    ) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = config_file {
+            anyhow::ensure!(
+                file.exists(),
+                "the config file {} does not exist",
+                file.display()
+            );
+            figment = figment.merge(Toml::file(file));
+        }
+        let settings: Settings = figment
+            .merge(env)
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .context(
+                "Failed to read the settings (defaults < config file < TAXBRIDGE_* environment)",
+            )?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.auth.token_lifetime_seconds >= 60,
+            "auth.token_lifetime_seconds must be at least 60 (got {})",
+            self.auth.token_lifetime_seconds
+        );
+        anyhow::ensure!(
+            self.auth.revocation_check_seconds <= 5,
+            "auth.revocation_check_seconds must be at most 5, so a revoked key stops within 5 s everywhere"
+        );
+        anyhow::ensure!(
+            matches!(self.log_format.as_str(), "text" | "json"),
+            "log_format must be `text` or `json` (got `{}`)",
+            self.log_format
+        );
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("taxbridge.db").display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> Env {
+        Env::prefixed("TAXBRIDGE_TEST_NOTHING_SET_")
+    }
+
+    #[test]
+    fn the_example_config_parses_and_matches_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/example.toml");
+        let settings = Settings::load_from(Some(&example), no_env(), Overrides::default())
+            .expect("example parses");
+        let defaults = Settings::default();
+        assert_eq!(settings.listen, defaults.listen);
+        assert_eq!(
+            settings.auth.token_lifetime_seconds,
+            defaults.auth.token_lifetime_seconds
+        );
+        assert_eq!(
+            settings.limits.max_body_bytes,
+            defaults.limits.max_body_bytes
+        );
+        assert_eq!(
+            settings.usage.flush_interval_seconds,
+            defaults.usage.flush_interval_seconds
+        );
+    }
+
+    #[test]
+    fn the_environment_beats_the_file_and_the_command_line_beats_both() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("taxbridge.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\ndata_dir = \"/from/file\"\n[auth]\ntoken_lifetime_seconds = 600\n").expect("write");
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TAXBRIDGE_AUTH__TOKEN_LIFETIME_SECONDS", "900");
+            jail.set_env("TAXBRIDGE_DATA_DIR", "/from/env");
+            let settings = Settings::load(
+                Some(&file),
+                Overrides {
+                    database_url: Some("postgres://tb@db/tb".into()),
+                    ..Overrides::default()
+                },
+            )
+            .expect("loads");
+            assert_eq!(settings.listen, "0.0.0.0:9000");
+            assert_eq!(settings.auth.token_lifetime_seconds, 900);
+            assert_eq!(settings.data_dir, PathBuf::from("/from/env"));
+            assert_eq!(settings.database_url(), "postgres://tb@db/tb");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_default_database_is_sqlite_in_the_data_dir() {
+        let settings = Settings::default();
+        assert_eq!(
+            settings.database_url(),
+            "sqlite://./taxbridge-data/taxbridge.db"
+        );
+    }
+
+    #[test]
+    fn nonsense_settings_are_refused_with_the_setting_named() {
+        let err = Settings::load_from(None, no_env(), Overrides::default())
+            .map(|_| ())
+            .and_then(|_| {
+                let mut s = Settings::default();
+                s.auth.token_lifetime_seconds = 5;
+                s.check()
+            })
+            .expect_err("too short");
+        assert!(
+            err.to_string().contains("auth.token_lifetime_seconds"),
+            "{err}"
+        );
+    }
+}

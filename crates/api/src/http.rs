@@ -142,7 +142,14 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Body) 
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         return too_large();
     };
-    let request: async_graphql::Request = match serde_json::from_slice(&bytes) {
+    let parsed = serde_json::from_slice::<async_graphql::Request>(&bytes).and_then(|request| {
+        if request.query.trim().is_empty() {
+            Err(serde::de::Error::custom("it has no `query`"))
+        } else {
+            Ok(request)
+        }
+    });
+    let request = match parsed {
         Ok(request) => request,
         Err(err) => {
             return refuse(

@@ -66,3 +66,22 @@ pub async fn fresh_database(backend: Backend) -> anyhow::Result<Option<TestDatab
 fn uuid_like() -> String {
     taxbridge_domain::ids::ApiKeyId::generate().as_str()[4..].to_owned()
 }
+
+/// Drops a table under a running server, to test how failures of the database look to callers.
+pub async fn drop_table(url: &str, table: &str) -> anyhow::Result<()> {
+    match Backend::of_url(url)? {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(url).await?;
+            sqlx::query(&format!("DROP TABLE {table}"))
+                .execute(&mut conn)
+                .await?;
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await?;
+            sqlx::query(&format!("DROP TABLE {table} CASCADE"))
+                .execute(&mut conn)
+                .await?;
+        }
+    }
+    Ok(())
+}

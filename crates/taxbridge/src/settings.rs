@@ -212,6 +212,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure returns figment's own error type
     fn the_environment_beats_the_file_and_the_command_line_beats_both() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("taxbridge.toml");

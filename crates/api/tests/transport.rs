@@ -1,0 +1,284 @@
+//! The HTTP and GraphQL transport: error codes, limits, usage counting, operational routes.
+
+mod support;
+
+use serde_json::json;
+use std::time::{Duration, Instant};
+use support::TestApp;
+use taxbridge_domain::{ids::ApiKeyId, time::Timestamp};
+
+per_backend!(
+    a_query_that_does_not_parse_is_graphql_parse_failed,
+    a_query_that_does_not_fit_the_schema_is_graphql_validation_failed,
+    a_missing_variable_is_graphql_validation_failed,
+    an_over_complex_or_over_deep_query_is_query_too_complex,
+    a_body_that_is_not_a_graphql_request_is_a_400,
+    a_body_over_the_limit_is_a_413,
+    every_response_carries_a_request_id,
+    requests_are_counted_per_day_key_platform_and_operation,
+    a_database_failure_is_masked_and_points_into_the_log,
+    health_readiness_and_metrics_answer,
+    get_on_graphql_serves_graphiql,
+);
+
+async fn a_query_that_does_not_parse_is_graphql_parse_failed(app: TestApp) {
+    let response = app
+        .graphql(json!({ "query": "query Me { me { id name " }), None, None)
+        .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.code(), "GRAPHQL_PARSE_FAILED", "{}", response.body);
+}
+
+async fn a_query_that_does_not_fit_the_schema_is_graphql_validation_failed(app: TestApp) {
+    let response = app
+        .graphql(json!({ "query": "{ me { id shoeSize } }" }), None, None)
+        .await;
+    assert_eq!(
+        response.code(),
+        "GRAPHQL_VALIDATION_FAILED",
+        "{}",
+        response.body
+    );
+    assert!(
+        response.message().contains("shoeSize"),
+        "{}",
+        response.message()
+    );
+    let response = app
+        .graphql(json!({ "query": "query A { me { id } } query B { me { name } }", "operationName": "C" }), None, None)
+        .await;
+    assert_eq!(
+        response.code(),
+        "GRAPHQL_VALIDATION_FAILED",
+        "{}",
+        response.body
+    );
+}
+
+async fn a_missing_variable_is_graphql_validation_failed(app: TestApp) {
+    let response = app
+        .graphql(
+            json!({ "query": "mutation L($apiKey: String!) { loginViaPersonalApiToken(token: $apiKey) { accessToken } }" }),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        response.code(),
+        "GRAPHQL_VALIDATION_FAILED",
+        "{}",
+        response.body
+    );
+}
+
+async fn an_over_complex_or_over_deep_query_is_query_too_complex(app: TestApp) {
+    let aliases: String = (0..1_100).map(|i| format!("f{i}: me {{ id }} ")).collect();
+    let response = app
+        .graphql(json!({ "query": format!("{{ {aliases} }}") }), None, None)
+        .await;
+    assert_eq!(
+        response.code(),
+        "QUERY_TOO_COMPLEX",
+        "{}",
+        response.message()
+    );
+
+    let mut deep = "name".to_owned();
+    for _ in 0..14 {
+        deep = format!("ofType {{ {deep} }}");
+    }
+    let response = app
+        .graphql(json!({ "query": format!("{{ __schema {{ types {{ fields {{ type {{ {deep} }} }} }} }} }}") }), None, None)
+        .await;
+    assert_eq!(
+        response.code(),
+        "QUERY_TOO_COMPLEX",
+        "{}",
+        response.message()
+    );
+}
+
+async fn a_body_that_is_not_a_graphql_request_is_a_400(app: TestApp) {
+    for body in ["nonsense", "[1, 2]", "{\"variables\": {}}"] {
+        let response = app
+            .http
+            .post(&app.endpoint)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 400, "{body}");
+        let json: serde_json::Value = response.json().await.expect("a JSON error");
+        assert_eq!(
+            json["errors"][0]["extensions"]["code"],
+            "GRAPHQL_PARSE_FAILED"
+        );
+        assert!(
+            json["errors"][0]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("\"query\""),
+            "{json}"
+        );
+    }
+}
+
+async fn a_body_over_the_limit_is_a_413(app: TestApp) {
+    let padding = "x".repeat(70 * 1024);
+    let response = app
+        .http
+        .post(&app.endpoint)
+        .json(&json!({ "query": "{ me { id } }", "variables": { "padding": padding } }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 413);
+    let json: serde_json::Value = response.json().await.expect("a JSON error");
+    assert_eq!(json["errors"][0]["extensions"]["field"], "body");
+}
+
+async fn every_response_carries_a_request_id(app: TestApp) {
+    let response = app
+        .http
+        .post(&app.endpoint)
+        .json(&json!({ "query": "{ me { id } }" }))
+        .send()
+        .await
+        .expect("send");
+    let id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert_eq!(id.len(), 36, "a UUID request id, got {id:?}");
+}
+
+async fn requests_are_counted_per_day_key_platform_and_operation(app: TestApp) {
+    let (_, secret, key_id) = app.customer_with_key("jane@smith-cpa.com").await;
+    let token = app.token_for(&secret).await; // login, platform tax-firm-a
+    for _ in 0..3 {
+        app.graphql(
+            json!({ "query": "query Me { me { id } }" }),
+            Some(&token),
+            Some("tax-firm-a"),
+        )
+        .await
+        .assert_ok();
+    }
+    app.graphql(
+        json!({ "query": "{ me { id } }" }),
+        Some(&token),
+        Some("qount"),
+    )
+    .await
+    .assert_ok();
+    app.graphql(json!({ "query": "{ me { id } }" }), Some(&token), None)
+        .await
+        .assert_ok();
+
+    let today = Timestamp::now().day();
+    let key = ApiKeyId::from_string(key_id);
+    let expected = [
+        ("(unspecified)", "me", 1),
+        ("qount", "me", 1),
+        ("tax-firm-a", "loginViaPersonalApiToken", 1),
+        ("tax-firm-a", "me", 3),
+    ];
+    let started = Instant::now();
+    loop {
+        let rows = app.store.usage_since(&today).await.expect("usage");
+        let mine: Vec<(&str, &str, u64)> = rows
+            .iter()
+            .filter(|r| r.api_key_id.as_ref() == Some(&key))
+            .map(|r| (r.source_platform.as_str(), r.operation.as_str(), r.count))
+            .collect();
+        if mine == expected {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "usage never reached {expected:?}: {mine:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn a_database_failure_is_masked_and_points_into_the_log(app: TestApp) {
+    // Break the database under the running server: the login query will fail.
+    let (_, secret, _) = app.customer_with_key("jane@smith-cpa.com").await;
+    let saboteur = taxbridge_store::testing::drop_table(&app.database_url, "api_keys").await;
+    saboteur.expect("drop table");
+    let response = app.login(&secret).await;
+    assert_eq!(
+        response.code(),
+        "INTERNAL_SERVER_ERROR",
+        "{}",
+        response.body
+    );
+    let request_id = response.body["errors"][0]["extensions"]["requestId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(request_id.len(), 36, "{}", response.body);
+    let message = response.message();
+    assert!(message.contains(&request_id), "{message}");
+    assert!(
+        !message.contains("api_keys") && !message.to_lowercase().contains("sql"),
+        "leaked: {message}"
+    );
+}
+
+async fn health_readiness_and_metrics_answer(app: TestApp) {
+    let health = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200);
+    let ready: serde_json::Value = app
+        .http
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["database"], app.store.backend());
+
+    app.me(None).await;
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("taxbridge_http_requests_total{route=\"/graphql\",status=\"200\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("taxbridge_graphql_errors_total{code=\"UNAUTHENTICATED\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("taxbridge_http_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+}
+
+async fn get_on_graphql_serves_graphiql(app: TestApp) {
+    let page = app.http.get(&app.endpoint).send().await.expect("get");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("graphiql") && html.contains("/graphql"),
+        "{html}"
+    );
+}

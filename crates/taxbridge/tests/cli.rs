@@ -1,0 +1,405 @@
+//! The `taxbridge` binary as an operator uses it: first start, admin commands beside a running
+//! server on the same SQLite file, and the refusal to start on PostgreSQL without secrets.
+
+use serde_json::{json, Value};
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_taxbridge");
+
+fn taxbridge(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("TAXBRIDGE_DATABASE_URL")
+        .output()
+        .expect("run taxbridge")
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "command failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+struct Server {
+    child: Child,
+    endpoint: String,
+    first_key: Option<String>,
+    first_curl: Option<String>,
+}
+
+impl Server {
+    /// Stops the server as an init system would (SIGTERM) and waits for it to exit.
+    fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "a SIGTERM is a clean shutdown: {status}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Starts `taxbridge serve` and reads its stdout until it says it is serving.
+fn serve(data_dir: &Path) -> Server {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["serve", "--listen", &listen])
+        .env_remove("TAXBRIDGE_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut first_key, mut first_curl) = (None, None);
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        if let Some(key) = line.strip_prefix("API key: ") {
+            first_key = Some(key.to_owned());
+        }
+        if line.starts_with("curl ") {
+            first_curl = Some(line.clone());
+        }
+        if line.starts_with("Taxbridge is serving") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    Server {
+        child,
+        endpoint: format!("http://{listen}/graphql"),
+        first_key,
+        first_curl,
+    }
+}
+
+fn post(endpoint: &str, body: Value, token: Option<&str>) -> Value {
+    let mut request = ureq_like::post(endpoint, &body);
+    if let Some(token) = token {
+        request.bearer = Some(token.to_owned());
+    }
+    request.send()
+}
+
+/// A tiny blocking HTTP client over the system `curl`, the client the README uses.
+mod ureq_like {
+    use serde_json::Value;
+    use std::process::Command;
+
+    pub struct Request {
+        url: String,
+        body: String,
+        pub bearer: Option<String>,
+    }
+
+    pub fn post(url: &str, body: &Value) -> Request {
+        Request {
+            url: url.to_owned(),
+            body: body.to_string(),
+            bearer: None,
+        }
+    }
+
+    impl Request {
+        pub fn send(self) -> Value {
+            let mut cmd = Command::new("curl");
+            cmd.args([
+                "-s",
+                "-X",
+                "POST",
+                &self.url,
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                &self.body,
+            ]);
+            if let Some(token) = &self.bearer {
+                cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+            }
+            let out = cmd.output().expect("curl");
+            serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&out.stdout)))
+        }
+    }
+}
+
+fn login(endpoint: &str, key: &str) -> Value {
+    post(
+        endpoint,
+        json!({ "query": "mutation L($apiKey: String!) { loginViaPersonalApiToken(token: $apiKey) { accessToken } }", "variables": { "apiKey": key } }),
+        None,
+    )
+}
+
+fn token(endpoint: &str, key: &str) -> String {
+    let response = login(endpoint, key);
+    response["data"]["loginViaPersonalApiToken"]["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("login failed: {response}"))
+        .to_owned()
+}
+
+#[test]
+fn first_start_prints_a_working_key_and_curl_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = serve(dir.path());
+    let key = server
+        .first_key
+        .clone()
+        .expect("an `API key:` line on first start");
+    assert!(key.starts_with("tb_pat_"), "{key}");
+
+    // The printed cURL is the customer guide's step 2, ready to paste.
+    let curl = server.first_curl.clone().expect("a cURL line");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&curl)
+        .output()
+        .expect("run the printed curl");
+    let body: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let access = body["data"]["loginViaPersonalApiToken"]["accessToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let me = post(
+        &server.endpoint,
+        json!({ "query": "query Me { me { id name } }" }),
+        Some(&access),
+    );
+    assert_eq!(me["data"]["me"]["name"], "Owner");
+    drop(server);
+
+    let again = serve(dir.path());
+    assert_eq!(
+        again.first_key, None,
+        "the key is printed only on the first start"
+    );
+    assert!(dir.path().join("secrets/jwt-signing.key").exists());
+    assert!(dir.path().join("secrets/encryption.key").exists());
+    // Tokens survive a restart: the signing secret was kept in the data dir.
+    let me = post(
+        &again.endpoint,
+        json!({ "query": "{ me { id } }" }),
+        Some(&access),
+    );
+    assert!(me["data"]["me"]["id"].is_string(), "{me}");
+}
+
+#[test]
+fn admin_commands_manage_keys_beside_a_running_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = serve(dir.path());
+
+    let created = stdout(&taxbridge(
+        dir.path(),
+        &[
+            "users",
+            "create",
+            "--email",
+            "Jane@Smith-CPA.com",
+            "--name",
+            "Jane Doe",
+        ],
+    ));
+    assert!(created.trim().starts_with("acc_"), "{created}");
+    let key = stdout(&taxbridge(
+        dir.path(),
+        &[
+            "keys",
+            "create",
+            "--email",
+            "jane@smith-cpa.com",
+            "--name",
+            "Production Integration",
+            "--expires-in-days",
+            "30",
+        ],
+    ));
+    let key = key.trim().to_owned();
+    assert!(
+        key.starts_with("tb_pat_") && !key.contains(' '),
+        "the key alone on stdout: {key:?}"
+    );
+
+    let access = token(&server.endpoint, &key);
+    let me = post(
+        &server.endpoint,
+        json!({ "query": "{ me { email name accountType } }" }),
+        Some(&access),
+    );
+    assert_eq!(
+        me["data"]["me"],
+        json!({ "email": "jane@smith-cpa.com", "name": "Jane Doe", "accountType": "customer" })
+    );
+
+    let listing = stdout(&taxbridge(
+        dir.path(),
+        &["keys", "list", "--email", "jane@smith-cpa.com"],
+    ));
+    assert!(
+        listing.contains("Production Integration") && listing.contains(&key[..11]),
+        "{listing}"
+    );
+    assert!(!listing.contains(&key), "the secret is never listed");
+    let key_id = listing
+        .lines()
+        .find(|l| l.contains("Production Integration"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("a key row")
+        .to_owned();
+
+    stdout(&taxbridge(dir.path(), &["keys", "revoke", &key_id]));
+    let revoked = Instant::now();
+    loop {
+        let me = post(
+            &server.endpoint,
+            json!({ "query": "{ me { id } }" }),
+            Some(&access),
+        );
+        if me["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED" {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(5),
+            "a key revoked with the CLI still worked after 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let listing = stdout(&taxbridge(
+        dir.path(),
+        &["keys", "list", "--email", "jane@smith-cpa.com"],
+    ));
+    assert!(listing.contains("revoked"), "{listing}");
+    let again = taxbridge(dir.path(), &["keys", "revoke", &key_id]);
+    assert!(!again.status.success(), "revoking twice is an error");
+}
+
+#[test]
+fn partners_get_a_partner_key_and_usage_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = serve(dir.path());
+    let key = stdout(&taxbridge(
+        dir.path(),
+        &[
+            "partners",
+            "create",
+            "--name",
+            "Qount",
+            "--provider-key",
+            "qount",
+            "--email",
+            "eng@qount.io",
+        ],
+    ));
+    let key = key.trim();
+    assert!(key.starts_with("tb_ptk_"), "{key}");
+    let access = token(&server.endpoint, key);
+    let me = post(
+        &server.endpoint,
+        json!({ "query": "{ me { accountType } }" }),
+        Some(&access),
+    );
+    assert_eq!(me["data"]["me"]["accountType"], "partner");
+
+    let duplicate = taxbridge(
+        dir.path(),
+        &[
+            "partners",
+            "create",
+            "--name",
+            "Q2",
+            "--provider-key",
+            "qount",
+            "--email",
+            "q2@qount.io",
+        ],
+    );
+    assert!(!duplicate.status.success());
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("provider key `qount`"));
+
+    // Usage is flushed every 5 s by default, and on a clean shutdown.
+    server.terminate();
+    let usage = stdout(&taxbridge(dir.path(), &["usage", "--days", "1"]));
+    assert!(usage.contains("loginViaPersonalApiToken"), "{usage}");
+}
+
+#[test]
+fn bad_input_to_admin_commands_says_what_to_fix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = taxbridge(dir.path(), &["users", "create", "--email", "not-an-email"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("not a valid email"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let missing = taxbridge(
+        dir.path(),
+        &[
+            "keys",
+            "create",
+            "--email",
+            "nobody@example.com",
+            "--name",
+            "x",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&missing.stderr)
+        .contains("no account has the email nobody@example.com"));
+}
+
+#[test]
+fn migrate_and_schema_work_without_a_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = stdout(&taxbridge(dir.path(), &["migrate"]));
+    assert!(out.contains("up to date"), "{out}");
+    let schema = stdout(&taxbridge(dir.path(), &["schema"]));
+    assert_eq!(schema, include_str!("../../../schema.graphql"));
+}
+
+#[test]
+fn serving_postgres_without_shared_secrets_names_the_setting_to_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "--database-url",
+            "postgres://taxbridge:hunter2@127.0.0.1:1/taxbridge",
+            "serve",
+        ])
+        .env_remove("TAXBRIDGE_AUTH__JWT_SECRET")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TAXBRIDGE_AUTH__JWT_SECRET"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}

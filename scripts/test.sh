@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every check Taxbridge has, as CI does: formatting, lints, the committed schema, the test
+# suites on SQLite and on a throwaway PostgreSQL, and the doc pages' example programs against a
+# real server. Installs what it needs (PostgreSQL, the TypeScript compiler, Python requests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "tools"
+python3 -c 'import requests' 2>/dev/null || python3 -m pip install --quiet requests
+command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+(cd scripts/seeds && npm ci --no-audit --no-fund --loglevel=error)
+eval "$(scripts/test-postgres.sh start)"
+export CI="${CI:-local}"   # makes the PostgreSQL halves of the suites mandatory
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "schema.graphql matches the code"
+cargo build --quiet -p taxbridge
+./target/debug/taxbridge schema | diff -u schema.graphql - \
+  || { echo "schema.graphql is stale: run ./target/debug/taxbridge schema > schema.graphql"; exit 1; }
+
+step "cargo test (SQLite and PostgreSQL)"
+cargo test --workspace
+
+step "the doc pages' example programs against a running server"
+python3 scripts/seeds/run.py --bin target/debug/taxbridge

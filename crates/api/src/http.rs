@@ -3,11 +3,11 @@
 
 use crate::{
     error::{ErrorCode, INTERNAL_MESSAGE},
-    graphql::{build_schema, GatewaySchema, RequestContext},
+    graphql::{build_schema, root_fields, GatewaySchema, RequestContext},
     metrics::Metrics,
     ApiSettings, Services,
 };
-use async_graphql::http::GraphiQLSource;
+use async_graphql::{http::GraphiQLSource, ServerError};
 use axum::{
     body::Body,
     extract::{MatchedPath, Request, State},
@@ -80,14 +80,7 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
     let response = next.run(request).await;
     state
         .metrics
-        .http_duration
-        .with_label_values(&[route])
-        .observe(started.elapsed().as_secs_f64());
-    state
-        .metrics
-        .http_requests
-        .with_label_values(&[route, response.status().as_str()])
-        .inc();
+        .observe(route, response.status(), started.elapsed());
     response
 }
 
@@ -165,26 +158,33 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Body) 
 
     let id = request_id(&headers);
     let platform = normalise_platform(headers.get("source-platform").and_then(|v| v.to_str().ok()));
-    let context = Arc::new(RequestContext::new(
-        id.clone(),
-        request.operation_name.clone(),
-        bearer_token(&headers),
-    ));
-    let mut response = state.schema.execute(request.data(context.clone())).await;
+    let context = Arc::new(RequestContext::new(id.clone(), bearer_token(&headers)));
+    let mut request = request.data(context.clone());
+    // Parsed here rather than in an async-graphql extension: execution reuses the document, the
+    // usage counter needs its root fields, and an extension would wrap every field's resolver.
+    let operation_name = request.operation_name.take();
+    let (operation, mut response) = match request.parsed_query() {
+        Ok(document) => {
+            let operation = root_fields(document, operation_name.as_deref());
+            request.operation_name = operation_name;
+            (operation, state.schema.execute(request).await)
+        }
+        Err(err) => (
+            "(unparsed)".to_owned(),
+            async_graphql::Response::from_errors(vec![with_code(
+                err,
+                ErrorCode::GraphqlParseFailed,
+            )]),
+        ),
+    };
 
     for error in &mut response.errors {
-        let extensions = error.extensions.get_or_insert_with(Default::default);
-        let code = match extensions.get("code") {
-            Some(async_graphql::Value::String(code)) => code.clone(),
-            // async-graphql's own late checks (an unknown operation name, say) carry no code.
-            _ => {
-                extensions.set("code", ErrorCode::GraphqlValidationFailed.as_str());
-                ErrorCode::GraphqlValidationFailed.as_str().to_owned()
-            }
-        };
-        if code == ErrorCode::InternalServerError.as_str() {
+        let code = classify(error);
+        if code == ErrorCode::InternalServerError {
             error.message = format!("{INTERNAL_MESSAGE} Quote request id {id} when reporting it.");
-            extensions.set("requestId", id.as_str());
+            if let Some(extensions) = error.extensions.as_mut() {
+                extensions.set("requestId", id.as_str());
+            }
         }
         state
             .metrics
@@ -193,12 +193,38 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Body) 
             .inc();
     }
 
-    let operation = context.operation.get().map_or("(unparsed)", String::as_str);
     state
         .services
         .usage
-        .record(Timestamp::now(), context.key_id(), &platform, operation);
+        .record(Timestamp::now(), context.key_id(), &platform, &operation);
     Json(response).into_response()
+}
+
+fn with_code(mut err: ServerError, code: ErrorCode) -> ServerError {
+    err.extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code.as_str());
+    err
+}
+
+/// Every error leaves with a code. Ours carry theirs already (see `error.rs`); the ones
+/// async-graphql raises itself before execution (validation, complexity and depth limits, an
+/// unknown operation name) are given theirs here.
+fn classify(error: &mut ServerError) -> ErrorCode {
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    if let Some(async_graphql::Value::String(code)) = extensions.get("code") {
+        if let Some(known) = ErrorCode::ALL.into_iter().find(|c| c.as_str() == code) {
+            return known;
+        }
+    }
+    let code = if error.message.contains("too complex") || error.message.contains("nested too deep")
+    {
+        ErrorCode::QueryTooComplex
+    } else {
+        ErrorCode::GraphqlValidationFailed
+    };
+    extensions.set("code", code.as_str());
+    code
 }
 
 async fn graphiql() -> Html<String> {

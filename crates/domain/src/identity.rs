@@ -52,11 +52,21 @@ pub enum IdentityError {
     Store(#[from] StoreError),
 }
 
-/// Who a request acts for, established by [`Identity::authenticate`].
+/// Who a request acts for, established by [`Identity::authenticate`]: the key and account as
+/// read (shared with the grant cache, not copied per request).
 #[derive(Clone, Debug)]
 pub struct Caller {
-    pub account: Account,
-    pub key_id: ApiKeyId,
+    grant: Arc<KeyGrant>,
+}
+
+impl Caller {
+    pub fn account(&self) -> &Account {
+        &self.grant.account
+    }
+
+    pub fn key_id(&self) -> &ApiKeyId {
+        &self.grant.key.id
+    }
 }
 
 pub struct IdentitySettings {
@@ -79,6 +89,10 @@ pub struct Identity {
     tokens: TokenIssuer,
     /// Key grants by key id, trusted for a short time.
     grants: moka::sync::Cache<ApiKeyId, Arc<KeyGrant>>,
+    /// Usable key grants by key hash, for logins, trusted just as long. Only grants that were
+    /// usable are kept, and one found unusable is read again, so every refused login costs the
+    /// same database read whatever the reason.
+    logins: moka::sync::Cache<KeyHash, Arc<KeyGrant>>,
     /// Keys whose use this node recorded in the last minute: `last_used_at` is written at
     /// most once a minute per key rather than on every request.
     touched: moka::sync::Cache<ApiKeyId, ()>,
@@ -97,6 +111,10 @@ impl Identity {
                 .max_capacity(100_000)
                 .time_to_live(settings.grant_cache_ttl)
                 .build(),
+            logins: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(settings.grant_cache_ttl)
+                .build(),
             touched: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
@@ -111,24 +129,24 @@ impl Identity {
     /// Exchanges an API key for an access token.
     #[tracing::instrument(skip_all)]
     pub async fn login(&self, secret: &str) -> Result<(IssuedToken, Caller), AuthError> {
-        // Every key, well-formed or not, costs one hash and one indexed read, so that wrong,
-        // expired and revoked keys answer alike and in the same time.
-        let grant = self.store.grant_by_key_hash(&KeyHash::of(secret)).await?;
+        let hash = KeyHash::of(secret);
         let now = Timestamp::now();
-        let grant = grant
-            .filter(|g| g.key.is_usable_at(now) && !g.account.is_disabled())
-            .ok_or(AuthError::InvalidApiKey)?;
+        let usable = |g: &KeyGrant| g.key.is_usable_at(now) && !g.account.is_disabled();
+        let grant = match self.logins.get(&hash).filter(|g| usable(g)) {
+            Some(grant) => grant,
+            None => {
+                // Every key, well-formed or not, costs one hash and one indexed read, so that
+                // wrong, expired and revoked keys answer alike and in the same time.
+                let fresh = self.store.grant_by_key_hash(&hash).await?;
+                let fresh = Arc::new(fresh.filter(usable).ok_or(AuthError::InvalidApiKey)?);
+                self.logins.insert(hash, fresh.clone());
+                fresh
+            }
+        };
         let issued = self.tokens.issue(&grant.account.id, &grant.key.id, now);
         self.touch(&grant.key.id, now);
-        self.grants
-            .insert(grant.key.id.clone(), Arc::new(grant.clone()));
-        Ok((
-            issued,
-            Caller {
-                account: grant.account,
-                key_id: grant.key.id,
-            },
-        ))
+        self.grants.insert(grant.key.id.clone(), grant.clone());
+        Ok((issued, Caller { grant }))
     }
 
     /// Turns a bearer token into the caller it stands for.
@@ -154,10 +172,7 @@ impl Identity {
             return Err(AuthError::KeyNoLongerUsable);
         }
         self.touch(&grant.key.id, now);
-        Ok(Caller {
-            account: grant.account.clone(),
-            key_id: grant.key.id.clone(),
-        })
+        Ok(Caller { grant })
     }
 
     fn touch(&self, key: &ApiKeyId, now: Timestamp) {
@@ -268,6 +283,8 @@ impl Identity {
     pub async fn revoke_key(&self, id: &ApiKeyId) -> Result<bool, StoreError> {
         let revoked = self.store.revoke_api_key(id, Timestamp::now()).await?;
         self.grants.invalidate(id);
+        // The login cache is keyed by hash, which the id does not give; revocations are rare.
+        self.logins.invalidate_all();
         Ok(revoked)
     }
 

@@ -26,7 +26,10 @@ pub struct UsageCount {
     pub count: u64,
 }
 
-type Bucket = (String, Option<ApiKeyId>, String, String);
+/// (days since the epoch, key, platform, operation): the day stays a number on the hot path.
+type Bucket = (i64, Option<ApiKeyId>, String, String);
+
+const DAY_MS: i64 = 86_400_000;
 
 #[derive(Default)]
 pub struct UsageRecorder {
@@ -61,7 +64,7 @@ impl UsageRecorder {
             platform
         };
         let bucket = (
-            at.day(),
+            at.as_millis().div_euclid(DAY_MS),
             key.cloned(),
             platform.to_owned(),
             operation.to_owned(),
@@ -78,7 +81,7 @@ impl UsageRecorder {
             .drain()
             .map(
                 |((day, api_key_id, source_platform, operation), count)| UsageCount {
-                    day,
+                    day: Timestamp::from_millis(day * DAY_MS).day(),
                     api_key_id,
                     source_platform,
                     operation,
@@ -94,7 +97,9 @@ impl UsageRecorder {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         for c in counts {
-            let bucket = (c.day, c.api_key_id, c.source_platform, c.operation);
+            let day = Timestamp::parse_rfc3339(&format!("{}T00:00:00Z", c.day))
+                .map_or(0, |t| t.as_millis().div_euclid(DAY_MS));
+            let bucket = (day, c.api_key_id, c.source_platform, c.operation);
             *pending.entry(bucket).or_insert(0) += c.count;
         }
     }
@@ -143,6 +148,21 @@ mod tests {
         assert_eq!(counts[1].count, 3);
         assert_eq!(counts[1].day, "2024-01-15");
         assert!(recorder.drain().is_empty());
+    }
+
+    #[test]
+    fn counts_put_back_after_a_failed_flush_keep_their_day() {
+        let recorder = UsageRecorder::default();
+        let at = Timestamp::from_millis(1_705_314_600_000);
+        recorder.record(at, None, "tax-firm-a", "me");
+        recorder.record(at, None, "tax-firm-a", "me");
+        let drained = recorder.drain();
+        recorder.restore(drained.clone());
+        recorder.record(at, None, "tax-firm-a", "me");
+        let again = recorder.drain();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].day, "2024-01-15");
+        assert_eq!(again[0].count, 3);
     }
 
     #[test]

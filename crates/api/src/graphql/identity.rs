@@ -61,7 +61,7 @@ impl IdentityQuery {
     /// The account behind the access token. (doc)
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
         let caller = caller(ctx).await?;
-        Ok(Me::from(&caller.account))
+        Ok(Me::from(caller.account()))
     }
 }
 
@@ -78,7 +78,7 @@ impl IdentityMutation {
             .login(&token)
             .await
             .map_err(ApiError::from)?;
-        let _ = request(ctx).login_key.set(caller.key_id);
+        let _ = request(ctx).login_key.set(caller.key_id().clone());
         Ok(LoginResult {
             access_token: issued.token,
             expires_at: issued.expires_at.into(),

@@ -2,7 +2,6 @@
 //! fields; they are merged into [`Query`] and [`Mutation`] here. Resolvers stay thin: find
 //! the caller, call one domain service, map the result into a GraphQL type of its own.
 
-mod extension;
 mod identity;
 mod scalars;
 
@@ -13,6 +12,40 @@ use taxbridge_domain::{identity::Caller, ids::ApiKeyId};
 use tokio::sync::OnceCell;
 
 pub use scalars::Date;
+
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, Selection};
+
+/// The names of the root fields a request will run, sorted and joined: `me`,
+/// `loginViaPersonalApiToken`, or `createWorkspace,me` for a request with two. Usage is
+/// counted under this name.
+pub fn root_fields(document: &ExecutableDocument, operation_name: Option<&str>) -> String {
+    let operation = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) => ops.values().next(),
+    };
+    let mut names: Vec<&str> = operation
+        .map(|op| {
+            op.node
+                .selection_set
+                .node
+                .items
+                .iter()
+                .filter_map(|item| match &item.node {
+                    Selection::Field(field) => Some(field.node.name.node.as_str()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        "(unknown)".to_owned()
+    } else {
+        names.join(",")
+    }
+}
 
 #[derive(MergedObject, Default)]
 pub struct Query(identity::IdentityQuery);
@@ -41,8 +74,7 @@ impl Default for QueryLimits {
 pub fn build_schema(services: Option<Arc<Services>>, limits: QueryLimits) -> GatewaySchema {
     let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
-        .extension(extension::GatewayExtension);
+        .limit_complexity(limits.max_complexity);
     if let Some(services) = services {
         builder = builder.data(services);
     }
@@ -58,11 +90,8 @@ pub fn sdl() -> String {
 /// afterwards (for usage counting).
 pub struct RequestContext {
     pub request_id: String,
-    pub operation_name: Option<String>,
     bearer: Option<String>,
     caller: OnceCell<Result<Caller, AuthFailure>>,
-    /// The root fields of the executed operation, e.g. `me`.
-    pub operation: OnceLock<String>,
     /// The key a successful login used (a login request carries no token).
     pub login_key: OnceLock<ApiKeyId>,
 }
@@ -74,13 +103,11 @@ enum AuthFailure {
 }
 
 impl RequestContext {
-    pub fn new(request_id: String, operation_name: Option<String>, bearer: Option<String>) -> Self {
+    pub fn new(request_id: String, bearer: Option<String>) -> Self {
         Self {
             request_id,
-            operation_name,
             bearer,
             caller: OnceCell::new(),
-            operation: OnceLock::new(),
             login_key: OnceLock::new(),
         }
     }
@@ -88,7 +115,7 @@ impl RequestContext {
     /// The key this request acted with, if any: a logged-in caller's, or the one a login used.
     pub fn key_id(&self) -> Option<&ApiKeyId> {
         match self.caller.get() {
-            Some(Ok(caller)) => Some(&caller.key_id),
+            Some(Ok(caller)) => Some(caller.key_id()),
             _ => self.login_key.get(),
         }
     }

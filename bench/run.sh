@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Taxbridge's request-path benchmark. Builds release binaries, starts taxbridge on a fresh SQLite
+# data dir and the `floor` server (axum + async-graphql answering `me` from a verified JWT, no
+# database), drives each with the same load, and prints requests/s, p50 and p99 with ratios to
+# the floor. Not part of the test run.
+#   bench/run.sh                 # 64 connections, 10 s per case after a 3 s warm-up
+#   DURATION=30s CONNECTIONS=128 bench/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${DURATION:-10s}"
+WARMUP="${WARMUP:-3s}"
+CONNECTIONS="${CONNECTIONS:-64}"
+THREADS="${THREADS:-2}"
+OUT=bench/out
+mkdir -p "$OUT"
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+cargo build --release --quiet -p taxbridge -p taxbridge-bench
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+DATA=$(mktemp -d)
+TB_PORT=$(free_port); FLOOR_PORT=$(free_port)
+cleanup() { kill "${TB_PID:-}" "${FLOOR_PID:-}" 2>/dev/null || true; rm -rf "$DATA"; }
+trap cleanup EXIT
+
+./target/release/taxbridge --data-dir "$DATA" serve --listen "127.0.0.1:$TB_PORT" >"$OUT/taxbridge.out" 2>"$OUT/taxbridge.err" &
+TB_PID=$!
+./target/release/floor "127.0.0.1:$FLOOR_PORT" >"$OUT/floor.out" 2>&1 &
+FLOOR_PID=$!
+for _ in $(seq 100); do grep -q "Taxbridge is serving" "$OUT/taxbridge.out" 2>/dev/null && grep -q listening "$OUT/floor.out" 2>/dev/null && break; sleep 0.1; done
+
+KEY=$(sed -n 's/^API key: //p' "$OUT/taxbridge.out")
+FLOOR_TOKEN=$(sed -n 's/^token: //p' "$OUT/floor.out")
+LOGIN_BODY=$(printf '{"query":"mutation LoginViaPersonalApiToken($apiKey: String!) { loginViaPersonalApiToken(token: $apiKey) { accessToken } }","variables":{"apiKey":"%s"}}' "$KEY")
+TB_TOKEN=$(curl -s -X POST "http://127.0.0.1:$TB_PORT/graphql" -H 'Content-Type: application/json' -d "$LOGIN_BODY" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["loginViaPersonalApiToken"]["accessToken"])')
+ME_BODY='{"query":"query Me { me { id name } }"}'
+
+cat >"$OUT/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = os.getenv("BODY")
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["source-platform"] = "taxbridge-bench"
+local token = os.getenv("TOKEN")
+if token ~= nil and token ~= "" then wrk.headers["Authorization"] = "Bearer " .. token end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %.1f %.3f %.3f %d %d\n", summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+LUA
+
+# Runs one case; prints "rps p50_ms p99_ms".
+measure() {
+  local url=$1 token=$2 body=$3 name=$4
+  BODY="$body" TOKEN="$token" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$OUT/post.lua" "$url" >/dev/null
+  BODY="$body" TOKEN="$token" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$OUT/post.lua" "$url" >"$OUT/$name.wrk"
+  local result; result=$(sed -n 's/^RESULT //p' "$OUT/$name.wrk")
+  set -- $result
+  [ "${4:-0}" = 0 ] && [ "${5:-0}" = 0 ] || echo "warning: $name had ${4} non-2xx responses and ${5} socket errors" >&2
+  echo "$1 $2 $3"
+}
+
+# Checks that a case answers what it should before it is timed.
+check() { curl -s -X POST "$1" -H 'Content-Type: application/json' ${2:+-H "Authorization: Bearer $2"} -d "$3" | grep -q "$4" \
+  || { echo "the $5 case does not answer as expected" >&2; exit 1; }; }
+check "http://127.0.0.1:$FLOOR_PORT/graphql" "$FLOOR_TOKEN" "$ME_BODY" '"id":"acc_floor"' floor
+check "http://127.0.0.1:$TB_PORT/graphql" "$TB_TOKEN" "$ME_BODY" '"id":"acc_' me
+check "http://127.0.0.1:$TB_PORT/graphql" "" "$LOGIN_BODY" accessToken login
+
+echo "Load: wrk, $THREADS threads, $CONNECTIONS connections, $DURATION per case after a $WARMUP warm-up; $(nproc) cores"
+FLOOR=$(measure "http://127.0.0.1:$FLOOR_PORT/graphql" "$FLOOR_TOKEN" "$ME_BODY" floor-me)
+ME=$(measure "http://127.0.0.1:$TB_PORT/graphql" "$TB_TOKEN" "$ME_BODY" taxbridge-me)
+LOGIN=$(measure "http://127.0.0.1:$TB_PORT/graphql" "" "$LOGIN_BODY" taxbridge-login)
+
+python3 - "$FLOOR" "$ME" "$LOGIN" <<'PY'
+import sys
+floor, me, login = (list(map(float, a.split())) for a in sys.argv[1:4])
+rows = [("floor me { id name }", floor, None), ("taxbridge me { id name }", me, 0.8), ("taxbridge loginViaPersonalApiToken", login, 0.5)]
+print(f"{'case':<36} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'x floor':>8} {'target':>8}")
+for name, (rps, p50, p99), target in rows:
+    ratio = rps / floor[0]
+    verdict = "" if target is None else (f">= {target}" + (" ok" if ratio >= target else " MISSED"))
+    print(f"{name:<36} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f} {ratio:>8.2f} {verdict:>8}")
+PY

@@ -27,21 +27,21 @@ use tower_http::{
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-#[derive(Clone)]
+/// Shared by every request through one `Arc`: extractors clone the state per request.
 struct AppState {
     services: Arc<Services>,
     schema: GatewaySchema,
-    metrics: Arc<Metrics>,
+    metrics: Metrics,
     max_body_bytes: usize,
 }
 
 pub fn router(settings: &ApiSettings, services: Arc<Services>) -> Router {
-    let state = AppState {
+    let state = Arc::new(AppState {
         schema: build_schema(Some(services.clone()), settings.query_limits),
         services,
-        metrics: Arc::new(Metrics::new()),
+        metrics: Metrics::new(),
         max_body_bytes: settings.max_body_bytes,
-    };
+    });
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route("/healthz", get(healthz))
@@ -65,7 +65,7 @@ pub fn router(settings: &ApiSettings, services: Arc<Services>) -> Router {
 }
 
 /// Counts and times every request by route.
-async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -113,7 +113,7 @@ fn bearer_token(headers: &HeaderMap) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
-async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn graphql(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let limit = state.max_body_bytes;
     let too_large = || {
         refuse(
@@ -240,7 +240,7 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let store = state.services.identity.store();
     match store.ping().await {
         Ok(()) => Json(json!({ "status": "ready", "database": store.backend() })).into_response(),
@@ -255,7 +255,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

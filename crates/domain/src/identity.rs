@@ -14,6 +14,7 @@ use crate::{
     store::{KeyGrant, Store, StoreError},
     time::Timestamp,
     tokens::{IssuedToken, TokenError, TokenIssuer},
+    ttl_map::TtlMap,
 };
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use std::{sync::Arc, time::Duration};
@@ -88,14 +89,14 @@ pub struct Identity {
     store: Arc<dyn Store>,
     tokens: TokenIssuer,
     /// Key grants by key id, trusted for a short time.
-    grants: moka::sync::Cache<ApiKeyId, Arc<KeyGrant>>,
+    grants: TtlMap<ApiKeyId, Arc<KeyGrant>>,
     /// Usable key grants by key hash, for logins, trusted just as long. Only grants that were
     /// usable are kept, and one found unusable is read again, so every refused login costs the
     /// same database read whatever the reason.
-    logins: moka::sync::Cache<KeyHash, Arc<KeyGrant>>,
+    logins: TtlMap<KeyHash, Arc<KeyGrant>>,
     /// Keys whose use this node recorded in the last minute: `last_used_at` is written at
     /// most once a minute per key rather than on every request.
-    touched: moka::sync::Cache<ApiKeyId, ()>,
+    touched: TtlMap<ApiKeyId, ()>,
 }
 
 impl Identity {
@@ -107,18 +108,9 @@ impl Identity {
         Self {
             store,
             tokens: TokenIssuer::new(signing_secret, settings.token_lifetime_seconds),
-            grants: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(settings.grant_cache_ttl)
-                .build(),
-            logins: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(settings.grant_cache_ttl)
-                .build(),
-            touched: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
+            grants: TtlMap::new(settings.grant_cache_ttl, 100_000),
+            logins: TtlMap::new(settings.grant_cache_ttl, 100_000),
+            touched: TtlMap::new(Duration::from_secs(60), 100_000),
         }
     }
 
@@ -176,7 +168,7 @@ impl Identity {
     }
 
     fn touch(&self, key: &ApiKeyId, now: Timestamp) {
-        if self.touched.contains_key(key) {
+        if self.touched.get(key).is_some() {
             return;
         }
         self.touched.insert(key.clone(), ());
@@ -284,7 +276,7 @@ impl Identity {
         let revoked = self.store.revoke_api_key(id, Timestamp::now()).await?;
         self.grants.invalidate(id);
         // The login cache is keyed by hash, which the id does not give; revocations are rare.
-        self.logins.invalidate_all();
+        self.logins.clear();
         Ok(revoked)
     }
 

@@ -17,4 +17,5 @@ pub mod ids;
 pub mod store;
 pub mod time;
 pub mod tokens;
+pub mod ttl_map;
 pub mod usage;

@@ -49,6 +49,11 @@ id_type!(
     ApiKeyId,
     "key_"
 );
+id_type!(
+    /// A workspace: one tax firm.
+    WorkspaceId,
+    "wsp_"
+);
 
 #[cfg(test)]
 mod tests {

@@ -5,9 +5,12 @@ use crate::{
     accounts::Account,
     api_keys::{ApiKey, KeyHash},
     email::Email,
+    ids::WorkspaceId,
     ids::{AccountId, ApiKeyId},
+    lists::Page,
     time::Timestamp,
     usage::UsageCount,
+    workspaces::{Member, Role, Workspace, WorkspaceFilters},
 };
 use async_trait::async_trait;
 
@@ -64,4 +67,41 @@ pub trait Store: Send + Sync + 'static {
     /// Every usage row of `since_day` (`YYYY-MM-DD`) and later, by day then key, platform and
     /// operation.
     async fn usage_since(&self, since_day: &str) -> StoreResult<Vec<UsageCount>>;
+
+    /// Fails with [`StoreError::Conflict`] when the slug is taken.
+    async fn insert_workspace(&self, workspace: &Workspace) -> StoreResult<()>;
+    /// Slugs equal to `base` or starting with `base-`.
+    async fn slugs_starting_with(&self, base: &str) -> StoreResult<Vec<String>>;
+    /// A workspace and, if the account is a member, its role there.
+    async fn workspace_with_role(
+        &self,
+        id: &WorkspaceId,
+        account: &AccountId,
+    ) -> StoreResult<Option<(Workspace, Option<Role>)>>;
+    /// The workspaces an account reaches: its memberships, or for a partner the workspaces it
+    /// created.
+    async fn workspaces_reached_by(
+        &self,
+        account: &Account,
+        filters: &WorkspaceFilters,
+        page: Page,
+    ) -> StoreResult<Vec<Workspace>>;
+    /// Adds the accounts with these emails (creating customer accounts that do not exist) as
+    /// members with `role`, leaving existing members as they are. One member per email, in
+    /// order, all in one transaction.
+    async fn add_members(
+        &self,
+        workspace: &WorkspaceId,
+        emails: &[Email],
+        role: Role,
+        now: Timestamp,
+    ) -> StoreResult<Vec<Member>>;
+    /// False when the account was not a member.
+    async fn remove_member(
+        &self,
+        workspace: &WorkspaceId,
+        account: &AccountId,
+    ) -> StoreResult<bool>;
+    /// Members, oldest membership first.
+    async fn members_of(&self, workspace: &WorkspaceId, page: Page) -> StoreResult<Vec<Member>>;
 }

@@ -13,6 +13,7 @@
 mod queries;
 mod rows;
 pub mod testing;
+mod workspace_queries;
 
 use anyhow::Context;
 use sqlx::{

@@ -17,8 +17,7 @@ pub(crate) const GRANT_SELECT: &str = "SELECT k.id, k.account_id, k.name, k.kind
 
 macro_rules! impl_store {
     ($store:ty, $backend:literal) => {
-        #[async_trait::async_trait]
-        impl taxbridge_domain::store::Store for $store {
+        $crate::workspace_queries::store_impl_with_workspaces! { $store, {
             fn backend(&self) -> &'static str {
                 $backend
             }
@@ -255,7 +254,7 @@ macro_rules! impl_store {
                 .map_err($crate::backend_error)?;
                 Ok(rows.into_iter().map(Into::into).collect())
             }
-        }
+        }}
     };
 }
 

@@ -144,3 +144,94 @@ impl From<UsageRow> for UsageCount {
         }
     }
 }
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct WorkspaceRow {
+    id: String,
+    slug: String,
+    display_name: String,
+    status: String,
+    workspace_type: String,
+    firm_size: Option<String>,
+    metadata: Option<String>,
+    owner_partner_id: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<WorkspaceRow> for taxbridge_domain::workspaces::Workspace {
+    type Error = StoreError;
+
+    fn try_from(row: WorkspaceRow) -> Result<Self, StoreError> {
+        use taxbridge_domain::workspaces::WorkspaceType;
+        Ok(Self {
+            workspace_type: WorkspaceType::parse(&row.workspace_type).ok_or_else(|| {
+                corrupt(format!(
+                    "workspace {} has type `{}`",
+                    row.id, row.workspace_type
+                ))
+            })?,
+            metadata: row
+                .metadata
+                .map(|m| serde_json::from_str(&m))
+                .transpose()
+                .map_err(|err| corrupt(format!("workspace {} metadata: {err}", row.id)))?,
+            id: taxbridge_domain::ids::WorkspaceId::from_string(row.id),
+            slug: row.slug,
+            display_name: row.display_name,
+            status: row.status,
+            firm_size: row.firm_size,
+            owner_partner_id: row.owner_partner_id.map(AccountId::from_string),
+            created_at: Timestamp::from_millis(row.created_at),
+            updated_at: Timestamp::from_millis(row.updated_at),
+        })
+    }
+}
+
+/// A workspace with the asking account's role there, if any.
+#[derive(sqlx::FromRow)]
+pub(crate) struct WorkspaceRoleRow {
+    #[sqlx(flatten)]
+    workspace: WorkspaceRow,
+    member_role: Option<String>,
+}
+
+impl WorkspaceRoleRow {
+    pub(crate) fn into_domain(
+        self,
+    ) -> Result<
+        (
+            taxbridge_domain::workspaces::Workspace,
+            Option<taxbridge_domain::workspaces::Role>,
+        ),
+        StoreError,
+    > {
+        let role = self
+            .member_role
+            .map(|r| {
+                taxbridge_domain::workspaces::Role::parse(&r)
+                    .ok_or_else(|| corrupt(format!("role `{r}`")))
+            })
+            .transpose()?;
+        Ok((self.workspace.try_into()?, role))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct MemberRow {
+    #[sqlx(flatten)]
+    account: AccountRow,
+    role: String,
+}
+
+impl TryFrom<MemberRow> for taxbridge_domain::workspaces::Member {
+    type Error = StoreError;
+
+    fn try_from(row: MemberRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            role: taxbridge_domain::workspaces::Role::parse(&row.role)
+                .ok_or_else(|| corrupt(format!("role `{}`", row.role)))?,
+            account: row.account.try_into()?,
+        })
+    }
+}

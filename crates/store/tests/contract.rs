@@ -320,3 +320,271 @@ async fn usage_counts_add_up_across_flushes(store: Arc<dyn Store>) {
         ]
     );
 }
+
+mod workspaces {
+    use super::*;
+    use taxbridge_domain::{
+        accounts::AccountType,
+        ids::WorkspaceId,
+        lists::{Page, SortField},
+        workspaces::{Role, Workspace, WorkspaceFilters, WorkspaceType},
+    };
+
+    macro_rules! workspace_contract_tests {
+        ($($name:ident),* $(,)?) => {
+            mod sqlite {
+                $(#[tokio::test] async fn $name() { super::super::run(taxbridge_store::Backend::Sqlite, super::$name).await })*
+            }
+            mod postgres {
+                $(#[tokio::test] async fn $name() { super::super::run(taxbridge_store::Backend::Postgres, super::$name).await })*
+            }
+        };
+    }
+
+    workspace_contract_tests!(
+        workspaces_round_trip_and_slugs_are_unique,
+        slug_prefixes_are_found_by_range,
+        members_are_added_idempotently_in_order_and_removed,
+        partners_list_what_they_created_and_customers_their_memberships,
+    );
+
+    fn page(limit: u32, offset: u64) -> Page {
+        Page {
+            limit,
+            offset,
+            sort: SortField::CreatedAt,
+            descending: false,
+        }
+    }
+
+    fn workspace(slug: &str, owner: Option<&Account>, created_at: i64) -> Workspace {
+        let t = Timestamp::from_millis(created_at);
+        Workspace {
+            id: WorkspaceId::generate(),
+            slug: slug.into(),
+            display_name: slug.to_uppercase(),
+            status: "active".into(),
+            workspace_type: if owner.is_some() {
+                WorkspaceType::Partner
+            } else {
+                WorkspaceType::Customer
+            },
+            firm_size: Some("sm".into()),
+            metadata: Some(serde_json::json!({ "crmId": "A-17" })),
+            owner_partner_id: owner.map(|o| o.id.clone()),
+            created_at: t,
+            updated_at: t,
+        }
+    }
+
+    fn partner(key: &str) -> Account {
+        Account::new_partner(
+            Email::parse(&format!("eng@{key}.io")).expect("email"),
+            key.into(),
+            key.into(),
+            Timestamp::now(),
+        )
+    }
+
+    async fn workspaces_round_trip_and_slugs_are_unique(store: Arc<dyn Store>) {
+        let p = partner("qount");
+        store.insert_account(&p).await.expect("partner");
+        let w = workspace("smith-cpa", Some(&p), 1_000);
+        store.insert_workspace(&w).await.expect("insert");
+        let (read, role) = store
+            .workspace_with_role(&w.id, &p.id)
+            .await
+            .expect("read")
+            .expect("found");
+        assert_eq!(read, w);
+        assert_eq!(role, None, "the owner is not a member");
+        match store
+            .insert_workspace(&workspace("smith-cpa", Some(&p), 2_000))
+            .await
+        {
+            Err(StoreError::Conflict { what }) => assert!(what.contains("smith-cpa"), "{what}"),
+            other => panic!("expected a slug conflict, got {other:?}"),
+        }
+        assert!(store
+            .workspace_with_role(&WorkspaceId::generate(), &p.id)
+            .await
+            .expect("miss")
+            .is_none());
+    }
+
+    async fn slug_prefixes_are_found_by_range(store: Arc<dyn Store>) {
+        for slug in ["acme", "acme-2", "acme-tax", "acmeco", "acm"] {
+            store
+                .insert_workspace(&workspace(slug, None, 1))
+                .await
+                .expect("insert");
+        }
+        let mut found = store.slugs_starting_with("acme").await.expect("slugs");
+        found.sort();
+        assert_eq!(found, ["acme", "acme-2", "acme-tax"]);
+    }
+
+    async fn members_are_added_idempotently_in_order_and_removed(store: Arc<dyn Store>) {
+        let existing = customer("john@smith-cpa.com");
+        store.insert_account(&existing).await.expect("account");
+        let w = workspace("smith-cpa", None, 1);
+        store.insert_workspace(&w).await.expect("workspace");
+        let emails: Vec<Email> = ["jane@smith-cpa.com", "john@smith-cpa.com"]
+            .iter()
+            .map(|e| Email::parse(e).expect("email"))
+            .collect();
+        let now = Timestamp::now();
+        let first = store
+            .add_members(&w.id, &emails, Role::User, now)
+            .await
+            .expect("add");
+        let again = store
+            .add_members(&w.id, &emails, Role::Admin, now)
+            .await
+            .expect("add again");
+        assert_eq!(first, again, "adding twice changes nothing, roles included");
+        assert_eq!(first[0].account.email.as_str(), "jane@smith-cpa.com");
+        assert_eq!(
+            first[1].account.id, existing.id,
+            "an existing account is reused"
+        );
+        assert_eq!(first[0].account.account_type, AccountType::Customer);
+        assert_eq!(store.count_accounts().await.expect("count"), 2);
+        assert_eq!(
+            store
+                .members_of(&w.id, page(50, 0))
+                .await
+                .expect("members")
+                .len(),
+            2
+        );
+        let (_, role) = store
+            .workspace_with_role(&w.id, &existing.id)
+            .await
+            .expect("read")
+            .expect("found");
+        assert_eq!(role, Some(Role::User));
+
+        assert!(store
+            .remove_member(&w.id, &existing.id)
+            .await
+            .expect("remove"));
+        assert!(!store
+            .remove_member(&w.id, &existing.id)
+            .await
+            .expect("remove again"));
+        let (_, role) = store
+            .workspace_with_role(&w.id, &existing.id)
+            .await
+            .expect("read")
+            .expect("found");
+        assert_eq!(role, None);
+    }
+
+    async fn partners_list_what_they_created_and_customers_their_memberships(
+        store: Arc<dyn Store>,
+    ) {
+        let (qount, other) = (partner("qount"), partner("other"));
+        store.insert_account(&qount).await.expect("qount");
+        store.insert_account(&other).await.expect("other");
+        let mine: Vec<Workspace> = (0..5)
+            .map(|i| workspace(&format!("firm-{i}"), Some(&qount), 1_000 + i))
+            .collect();
+        for w in &mine {
+            store.insert_workspace(w).await.expect("insert");
+        }
+        store
+            .insert_workspace(&workspace("not-mine", Some(&other), 1))
+            .await
+            .expect("other's");
+        let none = WorkspaceFilters::default();
+        let slugs = |ws: Vec<Workspace>| ws.into_iter().map(|w| w.slug).collect::<Vec<_>>();
+        assert_eq!(
+            slugs(
+                store
+                    .workspaces_reached_by(&qount, &none, page(2, 0))
+                    .await
+                    .expect("p1")
+            ),
+            ["firm-0", "firm-1"]
+        );
+        assert_eq!(
+            slugs(
+                store
+                    .workspaces_reached_by(&qount, &none, page(2, 4))
+                    .await
+                    .expect("p3")
+            ),
+            ["firm-4"]
+        );
+        let newest_first = Page {
+            descending: true,
+            ..page(1, 0)
+        };
+        assert_eq!(
+            slugs(
+                store
+                    .workspaces_reached_by(&qount, &none, newest_first)
+                    .await
+                    .expect("desc")
+            ),
+            ["firm-4"]
+        );
+        let by_slug = WorkspaceFilters {
+            ids: None,
+            slugs: Some(vec!["firm-3".into(), "not-mine".into()]),
+        };
+        assert_eq!(
+            slugs(
+                store
+                    .workspaces_reached_by(&qount, &by_slug, page(50, 0))
+                    .await
+                    .expect("filter")
+            ),
+            ["firm-3"]
+        );
+        let by_id = WorkspaceFilters {
+            ids: Some(vec![mine[1].id.clone()]),
+            slugs: None,
+        };
+        assert_eq!(
+            slugs(
+                store
+                    .workspaces_reached_by(&qount, &by_id, page(50, 0))
+                    .await
+                    .expect("ids")
+            ),
+            ["firm-1"]
+        );
+        let empty = WorkspaceFilters {
+            ids: Some(vec![]),
+            slugs: None,
+        };
+        assert!(store
+            .workspaces_reached_by(&qount, &empty, page(50, 0))
+            .await
+            .expect("empty")
+            .is_empty());
+
+        let jane = customer("jane@smith-cpa.com");
+        store.insert_account(&jane).await.expect("jane");
+        store
+            .add_members(
+                &mine[2].id,
+                std::slice::from_ref(&jane.email),
+                Role::User,
+                Timestamp::now(),
+            )
+            .await
+            .expect("add");
+        assert_eq!(
+            slugs(
+                store
+                    .workspaces_reached_by(&jane, &none, page(50, 0))
+                    .await
+                    .expect("jane")
+            ),
+            ["firm-2"]
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! Paging and sorting, the same for every list (spec §7): `limit` 1–500 (default 50), `offset`
+//! from 0, and a sort field out of the list's own allowed set, `createdAt` ascending by default.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortField {
+    CreatedAt,
+    UpdatedAt,
+    /// The list's name field: `displayName` for workspaces, `name` elsewhere.
+    Name,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub limit: u32,
+    pub offset: u64,
+    pub sort: SortField,
+    pub descending: bool,
+}
+
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 500;
+
+/// A paging argument that cannot be served, naming the argument.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidPage {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl Page {
+    /// `name_field` is how the list spells its name field (`displayName` or `name`).
+    pub fn parse(
+        limit: Option<i32>,
+        offset: Option<i32>,
+        sort: Option<(&str, bool)>,
+        name_field: &str,
+    ) -> Result<Self, InvalidPage> {
+        let limit = match limit {
+            None => DEFAULT_LIMIT,
+            Some(n) if (1..=MAX_LIMIT as i32).contains(&n) => n as u32,
+            Some(n) => {
+                return Err(InvalidPage {
+                    field: "limit",
+                    message: format!("limit must be between 1 and {MAX_LIMIT} (got {n})"),
+                })
+            }
+        };
+        let offset = match offset {
+            None => 0,
+            Some(n) if n >= 0 => n as u64,
+            Some(n) => {
+                return Err(InvalidPage {
+                    field: "offset",
+                    message: format!("offset must be 0 or more (got {n})"),
+                })
+            }
+        };
+        let (sort, descending) = match sort {
+            None => (SortField::CreatedAt, false),
+            Some((field, descending)) => {
+                let sort = match field {
+                    "createdAt" => SortField::CreatedAt,
+                    "updatedAt" => SortField::UpdatedAt,
+                    f if f == name_field => SortField::Name,
+                    other => {
+                        return Err(InvalidPage {
+                            field: "sortBy.field",
+                            message: format!(
+                                "cannot sort by `{other}`; sortBy.field must be one of createdAt, updatedAt, {name_field}"
+                            ),
+                        })
+                    }
+                };
+                (sort, descending)
+            }
+        };
+        Ok(Self {
+            limit,
+            offset,
+            sort,
+            descending,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_fifty_from_the_start_oldest_first() {
+        let page = Page::parse(None, None, None, "displayName").expect("defaults");
+        assert_eq!(
+            page,
+            Page {
+                limit: 50,
+                offset: 0,
+                sort: SortField::CreatedAt,
+                descending: false
+            }
+        );
+    }
+
+    #[test]
+    fn out_of_range_paging_names_the_argument() {
+        assert_eq!(
+            Page::parse(Some(501), None, None, "name")
+                .expect_err("limit")
+                .field,
+            "limit"
+        );
+        assert_eq!(
+            Page::parse(Some(0), None, None, "name")
+                .expect_err("limit")
+                .field,
+            "limit"
+        );
+        assert_eq!(
+            Page::parse(None, Some(-1), None, "name")
+                .expect_err("offset")
+                .field,
+            "offset"
+        );
+    }
+
+    #[test]
+    fn only_the_lists_own_fields_sort() {
+        let page = Page::parse(None, None, Some(("displayName", true)), "displayName").expect("ok");
+        assert_eq!((page.sort, page.descending), (SortField::Name, true));
+        let err = Page::parse(None, None, Some(("slug", false)), "displayName").expect_err("slug");
+        assert!(
+            err.message.contains("createdAt, updatedAt, displayName"),
+            "{}",
+            err.message
+        );
+    }
+}

@@ -1,0 +1,546 @@
+//! Workspaces (one tax firm each), their members, and the one rule that decides who reaches
+//! what (spec §3).
+//!
+//! Every operation on a workspace's data takes a [`WorkspaceAccess`], and the only way to get
+//! one is [`Workspaces::reach`], which checks the caller against the workspace: a member (with
+//! a role) or the partner that created it. A resolver that skipped the check would have no
+//! access value to pass, so it would not compile. A workspace outside the caller's reach is
+//! [`WorkspaceError::NotFound`], exactly like one that does not exist.
+
+use crate::{
+    accounts::{Account, AccountType},
+    email::Email,
+    identity::Caller,
+    ids::{AccountId, WorkspaceId},
+    lists::Page,
+    store::{Store, StoreError},
+    time::Timestamp,
+};
+use std::sync::Arc;
+
+pub const MAX_DISPLAY_NAME: usize = 200;
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+pub const FIRM_SIZES: [&str; 5] = ["xs", "sm", "md", "lg", "xl"];
+pub const MAX_EMAILS_PER_CALL: usize = 500;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkspaceType {
+    /// Created by a partner account, which reaches it from then on.
+    Partner,
+    /// Created by an operator for a firm that signed up directly.
+    Customer,
+}
+
+impl WorkspaceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Partner => "partner",
+            Self::Customer => "customer",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "partner" => Some(Self::Partner),
+            "customer" => Some(Self::Customer),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    User,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::User => "user",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "admin" => Some(Self::Admin),
+            "user" => Some(Self::User),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Workspace {
+    pub id: WorkspaceId,
+    pub slug: String,
+    pub display_name: String,
+    /// `active` or `suspended`.
+    pub status: String,
+    pub workspace_type: WorkspaceType,
+    pub firm_size: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    /// The partner that created it (partner workspaces only).
+    pub owner_partner_id: Option<AccountId>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Member {
+    pub account: Account,
+    pub role: Role,
+}
+
+/// What `me.workspaces(filters)` narrows by.
+#[derive(Clone, Debug, Default)]
+pub struct WorkspaceFilters {
+    pub ids: Option<Vec<WorkspaceId>>,
+    pub slugs: Option<Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("No workspace has this id, or it is not one you can reach.")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> WorkspaceError {
+    WorkspaceError::Invalid {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Why a caller reaches a workspace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    Member(Role),
+    OwningPartner,
+}
+
+/// Proof that a caller reaches a workspace, and how. Only [`Workspaces::reach`] makes one.
+#[derive(Clone, Debug)]
+pub struct WorkspaceAccess {
+    workspace: Workspace,
+    reach: Reach,
+}
+
+impl WorkspaceAccess {
+    pub fn workspace(&self) -> &Workspace {
+        &self.workspace
+    }
+
+    pub fn reach(&self) -> Reach {
+        self.reach
+    }
+
+    /// Adding and removing members: a workspace admin, or the owning partner.
+    fn require_manager(&self) -> Result<(), WorkspaceError> {
+        match self.reach {
+            Reach::OwningPartner | Reach::Member(Role::Admin) => Ok(()),
+            Reach::Member(Role::User) => Err(WorkspaceError::Forbidden(
+                "Only a workspace admin or the partner that created the workspace can change its members.".into(),
+            )),
+        }
+    }
+}
+
+/// The slug a display name gives (spec §4): lower-case ASCII letters and digits, every run of
+/// anything else one hyphen, none at either end. Letters with accents lose them first.
+pub fn slugify(display_name: &str) -> String {
+    let mut slug = String::with_capacity(display_name.len());
+    let mut pending_hyphen = false;
+    for c in display_name.chars().flat_map(fold_accent) {
+        if c.is_ascii_alphanumeric() {
+            if pending_hyphen && !slug.is_empty() {
+                slug.push('-');
+            }
+            pending_hyphen = false;
+            slug.push(c.to_ascii_lowercase());
+        } else {
+            pending_hyphen = true;
+        }
+    }
+    slug.truncate(80);
+    while slug.ends_with('-') {
+        slug.pop();
+    }
+    if slug.is_empty() {
+        "workspace".to_owned()
+    } else {
+        slug
+    }
+}
+
+fn fold_accent(c: char) -> Vec<char> {
+    let folded = match c {
+        'à'..='å' | 'À'..='Å' => 'a',
+        'ç' | 'Ç' => 'c',
+        'è'..='ë' | 'È'..='Ë' => 'e',
+        'ì'..='ï' | 'Ì'..='Ï' => 'i',
+        'ñ' | 'Ñ' => 'n',
+        'ò'..='ö' | 'Ò'..='Ö' | 'ø' | 'Ø' => 'o',
+        'ù'..='ü' | 'Ù'..='Ü' => 'u',
+        'ý' | 'ÿ' | 'Ý' => 'y',
+        'ß' => return vec!['s', 's'],
+        other => other,
+    };
+    vec![folded]
+}
+
+/// The next free slug for `base`, given the taken slugs that start with it.
+pub fn next_free_slug(base: &str, taken: &[String]) -> String {
+    let taken_base = taken.iter().any(|s| s == base);
+    if !taken_base {
+        return base.to_owned();
+    }
+    let highest = taken
+        .iter()
+        .filter_map(|s| s.strip_prefix(base)?.strip_prefix('-')?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(1);
+    format!("{base}-{}", highest + 1)
+}
+
+/// A deep link into a workspace (spec §8): `<base>/sign-in?deep_link=<encoded /w/{slug}{path}>`.
+pub fn deep_link(
+    public_base_url: &str,
+    slug: &str,
+    path: Option<&str>,
+) -> Result<String, WorkspaceError> {
+    let path = path.unwrap_or("");
+    if !path.is_empty() {
+        let bad = !path.starts_with('/')
+            || path.starts_with("//")
+            || path.contains("..")
+            || path.contains("://")
+            || path.contains('\\')
+            || path.chars().any(|c| c.is_control() || c.is_whitespace());
+        if bad {
+            return Err(invalid(
+                "path",
+                format!("`{path}` is not a path inside the workspace: start it with `/`, without `..`, a scheme or a host (e.g. `/connect/tax-software`)"),
+            ));
+        }
+    }
+    let target = format!("/w/{slug}{path}");
+    Ok(format!(
+        "{}/sign-in?deep_link={}",
+        public_base_url.trim_end_matches('/'),
+        percent_encode(&target)
+    ))
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub struct NewWorkspace {
+    pub display_name: String,
+    pub metadata: Option<serde_json::Value>,
+    pub firm_size: Option<String>,
+}
+
+pub struct Workspaces {
+    store: Arc<dyn Store>,
+}
+
+impl Workspaces {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// The caller's access to a workspace, or NotFound when it is out of reach or missing.
+    pub async fn reach(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<WorkspaceAccess, WorkspaceError> {
+        let account = caller.account();
+        let found = self
+            .store
+            .workspace_with_role(&WorkspaceId::from_string(id), &account.id)
+            .await?;
+        let (workspace, role) = found.ok_or(WorkspaceError::NotFound)?;
+        let reach = match role {
+            Some(role) => Reach::Member(role),
+            None if account.account_type == AccountType::Partner
+                && workspace.owner_partner_id.as_ref() == Some(&account.id) =>
+            {
+                Reach::OwningPartner
+            }
+            None => return Err(WorkspaceError::NotFound),
+        };
+        Ok(WorkspaceAccess { workspace, reach })
+    }
+
+    /// `createWorkspace`: partners only.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        input: NewWorkspace,
+    ) -> Result<Workspace, WorkspaceError> {
+        let account = caller.account();
+        if account.account_type != AccountType::Partner {
+            return Err(WorkspaceError::Forbidden(
+                "Only partner accounts can create workspaces; a firm's workspace is created by its partner or by the operator.".into(),
+            ));
+        }
+        self.insert(input, WorkspaceType::Partner, Some(account.id.clone()))
+            .await
+    }
+
+    /// The operator's `taxbridge workspaces create`: a customer workspace, with an optional
+    /// first admin (created if the email has no account yet).
+    pub async fn create_for_customer(
+        &self,
+        display_name: &str,
+        admin_email: Option<&str>,
+    ) -> Result<(Workspace, Option<Member>), WorkspaceError> {
+        let admin = admin_email
+            .map(|e| Email::parse(e).map_err(|err| invalid("adminEmail", err.to_string())))
+            .transpose()?;
+        let input = NewWorkspace {
+            display_name: display_name.to_owned(),
+            metadata: None,
+            firm_size: None,
+        };
+        let workspace = self.insert(input, WorkspaceType::Customer, None).await?;
+        let member = match admin {
+            Some(email) => self
+                .store
+                .add_members(&workspace.id, &[email], Role::Admin, Timestamp::now())
+                .await?
+                .into_iter()
+                .next(),
+            None => None,
+        };
+        Ok((workspace, member))
+    }
+
+    async fn insert(
+        &self,
+        input: NewWorkspace,
+        workspace_type: WorkspaceType,
+        owner: Option<AccountId>,
+    ) -> Result<Workspace, WorkspaceError> {
+        let display_name = input.display_name.trim().to_owned();
+        if display_name.is_empty() {
+            return Err(invalid(
+                "input.displayName",
+                "displayName must not be blank",
+            ));
+        }
+        if display_name.chars().count() > MAX_DISPLAY_NAME {
+            return Err(invalid(
+                "input.displayName",
+                format!("displayName has at most {MAX_DISPLAY_NAME} characters"),
+            ));
+        }
+        if let Some(metadata) = &input.metadata {
+            if !metadata.is_object() {
+                return Err(invalid(
+                    "input.metadata",
+                    "metadata must be a JSON object, e.g. {\"crmId\": \"A-17\"}",
+                ));
+            }
+            if metadata.to_string().len() > MAX_METADATA_BYTES {
+                return Err(invalid("input.metadata", "metadata is larger than 16 KiB"));
+            }
+        }
+        if let Some(size) = &input.firm_size {
+            if !FIRM_SIZES.contains(&size.as_str()) {
+                return Err(invalid(
+                    "input.firmSize",
+                    format!("firmSize `{size}` is not one of xs, sm, md, lg, xl"),
+                ));
+            }
+        }
+        let base = slugify(&display_name);
+        let now = Timestamp::now();
+        // Pick the next free slug and let the unique index settle races: on a collision,
+        // look again. Bounded, so a pathological stream of collisions fails rather than spins.
+        for _ in 0..50 {
+            let taken = self.store.slugs_starting_with(&base).await?;
+            let workspace = Workspace {
+                id: WorkspaceId::generate(),
+                slug: next_free_slug(&base, &taken),
+                display_name: display_name.clone(),
+                status: "active".into(),
+                workspace_type,
+                firm_size: input.firm_size.clone(),
+                metadata: input.metadata.clone(),
+                owner_partner_id: owner.clone(),
+                created_at: now,
+                updated_at: now,
+            };
+            match self.store.insert_workspace(&workspace).await {
+                Ok(()) => return Ok(workspace),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(WorkspaceError::Store(StoreError::Conflict {
+            what: format!("a workspace slug starting with `{base}`"),
+        }))
+    }
+
+    /// `addUsersToTheWorkspace`: every email valid or none added; existing accounts reused;
+    /// idempotent; one member per email, in the order given.
+    pub async fn add_users(
+        &self,
+        access: &WorkspaceAccess,
+        emails: &[String],
+    ) -> Result<Vec<Member>, WorkspaceError> {
+        access.require_manager()?;
+        if emails.is_empty() {
+            return Err(invalid(
+                "userEmails",
+                "userEmails must name at least one email",
+            ));
+        }
+        if emails.len() > MAX_EMAILS_PER_CALL {
+            return Err(invalid(
+                "userEmails",
+                format!("at most {MAX_EMAILS_PER_CALL} emails per call"),
+            ));
+        }
+        let mut parsed = Vec::with_capacity(emails.len());
+        for (i, raw) in emails.iter().enumerate() {
+            let email = Email::parse(raw)
+                .map_err(|err| invalid(&format!("userEmails[{i}]"), err.to_string()))?;
+            parsed.push(email);
+        }
+        let members = self
+            .store
+            .add_members(&access.workspace.id, &parsed, Role::User, Timestamp::now())
+            .await?;
+        Ok(members)
+    }
+
+    /// `removeUserFromTheWorkspace`: false when the account was not a member.
+    pub async fn remove_user(
+        &self,
+        access: &WorkspaceAccess,
+        user_id: &str,
+    ) -> Result<bool, WorkspaceError> {
+        access.require_manager()?;
+        Ok(self
+            .store
+            .remove_member(&access.workspace.id, &AccountId::from_string(user_id))
+            .await?)
+    }
+
+    pub async fn members(
+        &self,
+        access: &WorkspaceAccess,
+        page: Page,
+    ) -> Result<Vec<Member>, WorkspaceError> {
+        Ok(self.store.members_of(&access.workspace.id, page).await?)
+    }
+
+    /// `me.workspaces`: a customer's memberships, or every workspace a partner created.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        filters: &WorkspaceFilters,
+        page: Page,
+    ) -> Result<Vec<Workspace>, WorkspaceError> {
+        Ok(self
+            .store
+            .workspaces_reached_by(caller.account(), filters, page)
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn slugs_follow_the_spec_example() {
+        assert_eq!(
+            slugify("Smith & Associates Tax Firm"),
+            "smith-associates-tax-firm"
+        );
+        assert_eq!(
+            slugify("  --Müller Steuerberatung GmbH--  "),
+            "muller-steuerberatung-gmbh"
+        );
+        assert_eq!(slugify("!!!"), "workspace");
+    }
+
+    #[test]
+    fn collisions_take_the_next_number() {
+        assert_eq!(next_free_slug("acme", &[]), "acme");
+        assert_eq!(next_free_slug("acme", &["acme".into()]), "acme-2");
+        assert_eq!(
+            next_free_slug("acme", &["acme".into(), "acme-2".into(), "acme-tax".into()]),
+            "acme-3"
+        );
+        assert_eq!(
+            next_free_slug("acme", &["acme".into(), "acme-9".into()]),
+            "acme-10"
+        );
+    }
+
+    #[test]
+    fn deep_links_encode_the_workspace_path() {
+        let link = deep_link(
+            "https://tb.example.com/",
+            "smith-cpa",
+            Some("/connect/tax-software"),
+        )
+        .expect("ok");
+        assert_eq!(
+            link,
+            "https://tb.example.com/sign-in?deep_link=%2Fw%2Fsmith-cpa%2Fconnect%2Ftax-software"
+        );
+        assert_eq!(
+            deep_link("http://h", "s", None).expect("ok"),
+            "http://h/sign-in?deep_link=%2Fw%2Fs"
+        );
+    }
+
+    #[test]
+    fn deep_links_refuse_paths_that_leave_the_workspace() {
+        for bad in [
+            "connect",
+            "//evil.com/x",
+            "/../admin",
+            "/x/../../y",
+            "https://evil.com",
+            "/a\\b",
+            "/a b",
+        ] {
+            assert!(deep_link("http://h", "s", Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn slugs_are_always_url_safe(name in "\\PC{0,120}") {
+            let slug = slugify(&name);
+            prop_assert!(!slug.is_empty() && slug.len() <= 80);
+            prop_assert!(slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+            prop_assert!(!slug.starts_with('-') && !slug.ends_with('-') && !slug.contains("--"));
+        }
+    }
+}

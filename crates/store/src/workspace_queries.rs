@@ -1,0 +1,224 @@
+//! The SQL of the workspace methods of the `Store` port, expanded into each backend's `impl`
+//! by [`impl_store!`](crate::queries).
+
+pub(crate) const WORKSPACE_COLUMNS: &str =
+    "w.id, w.slug, w.display_name, w.status, w.workspace_type, \
+     w.firm_size, w.metadata, w.owner_partner_id, w.created_at, w.updated_at";
+
+pub(crate) const MEMBER_COLUMNS: &str = "a.id, a.email, a.name, a.account_type, a.provider_key, \
+     a.disabled_at, a.created_at, a.updated_at, m.role";
+
+/// `ORDER BY` for a page of workspaces; the id breaks ties so pages never overlap.
+pub(crate) fn workspace_order(page: taxbridge_domain::lists::Page) -> String {
+    use taxbridge_domain::lists::SortField;
+    let column = match page.sort {
+        SortField::CreatedAt => "w.created_at",
+        SortField::UpdatedAt => "w.updated_at",
+        SortField::Name => "w.display_name",
+    };
+    let dir = if page.descending { "DESC" } else { "ASC" };
+    format!("ORDER BY {column} {dir}, w.id {dir}")
+}
+
+/// Emits the backend's whole `impl Store` (async-trait must see every method at once): the
+/// identity methods passed in, then the workspace methods below.
+macro_rules! store_impl_with_workspaces {
+    ($store:ty, { $($identity:tt)* }) => {
+        #[async_trait::async_trait]
+        impl taxbridge_domain::store::Store for $store {
+        $($identity)*
+        #[tracing::instrument(skip_all, fields(workspace = %workspace.id))]
+        async fn insert_workspace(
+            &self,
+            workspace: &taxbridge_domain::workspaces::Workspace,
+        ) -> taxbridge_domain::store::StoreResult<()> {
+            sqlx::query(
+                "INSERT INTO workspaces (id, slug, display_name, status, workspace_type, firm_size, \
+                 metadata, owner_partner_id, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(workspace.id.as_str())
+            .bind(workspace.slug.as_str())
+            .bind(workspace.display_name.as_str())
+            .bind(workspace.status.as_str())
+            .bind(workspace.workspace_type.as_str())
+            .bind(workspace.firm_size.as_deref())
+            .bind(workspace.metadata.as_ref().map(|m| m.to_string()))
+            .bind(workspace.owner_partner_id.as_ref().map(|a| a.as_str()))
+            .bind(workspace.created_at.as_millis())
+            .bind(workspace.updated_at.as_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(|err| $crate::store_error(err, |_| format!("a workspace with the slug `{}`", workspace.slug)))?;
+            Ok(())
+        }
+
+        async fn slugs_starting_with(&self, base: &str) -> taxbridge_domain::store::StoreResult<Vec<String>> {
+            // A range rather than LIKE, so both databases walk the unique index ('.' follows '-').
+            let rows: Vec<(String,)> =
+                sqlx::query_as("SELECT slug FROM workspaces WHERE slug = $1 OR (slug >= $2 AND slug < $3)")
+                    .bind(base)
+                    .bind(format!("{base}-"))
+                    .bind(format!("{base}."))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::backend_error)?;
+            Ok(rows.into_iter().map(|(s,)| s).collect())
+        }
+
+        async fn workspace_with_role(
+            &self,
+            id: &taxbridge_domain::ids::WorkspaceId,
+            account: &taxbridge_domain::ids::AccountId,
+        ) -> taxbridge_domain::store::StoreResult<
+            Option<(taxbridge_domain::workspaces::Workspace, Option<taxbridge_domain::workspaces::Role>)>,
+        > {
+            let sql = format!(
+                "SELECT {}, m.role AS member_role FROM workspaces w \
+                 LEFT JOIN workspace_members m ON m.workspace_id = w.id AND m.account_id = $2 \
+                 WHERE w.id = $1",
+                $crate::workspace_queries::WORKSPACE_COLUMNS
+            );
+            let row: Option<$crate::rows::WorkspaceRoleRow> = sqlx::query_as(&sql)
+                .bind(id.as_str())
+                .bind(account.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::backend_error)?;
+            row.map(|r| r.into_domain()).transpose()
+        }
+
+        async fn workspaces_reached_by(
+            &self,
+            account: &taxbridge_domain::accounts::Account,
+            filters: &taxbridge_domain::workspaces::WorkspaceFilters,
+            page: taxbridge_domain::lists::Page,
+        ) -> taxbridge_domain::store::StoreResult<Vec<taxbridge_domain::workspaces::Workspace>> {
+            if filters.ids.as_ref().is_some_and(Vec::is_empty) || filters.slugs.as_ref().is_some_and(Vec::is_empty) {
+                return Ok(Vec::new());
+            }
+            let mut binds: Vec<String> = vec![account.id.to_string()];
+            let mut sql = match account.account_type {
+                taxbridge_domain::accounts::AccountType::Partner => format!(
+                    "SELECT {} FROM workspaces w WHERE w.owner_partner_id = $1",
+                    $crate::workspace_queries::WORKSPACE_COLUMNS
+                ),
+                taxbridge_domain::accounts::AccountType::Customer => format!(
+                    "SELECT {} FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id \
+                     WHERE m.account_id = $1",
+                    $crate::workspace_queries::WORKSPACE_COLUMNS
+                ),
+            };
+            let add_in = |column: &str, values: &[String], sql: &mut String, binds: &mut Vec<String>| {
+                let start = binds.len() + 1;
+                let marks: Vec<String> = (start..start + values.len()).map(|i| format!("${i}")).collect();
+                sql.push_str(&format!(" AND {column} IN ({})", marks.join(", ")));
+                binds.extend(values.iter().cloned());
+            };
+            if let Some(ids) = &filters.ids {
+                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                add_in("w.id", &ids, &mut sql, &mut binds);
+            }
+            if let Some(slugs) = &filters.slugs {
+                add_in("w.slug", slugs, &mut sql, &mut binds);
+            }
+            sql.push(' ');
+            sql.push_str(&$crate::workspace_queries::workspace_order(page));
+            sql.push_str(&format!(" LIMIT {} OFFSET {}", page.limit, page.offset));
+            let mut query = sqlx::query_as::<_, $crate::rows::WorkspaceRow>(&sql);
+            for value in &binds {
+                query = query.bind(value.as_str());
+            }
+            let rows = query.fetch_all(&self.pool).await.map_err($crate::backend_error)?;
+            rows.into_iter().map(TryInto::try_into).collect()
+        }
+
+        #[tracing::instrument(skip_all, fields(workspace = %workspace, emails = emails.len()))]
+        async fn add_members(
+            &self,
+            workspace: &taxbridge_domain::ids::WorkspaceId,
+            emails: &[taxbridge_domain::email::Email],
+            role: taxbridge_domain::workspaces::Role,
+            now: taxbridge_domain::time::Timestamp,
+        ) -> taxbridge_domain::store::StoreResult<Vec<taxbridge_domain::workspaces::Member>> {
+            let mut tx = self.pool.begin().await.map_err($crate::backend_error)?;
+            let mut members = Vec::with_capacity(emails.len());
+            let sql = format!(
+                "SELECT {} FROM workspace_members m JOIN accounts a ON a.id = m.account_id \
+                 WHERE m.workspace_id = $1 AND a.email = $2",
+                $crate::workspace_queries::MEMBER_COLUMNS
+            );
+            for email in emails {
+                sqlx::query(
+                    "INSERT INTO accounts (id, email, name, account_type, provider_key, disabled_at, \
+                     created_at, updated_at) VALUES ($1, $2, NULL, 'customer', NULL, NULL, $3, $3) \
+                     ON CONFLICT (email) DO NOTHING",
+                )
+                .bind(taxbridge_domain::ids::AccountId::generate().as_str())
+                .bind(email.as_str())
+                .bind(now.as_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::backend_error)?;
+                sqlx::query(
+                    "INSERT INTO workspace_members (workspace_id, account_id, role, created_at) \
+                     SELECT $1, id, $2, $3 FROM accounts WHERE email = $4 \
+                     ON CONFLICT (workspace_id, account_id) DO NOTHING",
+                )
+                .bind(workspace.as_str())
+                .bind(role.as_str())
+                .bind(now.as_millis())
+                .bind(email.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::backend_error)?;
+                let row: $crate::rows::MemberRow = sqlx::query_as(&sql)
+                    .bind(workspace.as_str())
+                    .bind(email.as_str())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err($crate::backend_error)?;
+                members.push(row.try_into()?);
+            }
+            tx.commit().await.map_err($crate::backend_error)?;
+            Ok(members)
+        }
+
+        async fn remove_member(
+            &self,
+            workspace: &taxbridge_domain::ids::WorkspaceId,
+            account: &taxbridge_domain::ids::AccountId,
+        ) -> taxbridge_domain::store::StoreResult<bool> {
+            let done = sqlx::query("DELETE FROM workspace_members WHERE workspace_id = $1 AND account_id = $2")
+                .bind(workspace.as_str())
+                .bind(account.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err($crate::backend_error)?;
+            Ok(done.rows_affected() == 1)
+        }
+
+        async fn members_of(
+            &self,
+            workspace: &taxbridge_domain::ids::WorkspaceId,
+            page: taxbridge_domain::lists::Page,
+        ) -> taxbridge_domain::store::StoreResult<Vec<taxbridge_domain::workspaces::Member>> {
+            let sql = format!(
+                "SELECT {} FROM workspace_members m JOIN accounts a ON a.id = m.account_id \
+                 WHERE m.workspace_id = $1 ORDER BY m.created_at, m.account_id LIMIT {} OFFSET {}",
+                $crate::workspace_queries::MEMBER_COLUMNS,
+                page.limit,
+                page.offset
+            );
+            let rows: Vec<$crate::rows::MemberRow> = sqlx::query_as(&sql)
+                .bind(workspace.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::backend_error)?;
+            rows.into_iter().map(TryInto::try_into).collect()
+        }
+        }
+    };
+}
+
+pub(crate) use store_impl_with_workspaces;

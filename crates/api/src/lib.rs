@@ -13,7 +13,7 @@ mod metrics;
 
 use anyhow::Context;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
-use taxbridge_domain::{identity::Identity, usage::UsageRecorder};
+use taxbridge_domain::{identity::Identity, usage::UsageRecorder, workspaces::Workspaces};
 use tokio::net::TcpListener;
 
 pub use graphql::{sdl, QueryLimits};
@@ -22,6 +22,10 @@ pub use graphql::{sdl, QueryLimits};
 pub struct Services {
     pub identity: Arc<Identity>,
     pub usage: Arc<UsageRecorder>,
+    pub workspaces: Arc<Workspaces>,
+    /// Where users reach this gateway's web pages, e.g. `https://taxbridge.example.com`; deep
+    /// links start with it.
+    pub public_base_url: String,
 }
 
 #[derive(Clone, Debug)]

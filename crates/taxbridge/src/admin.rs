@@ -57,6 +57,18 @@ pub enum PartnersCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub enum WorkspacesCommand {
+    /// Create a `customer` workspace for a firm that signs up directly; prints its id.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// The firm's first admin; the account is created if it does not exist.
+        #[arg(long)]
+        admin_email: Option<String>,
+    },
+}
+
 /// Admin commands never sign tokens, so they need no shared signing secret: a random one
 /// keeps them from depending on a setting only `serve` needs.
 async fn open(settings: &Settings) -> anyhow::Result<Identity> {
@@ -185,6 +197,27 @@ pub async fn usage(days: u32, settings: &Settings) -> anyhow::Result<()> {
             "{:<10}  {:<36}  {:<24}  {:<32}  {:>8}",
             row.day, key, row.source_platform, row.operation, row.count
         );
+    }
+    Ok(())
+}
+
+pub async fn workspaces(cmd: WorkspacesCommand, settings: &Settings) -> anyhow::Result<()> {
+    let identity = open(settings).await?;
+    let workspaces = taxbridge_domain::workspaces::Workspaces::new(identity.store().clone());
+    match cmd {
+        WorkspacesCommand::Create { name, admin_email } => {
+            let (workspace, admin) = workspaces
+                .create_for_customer(&name, admin_email.as_deref())
+                .await?;
+            println!("{}", workspace.id);
+            eprintln!(
+                "Created customer workspace `{}` ({}) with slug `{}`.",
+                workspace.display_name, workspace.id, workspace.slug
+            );
+            if let Some(admin) = admin {
+                eprintln!("{} is its {}.", admin.account.email, admin.role.as_str());
+            }
+        }
     }
     Ok(())
 }

@@ -52,6 +52,9 @@ enum Command {
     /// Manage partner accounts.
     #[command(subcommand)]
     Partners(admin::PartnersCommand),
+    /// Manage workspaces.
+    #[command(subcommand)]
+    Workspaces(admin::WorkspacesCommand),
     /// Print request counts per day, API key, source-platform and operation.
     Usage {
         /// How many days back, today included.
@@ -105,6 +108,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Users(cmd) => admin::users(cmd, &settings).await,
         Command::Keys(cmd) => admin::keys(cmd, &settings).await,
         Command::Partners(cmd) => admin::partners(cmd, &settings).await,
+        Command::Workspaces(cmd) => admin::workspaces(cmd, &settings).await,
         Command::Usage { days } => admin::usage(days, &settings).await,
     }
 }

@@ -8,6 +8,7 @@ use taxbridge_api::{ApiSettings, Application, QueryLimits, Services};
 use taxbridge_domain::{
     identity::{reveal, Identity, IdentitySettings},
     usage::UsageRecorder,
+    workspaces::Workspaces,
 };
 use taxbridge_store::Backend;
 
@@ -38,8 +39,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .await
         .context("Failed to create the owner account")?;
     let services = Arc::new(Services {
+        workspaces: Arc::new(Workspaces::new(identity.store().clone())),
         identity,
         usage: Arc::new(UsageRecorder::default()),
+        public_base_url: settings.public_base_url(),
     });
     let app = Application::build(
         ApiSettings {

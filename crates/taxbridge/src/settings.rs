@@ -22,6 +22,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `sqlite://…` or `postgres://…`; unset means `sqlite://<data_dir>/taxbridge.db`.
     pub database_url: Option<String>,
+    /// Where users reach this gateway, e.g. `https://taxbridge.example.com`; deep links start
+    /// with it. Unset means `http://<listen>`.
+    pub public_base_url: Option<String>,
     /// `text` (readable) or `json` (one object a line, for log shippers).
     pub log_format: String,
     /// Which log lines to write, as a tracing filter: `info`, `debug`, `info,sqlx=warn`, ….
@@ -74,6 +77,7 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./taxbridge-data"),
             database_url: None,
+            public_base_url: None,
             log_format: "text".into(),
             log_level: "info,sqlx=warn".into(),
             auth: AuthSettings::default(),
@@ -173,6 +177,14 @@ impl Settings {
             self.log_format
         );
         Ok(())
+    }
+
+    pub fn public_base_url(&self) -> String {
+        self.public_base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_owned()
     }
 
     pub fn database_url(&self) -> String {

@@ -403,3 +403,57 @@ fn serving_postgres_without_shared_secrets_names_the_setting_to_set() {
     assert!(err.contains("TAXBRIDGE_AUTH__JWT_SECRET"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+#[test]
+fn operators_create_customer_workspaces_with_a_first_admin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = serve(dir.path());
+    let id = stdout(&taxbridge(
+        dir.path(),
+        &[
+            "workspaces",
+            "create",
+            "--name",
+            "Smith & Associates Tax Firm",
+            "--admin-email",
+            "boss@smith.com",
+        ],
+    ));
+    assert!(id.trim().starts_with("wsp_"), "{id}");
+    let again = taxbridge(
+        dir.path(),
+        &[
+            "workspaces",
+            "create",
+            "--name",
+            "Smith & Associates Tax Firm",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("smith-associates-tax-firm-2"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    let key = stdout(&taxbridge(
+        dir.path(),
+        &[
+            "keys",
+            "create",
+            "--email",
+            "boss@smith.com",
+            "--name",
+            "boss",
+        ],
+    ));
+    let access = token(&server.endpoint, key.trim());
+    let me = post(
+        &server.endpoint,
+        json!({ "query": "{ me { workspaces { id slug workspaceType members { email role } } } }" }),
+        Some(&access),
+    );
+    assert_eq!(
+        me["data"]["me"]["workspaces"],
+        json!([{ "id": id.trim(), "slug": "smith-associates-tax-firm", "workspaceType": "customer", "members": [{ "email": "boss@smith.com", "role": "admin" }] }])
+    );
+}

@@ -38,6 +38,7 @@ impl From<DomainAccountType> for AccountType {
 }
 
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct Me {
     id: ID,
     email: String,
@@ -53,6 +54,21 @@ impl From<&Account> for Me {
             name: account.name.clone(),
             account_type: account.account_type.into(),
         }
+    }
+}
+
+#[async_graphql::ComplexObject]
+impl Me {
+    /// Workspaces the caller may act on: where it is a member, and for a partner every workspace it created. (doc)
+    async fn workspaces(
+        &self,
+        ctx: &Context<'_>,
+        filters: Option<super::workspaces::WorkspaceFilters>,
+        limit: Option<i32>,
+        offset: Option<i32>,
+        sort_by: Option<super::workspaces::SortBy>,
+    ) -> async_graphql::Result<Vec<super::workspaces::Workspace>> {
+        super::workspaces::my_workspaces(ctx, filters, limit, offset, sort_by).await
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod identity;
 mod scalars;
+mod workspaces;
 
 use crate::{error::ApiError, Services};
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
@@ -51,7 +52,7 @@ pub fn root_fields(document: &ExecutableDocument, operation_name: Option<&str>) 
 pub struct Query(identity::IdentityQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(identity::IdentityMutation);
+pub struct Mutation(identity::IdentityMutation, workspaces::WorkspaceMutation);
 
 pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
 

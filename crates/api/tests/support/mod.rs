@@ -10,9 +10,11 @@ use taxbridge_domain::{
     identity::{reveal, Identity, IdentitySettings},
     store::Store,
     usage::UsageRecorder,
+    workspaces::Workspaces,
 };
 use taxbridge_store::{testing, Backend};
 
+pub const PUBLIC_BASE_URL: &str = "https://taxbridge.test";
 pub const SIGNING_SECRET: &[u8] = b"test-signing-secret-of-32-bytes!";
 
 /// Runs each named test once per backend: `sqlite::name` and `postgres::name`.
@@ -99,6 +101,8 @@ impl TestApp {
         let services = Arc::new(Services {
             identity: identity.clone(),
             usage: Arc::new(UsageRecorder::default()),
+            workspaces: Arc::new(Workspaces::new(store.clone())),
+            public_base_url: PUBLIC_BASE_URL.into(),
         });
         let mut settings = ApiSettings {
             listen: "127.0.0.1:0".into(),
@@ -189,5 +193,65 @@ impl TestApp {
             reveal(&secret).to_owned(),
             key.id.to_string(),
         )
+    }
+}
+
+impl TestApp {
+    /// A partner account logged in; returns its access token.
+    pub async fn partner_token(&self, provider_key: &str) -> String {
+        let (_, _, secret) = self
+            .identity
+            .create_partner(
+                provider_key,
+                provider_key,
+                &format!("eng@{provider_key}.io"),
+            )
+            .await
+            .expect("partner");
+        self.token_for(reveal(&secret)).await
+    }
+
+    /// A customer account logged in; returns (account id, access token).
+    pub async fn customer_token(&self, email: &str) -> (String, String) {
+        let (id, secret, _) = self.customer_with_key(email).await;
+        (id, self.token_for(&secret).await)
+    }
+
+    pub async fn create_workspace(&self, token: &str, display_name: &str) -> Gql {
+        self.graphql(
+            json!({
+                "query": "mutation C($input: CreateWorkspaceInput!) { createWorkspace(input: $input) { id slug displayName status workspaceType firmSize metadata createdAt } }",
+                "variables": { "input": { "displayName": display_name } }
+            }),
+            Some(token),
+            Some("qount"),
+        )
+        .await
+    }
+
+    pub async fn add_users(&self, token: &str, workspace_id: &str, emails: &[&str]) -> Gql {
+        self.graphql(
+            json!({
+                "query": "mutation A($workspaceId: ID!, $userEmails: [String!]!) { addUsersToTheWorkspace(workspaceId: $workspaceId, userEmails: $userEmails) { id email name role } }",
+                "variables": { "workspaceId": workspace_id, "userEmails": emails }
+            }),
+            Some(token),
+            None,
+        )
+        .await
+    }
+
+    pub async fn my_workspaces(&self, token: &str) -> Vec<Value> {
+        let response = self
+            .graphql(
+                json!({ "query": "{ me { workspaces(limit: 500) { id slug displayName } } }" }),
+                Some(token),
+                None,
+            )
+            .await;
+        response.assert_ok()["me"]["workspaces"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 }

@@ -1,0 +1,617 @@
+//! Workspaces, members and who reaches what (spec §3, §4, §7, §8), on both databases.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use support::TestApp;
+
+per_backend!(
+    the_partner_guide_flow_works_end_to_end,
+    customers_cannot_create_workspaces,
+    bad_workspace_input_names_the_field,
+    adding_users_is_idempotent_ordered_and_all_or_nothing,
+    a_removed_member_loses_the_workspace_at_once,
+    only_admins_and_the_owning_partner_manage_members,
+    lists_page_sort_and_refuse_unknown_sort_fields,
+    deep_links_refuse_paths_outside_the_workspace,
+    foreign_ids_answer_not_found_and_change_nothing,
+    fifty_parallel_creates_with_one_name_get_fifty_slugs,
+    parallel_adds_with_overlapping_emails_create_nothing_twice,
+);
+
+async fn the_partner_guide_flow_works_end_to_end(app: TestApp) {
+    let token = app.partner_token("qount").await;
+    let first = app
+        .create_workspace(&token, "Smith & Associates Tax Firm")
+        .await;
+    let first = first.assert_ok()["createWorkspace"].clone();
+    assert_eq!(first["slug"], "smith-associates-tax-firm");
+    assert_eq!(first["status"], "active");
+    assert_eq!(first["workspaceType"], "partner");
+    let second = app
+        .create_workspace(&token, "Smith & Associates Tax Firm")
+        .await
+        .assert_ok()["createWorkspace"]
+        .clone();
+    assert_eq!(second["slug"], "smith-associates-tax-firm-2");
+
+    let members = app
+        .add_users(
+            &token,
+            first["id"].as_str().unwrap_or_default(),
+            &["Jane@Smith.com", "john@smith.com"],
+        )
+        .await;
+    let members = members.assert_ok()["addUsersToTheWorkspace"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let emails: Vec<&str> = members.iter().filter_map(|m| m["email"].as_str()).collect();
+    assert_eq!(emails, ["jane@smith.com", "john@smith.com"]);
+    assert!(members.iter().all(|m| m["role"] == "user"));
+
+    let listed = app
+        .graphql(json!({ "query": "{ me { workspaces { id slug deepLink(path: \"/connect/tax-software\") members { email } } } }" }), Some(&token), None)
+        .await;
+    let listed = listed.assert_ok()["me"]["workspaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0]["id"], first["id"]);
+    assert_eq!(
+        listed[0]["deepLink"],
+        "https://taxbridge.test/sign-in?deep_link=%2Fw%2Fsmith-associates-tax-firm%2Fconnect%2Ftax-software"
+    );
+    assert_eq!(listed[0]["members"].as_array().map(Vec::len), Some(2));
+    assert_eq!(listed[1]["slug"], "smith-associates-tax-firm-2");
+
+    // The added users reach the workspace with their own keys.
+    let jane = app
+        .identity
+        .account_by_email("jane@smith.com")
+        .await
+        .expect("jane exists");
+    let (key, secret) = app
+        .identity
+        .create_key(&jane, "jane", None)
+        .await
+        .expect("key");
+    let _ = key;
+    let jane_token = app
+        .token_for(taxbridge_domain::identity::reveal(&secret))
+        .await;
+    let hers = app.my_workspaces(&jane_token).await;
+    assert_eq!(hers.len(), 1);
+    assert_eq!(hers[0]["slug"], "smith-associates-tax-firm");
+}
+
+async fn customers_cannot_create_workspaces(app: TestApp) {
+    let (_, token) = app.customer_token("jane@smith.com").await;
+    let response = app.create_workspace(&token, "Jane's Firm").await;
+    assert_eq!(response.code(), "FORBIDDEN", "{}", response.body);
+    assert!(app.my_workspaces(&token).await.is_empty());
+}
+
+async fn bad_workspace_input_names_the_field(app: TestApp) {
+    let token = app.partner_token("qount").await;
+    let cases = [
+        (json!({ "displayName": "   " }), "input.displayName"),
+        (
+            json!({ "displayName": "x".repeat(201) }),
+            "input.displayName",
+        ),
+        (
+            json!({ "displayName": "Firm", "metadata": [1, 2] }),
+            "input.metadata",
+        ),
+        (
+            json!({ "displayName": "Firm", "metadata": { "blob": "x".repeat(17 * 1024) } }),
+            "input.metadata",
+        ),
+        (
+            json!({ "displayName": "Firm", "firmSize": "xxl" }),
+            "input.firmSize",
+        ),
+    ];
+    for (input, field) in cases {
+        let response = app
+            .graphql(
+                json!({ "query": "mutation C($input: CreateWorkspaceInput!) { createWorkspace(input: $input) { id } }", "variables": { "input": input } }),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(response.code(), "BAD_USER_INPUT", "{}", response.body);
+        assert_eq!(response.body["errors"][0]["extensions"]["field"], field);
+    }
+    assert!(
+        app.my_workspaces(&token).await.is_empty(),
+        "nothing was created"
+    );
+    let ok = app
+        .graphql(
+            json!({ "query": "mutation { createWorkspace(input: {displayName: \"Firm\", firmSize: \"md\", metadata: {crmId: \"A-17\"}}) { firmSize metadata } }" }),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        ok.assert_ok()["createWorkspace"],
+        json!({ "firmSize": "md", "metadata": { "crmId": "A-17" } })
+    );
+}
+
+async fn adding_users_is_idempotent_ordered_and_all_or_nothing(app: TestApp) {
+    let token = app.partner_token("qount").await;
+    let ws = app.create_workspace(&token, "Firm").await.assert_ok()["createWorkspace"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (existing_id, _) = app.customer_token("john@smith.com").await;
+
+    let bad = app
+        .add_users(&token, &ws, &["ok@smith.com", "not-an-email"])
+        .await;
+    assert_eq!(bad.code(), "BAD_USER_INPUT", "{}", bad.body);
+    assert_eq!(
+        bad.body["errors"][0]["extensions"]["field"],
+        "userEmails[1]"
+    );
+    assert!(bad.message().contains("not-an-email"));
+    assert!(
+        app.identity.account_by_email("ok@smith.com").await.is_err(),
+        "nobody was added"
+    );
+
+    let first = app
+        .add_users(
+            &token,
+            &ws,
+            &["zed@smith.com", "JOHN@smith.com ", "amy@smith.com"],
+        )
+        .await;
+    let again = app
+        .add_users(
+            &token,
+            &ws,
+            &["zed@smith.com", "JOHN@smith.com ", "amy@smith.com"],
+        )
+        .await;
+    assert_eq!(
+        first.assert_ok(),
+        again.assert_ok(),
+        "adding twice is the same answer"
+    );
+    let members = first.assert_ok()["addUsersToTheWorkspace"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let emails: Vec<&str> = members.iter().filter_map(|m| m["email"].as_str()).collect();
+    assert_eq!(emails, ["zed@smith.com", "john@smith.com", "amy@smith.com"]);
+    assert_eq!(
+        members[1]["id"], existing_id,
+        "the existing account is reused"
+    );
+
+    let listed = app
+        .graphql(json!({ "query": "query($ids: [ID!]) { me { workspaces(filters: {ids: $ids}) { members { email } } } }", "variables": { "ids": [ws] } }), Some(&token), None)
+        .await;
+    assert_eq!(
+        listed.assert_ok()["me"]["workspaces"][0]["members"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+}
+
+async fn a_removed_member_loses_the_workspace_at_once(app: TestApp) {
+    let token = app.partner_token("qount").await;
+    let ws = app.create_workspace(&token, "Firm").await.assert_ok()["createWorkspace"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (jane_id, jane) = app.customer_token("jane@smith.com").await;
+    app.add_users(&token, &ws, &["jane@smith.com"])
+        .await
+        .assert_ok();
+    assert_eq!(app.my_workspaces(&jane).await.len(), 1);
+
+    let removed = app
+        .graphql(
+            json!({ "query": "mutation R($w: ID!, $u: ID!) { removeUserFromTheWorkspace(workspaceId: $w, userId: $u) }", "variables": { "w": ws, "u": jane_id } }),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(removed.assert_ok()["removeUserFromTheWorkspace"], true);
+    assert!(
+        app.my_workspaces(&jane).await.is_empty(),
+        "her token lost the workspace at once"
+    );
+    assert_eq!(
+        app.add_users(&jane, &ws, &["x@smith.com"]).await.code(),
+        "NOT_FOUND"
+    );
+}
+
+async fn only_admins_and_the_owning_partner_manage_members(app: TestApp) {
+    let workspaces = taxbridge_domain::workspaces::Workspaces::new(app.store.clone());
+    let (ws, _) = workspaces
+        .create_for_customer("Direct Firm", Some("boss@firm.com"))
+        .await
+        .expect("workspace");
+    let boss = app
+        .identity
+        .account_by_email("boss@firm.com")
+        .await
+        .expect("boss");
+    let (_, secret) = app
+        .identity
+        .create_key(&boss, "boss", None)
+        .await
+        .expect("key");
+    let boss_token = app
+        .token_for(taxbridge_domain::identity::reveal(&secret))
+        .await;
+    let added = app
+        .add_users(&boss_token, ws.id.as_str(), &["staff@firm.com"])
+        .await;
+    assert_eq!(
+        added.assert_ok()["addUsersToTheWorkspace"][0]["role"],
+        "user"
+    );
+
+    let staff = app
+        .identity
+        .account_by_email("staff@firm.com")
+        .await
+        .expect("staff");
+    let (_, secret) = app
+        .identity
+        .create_key(&staff, "staff", None)
+        .await
+        .expect("key");
+    let staff_token = app
+        .token_for(taxbridge_domain::identity::reveal(&secret))
+        .await;
+    assert_eq!(
+        app.my_workspaces(&staff_token).await.len(),
+        1,
+        "a user reads the workspace"
+    );
+    let refused = app
+        .add_users(&staff_token, ws.id.as_str(), &["friend@firm.com"])
+        .await;
+    assert_eq!(refused.code(), "FORBIDDEN", "{}", refused.body);
+    // A partner that did not create it does not even see it.
+    let partner = app.partner_token("qount").await;
+    assert_eq!(
+        app.add_users(&partner, ws.id.as_str(), &["x@firm.com"])
+            .await
+            .code(),
+        "NOT_FOUND"
+    );
+}
+
+async fn lists_page_sort_and_refuse_unknown_sort_fields(app: TestApp) {
+    let token = app.partner_token("qount").await;
+    for name in ["Charlie", "Alpha", "Bravo"] {
+        app.create_workspace(&token, name).await.assert_ok();
+    }
+    let names = |response: &support::Gql| -> Vec<String> {
+        response.assert_ok()["me"]["workspaces"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|w| w["displayName"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let q = |args: &str| json!({ "query": format!("{{ me {{ workspaces({args}) {{ displayName }} }} }}") });
+    assert_eq!(
+        names(&app.graphql(q("limit: 2"), Some(&token), None).await),
+        ["Charlie", "Alpha"]
+    );
+    assert_eq!(
+        names(
+            &app.graphql(q("limit: 2, offset: 2"), Some(&token), None)
+                .await
+        ),
+        ["Bravo"]
+    );
+    assert_eq!(
+        names(
+            &app.graphql(
+                q("sortBy: {field: \"displayName\", order: ASC}"),
+                Some(&token),
+                None
+            )
+            .await
+        ),
+        ["Alpha", "Bravo", "Charlie"]
+    );
+    assert_eq!(
+        names(
+            &app.graphql(
+                q("sortBy: {field: \"createdAt\", order: DESC}"),
+                Some(&token),
+                None
+            )
+            .await
+        ),
+        ["Bravo", "Alpha", "Charlie"]
+    );
+    assert_eq!(
+        names(
+            &app.graphql(q("filters: {slugs: [\"alpha\"]}"), Some(&token), None)
+                .await
+        ),
+        ["Alpha"]
+    );
+
+    let bad = app
+        .graphql(
+            q("sortBy: {field: \"slug\", order: ASC}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(bad.code(), "BAD_USER_INPUT");
+    assert_eq!(bad.body["errors"][0]["extensions"]["field"], "sortBy.field");
+    assert!(
+        bad.message().contains("createdAt, updatedAt, displayName"),
+        "{}",
+        bad.message()
+    );
+    let bad = app.graphql(q("limit: 501"), Some(&token), None).await;
+    assert_eq!(bad.body["errors"][0]["extensions"]["field"], "limit");
+}
+
+async fn deep_links_refuse_paths_outside_the_workspace(app: TestApp) {
+    let token = app.partner_token("qount").await;
+    app.create_workspace(&token, "Firm").await.assert_ok();
+    for path in [
+        "connect",
+        "//evil.example/x",
+        "/../settings",
+        "https://evil.example",
+    ] {
+        let response = app
+            .graphql(json!({ "query": "query($p: String) { me { workspaces { deepLink(path: $p) } } }", "variables": { "p": path } }), Some(&token), None)
+            .await;
+        assert_eq!(
+            response.code(),
+            "BAD_USER_INPUT",
+            "{path}: {}",
+            response.body
+        );
+        assert_eq!(response.body["errors"][0]["extensions"]["field"], "path");
+    }
+    let plain = app
+        .graphql(
+            json!({ "query": "{ me { workspaces { deepLink } } }" }),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        plain.assert_ok()["me"]["workspaces"][0]["deepLink"],
+        "https://taxbridge.test/sign-in?deep_link=%2Fw%2Ffirm"
+    );
+}
+
+/// Every operation that takes a workspace id, with the variables to send. The matrix below
+/// runs each against each kind of outsider; a new operation with an `ID!` argument that is not
+/// registered here fails `every_id_taking_operation_is_in_the_isolation_registry`.
+fn id_operations(workspace_id: &str, member_id: &str) -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "addUsersToTheWorkspace",
+            json!({ "query": "mutation($w: ID!) { addUsersToTheWorkspace(workspaceId: $w, userEmails: [\"intruder@evil.com\"]) { id } }", "variables": { "w": workspace_id } }),
+        ),
+        (
+            "removeUserFromTheWorkspace",
+            json!({ "query": "mutation($w: ID!, $u: ID!) { removeUserFromTheWorkspace(workspaceId: $w, userId: $u) }", "variables": { "w": workspace_id, "u": member_id } }),
+        ),
+    ]
+}
+
+#[test]
+fn every_id_taking_operation_is_in_the_isolation_registry() {
+    let sdl = taxbridge_api::sdl();
+    let mutation = sdl
+        .split("type Mutation {")
+        .nth(1)
+        .and_then(|rest| rest.split("\n}").next())
+        .unwrap_or_default();
+    let registered: HashSet<&str> = id_operations("w", "u")
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    for line in mutation
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains(": ID!"))
+    {
+        let name = line.split('(').next().unwrap_or_default();
+        assert!(
+            registered.contains(name),
+            "`{name}` takes an ID but is not in the isolation registry"
+        );
+    }
+}
+
+async fn foreign_ids_answer_not_found_and_change_nothing(app: TestApp) {
+    let owner = app.partner_token("qount").await;
+    let ws = app
+        .create_workspace(&owner, "Target Firm")
+        .await
+        .assert_ok()["createWorkspace"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (member_id, _) = app.customer_token("member@target.com").await;
+    app.add_users(&owner, &ws, &["member@target.com", "gone@target.com"])
+        .await
+        .assert_ok();
+    let (gone_id, gone) = app.customer_token("gone2@target.com").await;
+    app.add_users(&owner, &ws, &["gone2@target.com"])
+        .await
+        .assert_ok();
+    app.graphql(
+        json!({ "query": "mutation($w: ID!, $u: ID!) { removeUserFromTheWorkspace(workspaceId: $w, userId: $u) }", "variables": { "w": ws, "u": gone_id } }),
+        Some(&owner),
+        None,
+    )
+    .await
+    .assert_ok();
+
+    let other_partner = app.partner_token("other").await;
+    let other_firm_partner = app.partner_token("third").await;
+    let other_ws = app
+        .create_workspace(&other_firm_partner, "Other Firm")
+        .await
+        .assert_ok()["createWorkspace"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (_, other_customer) = app.customer_token("staff@other.com").await;
+    app.add_users(&other_firm_partner, &other_ws, &["staff@other.com"])
+        .await
+        .assert_ok();
+
+    let members_before = app
+        .store
+        .members_of(
+            &taxbridge_domain::ids::WorkspaceId::from_string(ws.clone()),
+            taxbridge_domain::lists::Page::parse(None, None, None, "name").expect("page"),
+        )
+        .await
+        .expect("members")
+        .len();
+    let outsiders = [
+        ("another partner", &other_partner),
+        ("a customer of another firm", &other_customer),
+        ("a removed member", &gone),
+    ];
+    for (who, token) in outsiders {
+        for (operation, request) in id_operations(&ws, &member_id) {
+            let response = app.graphql(request, Some(token), None).await;
+            assert_eq!(
+                response.code(),
+                "NOT_FOUND",
+                "{operation} by {who}: {}",
+                response.body
+            );
+            let missing = app
+                .graphql(
+                    id_operations("wsp_does_not_exist", &member_id)
+                        .into_iter()
+                        .find(|(o, _)| *o == operation)
+                        .map(|(_, r)| r)
+                        .unwrap_or_default(),
+                    Some(token),
+                    None,
+                )
+                .await;
+            assert_eq!(
+                response.body["errors"][0]["message"], missing.body["errors"][0]["message"],
+                "{operation}: a foreign id and a missing one read the same"
+            );
+        }
+        let filtered = app
+            .graphql(json!({ "query": "query($ids: [ID!]) { me { workspaces(filters: {ids: $ids}) { id } } }", "variables": { "ids": [ws] } }), Some(token), None)
+            .await;
+        assert_eq!(
+            filtered.assert_ok()["me"]["workspaces"],
+            json!([]),
+            "{who} filtered by a foreign id sees nothing"
+        );
+    }
+    let members_after = app
+        .store
+        .members_of(
+            &taxbridge_domain::ids::WorkspaceId::from_string(ws.clone()),
+            taxbridge_domain::lists::Page::parse(None, None, None, "name").expect("page"),
+        )
+        .await
+        .expect("members")
+        .len();
+    assert_eq!(members_before, members_after, "nothing changed");
+    assert!(
+        app.identity
+            .account_by_email("intruder@evil.com")
+            .await
+            .is_err(),
+        "no account was created"
+    );
+}
+
+async fn fifty_parallel_creates_with_one_name_get_fifty_slugs(app: TestApp) {
+    let token = app.partner_token("qount").await;
+    let app = std::sync::Arc::new(app);
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (app, token) = (app.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            app.create_workspace(&token, "Busy Firm").await
+        }));
+    }
+    let mut slugs = HashSet::new();
+    for task in tasks {
+        let response = task.await.expect("task");
+        slugs.insert(
+            response.assert_ok()["createWorkspace"]["slug"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    assert_eq!(slugs.len(), 50);
+    assert!(
+        slugs.contains("busy-firm") && slugs.contains("busy-firm-50"),
+        "{slugs:?}"
+    );
+}
+
+async fn parallel_adds_with_overlapping_emails_create_nothing_twice(app: TestApp) {
+    let token = app.partner_token("qount").await;
+    let ws = app.create_workspace(&token, "Firm").await.assert_ok()["createWorkspace"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let accounts_before = app.store.count_accounts().await.expect("count");
+    let app = std::sync::Arc::new(app);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (app, token, ws) = (app.clone(), token.clone(), ws.clone());
+        tasks.push(tokio::spawn(async move {
+            let emails = [
+                format!("u{}@firm.com", i % 5),
+                format!("u{}@firm.com", (i + 1) % 5),
+                "shared@firm.com".to_owned(),
+            ];
+            let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
+            app.add_users(&token, &ws, &emails).await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task").assert_ok();
+    }
+    assert_eq!(
+        app.store.count_accounts().await.expect("count"),
+        accounts_before + 6
+    );
+    let members = app
+        .store
+        .members_of(
+            &taxbridge_domain::ids::WorkspaceId::from_string(ws),
+            taxbridge_domain::lists::Page::parse(Some(500), None, None, "name").expect("page"),
+        )
+        .await
+        .expect("members");
+    assert_eq!(members.len(), 6);
+}

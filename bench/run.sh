@@ -68,18 +68,56 @@ check "http://127.0.0.1:$FLOOR_PORT/graphql" "$FLOOR_TOKEN" "$ME_BODY" '"id":"ac
 check "http://127.0.0.1:$TB_PORT/graphql" "$TB_TOKEN" "$ME_BODY" '"id":"acc_' me
 check "http://127.0.0.1:$TB_PORT/graphql" "" "$LOGIN_BODY" accessToken login
 
+# Two partners: one owning 100 workspaces, one owning 100,000, written straight into the
+# SQLite file (creating 100,000 through the API would only time the seeding).
+partner_token() {
+  local key; key=$(./target/release/taxbridge --data-dir "$DATA" partners create --name "$1" --provider-key "$1" --email "eng@$1.io" 2>/dev/null)
+  curl -s -X POST "http://127.0.0.1:$TB_PORT/graphql" -H 'Content-Type: application/json' \
+    -d "{\"query\":\"mutation { loginViaPersonalApiToken(token: \\\"$key\\\") { accessToken } }\"}" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["loginViaPersonalApiToken"]["accessToken"])'
+}
+SMALL_TOKEN=$(partner_token small)
+LARGE_TOKEN=$(partner_token large)
+python3 - "$DATA/taxbridge.db" <<'PY'
+import sqlite3, sys, time, uuid
+db = sqlite3.connect(sys.argv[1], timeout=30)
+owners = dict(db.execute("SELECT provider_key, id FROM accounts WHERE provider_key IN ('small', 'large')"))
+now = int(time.time() * 1000)
+for key, count in (("small", 100), ("large", 100_000)):
+    rows = [(f"wsp_{uuid.uuid4().hex}", f"{key}-firm-{i}", f"{key.title()} Firm {i}", "active", "partner", None, None, owners[key], now + i, now + i)
+            for i in range(count)]
+    db.executemany("INSERT INTO workspaces (id, slug, display_name, status, workspace_type, firm_size, metadata, owner_partner_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+db.commit()
+PY
+WS_FIRST='{"query":"{ me { workspaces(limit: 50) { id slug } } }"}'
+WS_LAST='{"query":"{ me { workspaces(limit: 50, offset: 99950) { id slug } } }"}'
+check "http://127.0.0.1:$TB_PORT/graphql" "$LARGE_TOKEN" "$WS_LAST" 'large-firm-99999' workspaces
+
 echo "Load: wrk, $THREADS threads, $CONNECTIONS connections, $DURATION per case after a $WARMUP warm-up; $(nproc) cores"
 FLOOR=$(measure "http://127.0.0.1:$FLOOR_PORT/graphql" "$FLOOR_TOKEN" "$ME_BODY" floor-me)
 ME=$(measure "http://127.0.0.1:$TB_PORT/graphql" "$TB_TOKEN" "$ME_BODY" taxbridge-me)
 LOGIN=$(measure "http://127.0.0.1:$TB_PORT/graphql" "" "$LOGIN_BODY" taxbridge-login)
+WS100=$(measure "http://127.0.0.1:$TB_PORT/graphql" "$SMALL_TOKEN" "$WS_FIRST" workspaces-100)
+WS100K=$(measure "http://127.0.0.1:$TB_PORT/graphql" "$LARGE_TOKEN" "$WS_FIRST" workspaces-100k)
+WSLAST=$(measure "http://127.0.0.1:$TB_PORT/graphql" "$LARGE_TOKEN" "$WS_LAST" workspaces-100k-offset)
 
-python3 - "$FLOOR" "$ME" "$LOGIN" <<'PY'
+python3 - "$FLOOR" "$ME" "$LOGIN" "$WS100" "$WS100K" "$WSLAST" <<'PY'
 import sys
-floor, me, login = (list(map(float, a.split())) for a in sys.argv[1:4])
-rows = [("floor me { id name }", floor, None), ("taxbridge me { id name }", me, 0.8), ("taxbridge loginViaPersonalApiToken", login, 0.5)]
-print(f"{'case':<36} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'x floor':>8} {'target':>8}")
+floor, me, login, ws100, ws100k, wslast = (list(map(float, a.split())) for a in sys.argv[1:7])
+rows = [
+    ("floor me { id name }", floor, None),
+    ("taxbridge me { id name }", me, 0.8),
+    ("taxbridge loginViaPersonalApiToken", login, 0.5),
+    ("workspaces(limit: 50), 100 owned", ws100, 0.5),
+    ("workspaces(limit: 50), 100,000 owned", ws100k, 0.5),
+    ("  same, offset 99,950", wslast, None),
+]
+print(f"{'case':<40} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'x floor':>8} {'target':>10}")
 for name, (rps, p50, p99), target in rows:
     ratio = rps / floor[0]
     verdict = "" if target is None else (f">= {target}" + (" ok" if ratio >= target else " MISSED"))
-    print(f"{name:<36} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f} {ratio:>8.2f} {verdict:>8}")
+    print(f"{name:<40} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f} {ratio:>8.2f} {verdict:>10}")
+cost = ws100[0] / ws100k[0]
+print(f"first page at 100,000 costs {cost:.2f}x the first page at 100 (target <= 1.2): {'ok' if cost <= 1.2 else 'MISSED'}")
+print(f"the page at offset 99,950 costs {ws100[0] / wslast[0]:.1f}x the first page at 100")
 PY

@@ -68,20 +68,7 @@ async fn the_partner_guide_flow_works_end_to_end(app: TestApp) {
     assert_eq!(listed[1]["slug"], "smith-associates-tax-firm-2");
 
     // The added users reach the workspace with their own keys.
-    let jane = app
-        .identity
-        .account_by_email("jane@smith.com")
-        .await
-        .expect("jane exists");
-    let (key, secret) = app
-        .identity
-        .create_key(&jane, "jane", None)
-        .await
-        .expect("key");
-    let _ = key;
-    let jane_token = app
-        .token_for(taxbridge_domain::identity::reveal(&secret))
-        .await;
+    let jane_token = app.token_of_existing("jane@smith.com").await;
     let hers = app.my_workspaces(&jane_token).await;
     assert_eq!(hers.len(), 1);
     assert_eq!(hers[0]["slug"], "smith-associates-tax-firm");
@@ -242,19 +229,7 @@ async fn only_admins_and_the_owning_partner_manage_members(app: TestApp) {
         .create_for_customer("Direct Firm", Some("boss@firm.com"))
         .await
         .expect("workspace");
-    let boss = app
-        .identity
-        .account_by_email("boss@firm.com")
-        .await
-        .expect("boss");
-    let (_, secret) = app
-        .identity
-        .create_key(&boss, "boss", None)
-        .await
-        .expect("key");
-    let boss_token = app
-        .token_for(taxbridge_domain::identity::reveal(&secret))
-        .await;
+    let boss_token = app.token_of_existing("boss@firm.com").await;
     let added = app
         .add_users(&boss_token, ws.id.as_str(), &["staff@firm.com"])
         .await;
@@ -263,19 +238,7 @@ async fn only_admins_and_the_owning_partner_manage_members(app: TestApp) {
         "user"
     );
 
-    let staff = app
-        .identity
-        .account_by_email("staff@firm.com")
-        .await
-        .expect("staff");
-    let (_, secret) = app
-        .identity
-        .create_key(&staff, "staff", None)
-        .await
-        .expect("key");
-    let staff_token = app
-        .token_for(taxbridge_domain::identity::reveal(&secret))
-        .await;
+    let staff_token = app.token_of_existing("staff@firm.com").await;
     assert_eq!(
         app.my_workspaces(&staff_token).await.len(),
         1,
@@ -483,15 +446,7 @@ async fn foreign_ids_answer_not_found_and_change_nothing(app: TestApp) {
         .await
         .assert_ok();
 
-    let members_before = app
-        .store
-        .members_of(
-            &taxbridge_domain::ids::WorkspaceId::from_string(ws.clone()),
-            taxbridge_domain::lists::Page::parse(None, None, None, "name").expect("page"),
-        )
-        .await
-        .expect("members")
-        .len();
+    let members_before = member_count(&app, &ws).await;
     let outsiders = [
         ("another partner", &other_partner),
         ("a customer of another firm", &other_customer),
@@ -531,15 +486,7 @@ async fn foreign_ids_answer_not_found_and_change_nothing(app: TestApp) {
             "{who} filtered by a foreign id sees nothing"
         );
     }
-    let members_after = app
-        .store
-        .members_of(
-            &taxbridge_domain::ids::WorkspaceId::from_string(ws.clone()),
-            taxbridge_domain::lists::Page::parse(None, None, None, "name").expect("page"),
-        )
-        .await
-        .expect("members")
-        .len();
+    let members_after = member_count(&app, &ws).await;
     assert_eq!(members_before, members_after, "nothing changed");
     assert!(
         app.identity
@@ -548,6 +495,16 @@ async fn foreign_ids_answer_not_found_and_change_nothing(app: TestApp) {
             .is_err(),
         "no account was created"
     );
+}
+
+async fn member_count(app: &TestApp, workspace: &str) -> usize {
+    let page = taxbridge_domain::lists::Page::parse(Some(500), None, None, "name").expect("page");
+    let id = taxbridge_domain::ids::WorkspaceId::from_string(workspace);
+    app.store
+        .members_of(&id, page)
+        .await
+        .expect("members")
+        .len()
 }
 
 async fn fifty_parallel_creates_with_one_name_get_fifty_slugs(app: TestApp) {

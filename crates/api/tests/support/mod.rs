@@ -217,6 +217,21 @@ impl TestApp {
         (id, self.token_for(&secret).await)
     }
 
+    /// A new API key for an existing account, logged in; returns the access token.
+    pub async fn token_of_existing(&self, email: &str) -> String {
+        let account = self
+            .identity
+            .account_by_email(email)
+            .await
+            .expect("the account exists");
+        let (_, secret) = self
+            .identity
+            .create_key(&account, "test", None)
+            .await
+            .expect("key");
+        self.token_for(reveal(&secret)).await
+    }
+
     pub async fn create_workspace(&self, token: &str, display_name: &str) -> Gql {
         self.graphql(
             json!({

@@ -145,7 +145,7 @@ impl From<UsageRow> for UsageCount {
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(crate) struct WorkspaceRow {
     id: String,
     slug: String,

@@ -6,11 +6,14 @@
 //! 64-bit integer (instants are milliseconds since the epoch, JSON is text), placeholders are
 //! `$n`, and upserts use `ON CONFLICT`, all of which both databases read alike. What differs
 //! lives in each backend's own migration folder and connection setup. SQL lives only here.
+//! Writes go through sqlx on both; reads go through [`read`], which on SQLite runs them in
+//! place on rusqlite connections (the module says why).
 //!
 //! Errors: database failures become [`StoreError::Backend`]; unique violations become
 //! [`StoreError::Conflict`] without a pre-check query.
 
 mod queries;
+mod read;
 mod rows;
 pub mod testing;
 mod workspace_queries;
@@ -22,11 +25,13 @@ use sqlx::{
     PgPool, SqlitePool,
 };
 use std::{str::FromStr, sync::Arc, time::Duration};
+use taxbridge_domain::store::StoreResult;
 pub use taxbridge_domain::store::{Store, StoreError};
 
-/// The SQLite backend.
+/// The SQLite backend: sqlx for writes, [`read::SqliteReaders`] for reads.
 pub struct SqliteStore {
     pool: SqlitePool,
+    readers: read::SqliteReaders,
 }
 
 /// The PostgreSQL backend.
@@ -88,6 +93,7 @@ impl SqliteStore {
             .foreign_keys(true)
             // Admin commands and the server share the file: wait for a writer, don't fail.
             .busy_timeout(Duration::from_secs(10));
+        let path = options.get_filename().to_owned();
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
@@ -97,7 +103,17 @@ impl SqliteStore {
             .run(&pool)
             .await
             .context("Failed to apply the SQLite migrations")?;
-        Ok(Self { pool })
+        let readers = read::SqliteReaders::open(&path)
+            .with_context(|| format!("Failed to open the SQLite database `{url}` for reading"))?;
+        Ok(Self { pool, readers })
+    }
+
+    async fn fetch_all<T: read::FromColumns>(
+        &self,
+        sql: &str,
+        args: &[read::Arg<'_>],
+    ) -> StoreResult<Vec<T>> {
+        self.readers.fetch_all(sql, args)
     }
 }
 
@@ -114,6 +130,18 @@ impl PgStore {
             .await
             .context("Failed to apply the PostgreSQL migrations")?;
         Ok(Self { pool })
+    }
+
+    async fn fetch_all<T: read::FromColumns>(
+        &self,
+        sql: &str,
+        args: &[read::Arg<'_>],
+    ) -> StoreResult<Vec<T>> {
+        let rows = read::bind_pg(sql, args)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        read::decode_all(&rows)
     }
 }
 

@@ -2,19 +2,6 @@
 //! instantiated for each backend by [`impl_store!`]. A method whose SQL had to differ between
 //! the backends would move out of the macro into the backend's own `impl` block.
 
-pub(crate) const ACCOUNT_COLUMNS: &str =
-    "id, email, name, account_type, provider_key, disabled_at, created_at, updated_at";
-
-pub(crate) const KEY_COLUMNS: &str = "k.id, k.account_id, k.name, k.kind, k.key_hash, \
-     k.display_prefix, k.created_at, k.last_used_at, k.expires_at, k.revoked_at";
-
-pub(crate) const GRANT_SELECT: &str = "SELECT k.id, k.account_id, k.name, k.kind, k.key_hash, \
-     k.display_prefix, k.created_at, k.last_used_at, k.expires_at, k.revoked_at, \
-     a.id AS a_id, a.email AS a_email, a.name AS a_name, a.account_type AS a_account_type, \
-     a.provider_key AS a_provider_key, a.disabled_at AS a_disabled_at, \
-     a.created_at AS a_created_at, a.updated_at AS a_updated_at \
-     FROM api_keys k JOIN accounts a ON a.id = k.account_id";
-
 macro_rules! impl_store {
     ($store:ty, $backend:literal) => {
         $crate::workspace_queries::store_impl_with_workspaces! { $store, {
@@ -31,11 +18,8 @@ macro_rules! impl_store {
             }
 
             async fn count_accounts(&self) -> taxbridge_domain::store::StoreResult<u64> {
-                let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM accounts")
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err($crate::backend_error)?;
-                Ok(u64::try_from(n).unwrap_or(0))
+                let counts: Vec<$crate::rows::Count> = self.fetch_all("SELECT COUNT(*) FROM accounts", &[]).await?;
+                Ok(counts.first().map_or(0, |c| c.0))
             }
 
             #[tracing::instrument(skip_all, fields(account = %account.id))]
@@ -77,26 +61,18 @@ macro_rules! impl_store {
                 &self,
                 id: &taxbridge_domain::ids::AccountId,
             ) -> taxbridge_domain::store::StoreResult<Option<taxbridge_domain::accounts::Account>> {
-                let sql = format!("SELECT {} FROM accounts WHERE id = $1", $crate::queries::ACCOUNT_COLUMNS);
-                let row: Option<$crate::rows::AccountRow> = sqlx::query_as(&sql)
-                    .bind(id.as_str())
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err($crate::backend_error)?;
-                row.map(TryInto::try_into).transpose()
+                let sql = format!("SELECT {} FROM accounts WHERE id = $1", $crate::rows::ACCOUNT_COLUMNS);
+                let rows: Vec<$crate::rows::AccountRow> = self.fetch_all(&sql, &[id.as_str().into()]).await?;
+                rows.into_iter().next().map(TryInto::try_into).transpose()
             }
 
             async fn account_by_email(
                 &self,
                 email: &taxbridge_domain::email::Email,
             ) -> taxbridge_domain::store::StoreResult<Option<taxbridge_domain::accounts::Account>> {
-                let sql = format!("SELECT {} FROM accounts WHERE email = $1", $crate::queries::ACCOUNT_COLUMNS);
-                let row: Option<$crate::rows::AccountRow> = sqlx::query_as(&sql)
-                    .bind(email.as_str())
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err($crate::backend_error)?;
-                row.map(TryInto::try_into).transpose()
+                let sql = format!("SELECT {} FROM accounts WHERE email = $1", $crate::rows::ACCOUNT_COLUMNS);
+                let rows: Vec<$crate::rows::AccountRow> = self.fetch_all(&sql, &[email.as_str().into()]).await?;
+                rows.into_iter().next().map(TryInto::try_into).transpose()
             }
 
             async fn set_account_disabled(
@@ -145,26 +121,18 @@ macro_rules! impl_store {
                 &self,
                 hash: &taxbridge_domain::api_keys::KeyHash,
             ) -> taxbridge_domain::store::StoreResult<Option<taxbridge_domain::store::KeyGrant>> {
-                let sql = format!("{} WHERE k.key_hash = $1", $crate::queries::GRANT_SELECT);
-                let row: Option<$crate::rows::GrantRow> = sqlx::query_as(&sql)
-                    .bind(hash.as_str())
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err($crate::backend_error)?;
-                row.map(TryInto::try_into).transpose()
+                let sql = format!("{} WHERE k.key_hash = $1", $crate::rows::GRANT_SELECT);
+                let rows: Vec<$crate::rows::GrantRow> = self.fetch_all(&sql, &[hash.as_str().into()]).await?;
+                rows.into_iter().next().map(TryInto::try_into).transpose()
             }
 
             async fn grant_by_key_id(
                 &self,
                 id: &taxbridge_domain::ids::ApiKeyId,
             ) -> taxbridge_domain::store::StoreResult<Option<taxbridge_domain::store::KeyGrant>> {
-                let sql = format!("{} WHERE k.id = $1", $crate::queries::GRANT_SELECT);
-                let row: Option<$crate::rows::GrantRow> = sqlx::query_as(&sql)
-                    .bind(id.as_str())
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err($crate::backend_error)?;
-                row.map(TryInto::try_into).transpose()
+                let sql = format!("{} WHERE k.id = $1", $crate::rows::GRANT_SELECT);
+                let rows: Vec<$crate::rows::GrantRow> = self.fetch_all(&sql, &[id.as_str().into()]).await?;
+                rows.into_iter().next().map(TryInto::try_into).transpose()
             }
 
             async fn api_keys_of(
@@ -173,13 +141,9 @@ macro_rules! impl_store {
             ) -> taxbridge_domain::store::StoreResult<Vec<taxbridge_domain::api_keys::ApiKey>> {
                 let sql = format!(
                     "SELECT {} FROM api_keys k WHERE k.account_id = $1 ORDER BY k.created_at, k.id",
-                    $crate::queries::KEY_COLUMNS
+                    $crate::rows::KEY_COLUMNS
                 );
-                let rows: Vec<$crate::rows::ApiKeyRow> = sqlx::query_as(&sql)
-                    .bind(account.as_str())
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err($crate::backend_error)?;
+                let rows: Vec<$crate::rows::ApiKeyRow> = self.fetch_all(&sql, &[account.as_str().into()]).await?;
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
@@ -244,14 +208,12 @@ macro_rules! impl_store {
                 &self,
                 since_day: &str,
             ) -> taxbridge_domain::store::StoreResult<Vec<taxbridge_domain::usage::UsageCount>> {
-                let rows: Vec<$crate::rows::UsageRow> = sqlx::query_as(
+                let rows: Vec<$crate::rows::UsageRow> = self.fetch_all(
                     "SELECT day, api_key_id, source_platform, operation, count FROM usage_counts \
                      WHERE day >= $1 ORDER BY day, api_key_id, source_platform, operation",
+                    &[since_day.into()],
                 )
-                .bind(since_day)
-                .fetch_all(&self.pool)
-                .await
-                .map_err($crate::backend_error)?;
+                .await?;
                 Ok(rows.into_iter().map(Into::into).collect())
             }
         }}

@@ -1,15 +1,35 @@
 //! Rows as the database returns them, and their conversion into domain types. Both backends
-//! decode the same structs, since every column is TEXT or a 64-bit integer.
+//! decode the same structs, since every column is TEXT or a 64-bit integer. Each row type reads
+//! its columns in the order of the column list beside it ([`FromColumns`]).
 
+use crate::read::{Columns, FromColumns};
 use taxbridge_domain::{
     accounts::{Account, AccountType},
     api_keys::{ApiKey, KeyHash, KeyKind},
     email::Email,
     ids::{AccountId, ApiKeyId},
-    store::{KeyGrant, StoreError},
+    store::{KeyGrant, StoreError, StoreResult},
     time::Timestamp,
     usage::UsageCount,
 };
+
+/// A lone `COUNT(*)`.
+pub(crate) struct Count(pub(crate) u64);
+
+impl FromColumns for Count {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        Ok(Self(u64::try_from(c.int()?).unwrap_or(0)))
+    }
+}
+
+/// A lone text column.
+pub(crate) struct Text(pub(crate) String);
+
+impl FromColumns for Text {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        Ok(Self(c.text()?))
+    }
+}
 
 fn corrupt(what: String) -> StoreError {
     StoreError::Backend(what.into())
@@ -19,7 +39,9 @@ fn ts(millis: Option<i64>) -> Option<Timestamp> {
     millis.map(Timestamp::from_millis)
 }
 
-#[derive(sqlx::FromRow)]
+pub(crate) const ACCOUNT_COLUMNS: &str =
+    "id, email, name, account_type, provider_key, disabled_at, created_at, updated_at";
+
 pub(crate) struct AccountRow {
     id: String,
     email: String,
@@ -29,6 +51,21 @@ pub(crate) struct AccountRow {
     disabled_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
+}
+
+impl FromColumns for AccountRow {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        Ok(Self {
+            id: c.text()?,
+            email: c.text()?,
+            name: c.opt_text()?,
+            account_type: c.text()?,
+            provider_key: c.opt_text()?,
+            disabled_at: c.opt_int()?,
+            created_at: c.int()?,
+            updated_at: c.int()?,
+        })
+    }
 }
 
 impl TryFrom<AccountRow> for Account {
@@ -54,7 +91,9 @@ impl TryFrom<AccountRow> for Account {
     }
 }
 
-#[derive(sqlx::FromRow)]
+pub(crate) const KEY_COLUMNS: &str = "k.id, k.account_id, k.name, k.kind, k.key_hash, \
+     k.display_prefix, k.created_at, k.last_used_at, k.expires_at, k.revoked_at";
+
 pub(crate) struct ApiKeyRow {
     id: String,
     account_id: String,
@@ -66,6 +105,23 @@ pub(crate) struct ApiKeyRow {
     last_used_at: Option<i64>,
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
+}
+
+impl FromColumns for ApiKeyRow {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        Ok(Self {
+            id: c.text()?,
+            account_id: c.text()?,
+            name: c.text()?,
+            kind: c.text()?,
+            key_hash: c.text()?,
+            display_prefix: c.text()?,
+            created_at: c.int()?,
+            last_used_at: c.opt_int()?,
+            expires_at: c.opt_int()?,
+            revoked_at: c.opt_int()?,
+        })
+    }
 }
 
 impl TryFrom<ApiKeyRow> for ApiKey {
@@ -88,49 +144,55 @@ impl TryFrom<ApiKeyRow> for ApiKey {
     }
 }
 
-/// A key and its account, read in one join.
-#[derive(sqlx::FromRow)]
+/// A key and its account, read in one join: the key's columns, then the account's.
+pub(crate) const GRANT_SELECT: &str = "SELECT k.id, k.account_id, k.name, k.kind, k.key_hash, \
+     k.display_prefix, k.created_at, k.last_used_at, k.expires_at, k.revoked_at, \
+     a.id, a.email, a.name, a.account_type, a.provider_key, a.disabled_at, a.created_at, \
+     a.updated_at FROM api_keys k JOIN accounts a ON a.id = k.account_id";
+
 pub(crate) struct GrantRow {
-    #[sqlx(flatten)]
     key: ApiKeyRow,
-    a_id: String,
-    a_email: String,
-    a_name: Option<String>,
-    a_account_type: String,
-    a_provider_key: Option<String>,
-    a_disabled_at: Option<i64>,
-    a_created_at: i64,
-    a_updated_at: i64,
+    account: AccountRow,
+}
+
+impl FromColumns for GrantRow {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        Ok(Self {
+            key: ApiKeyRow::from_columns(c)?,
+            account: AccountRow::from_columns(c)?,
+        })
+    }
 }
 
 impl TryFrom<GrantRow> for KeyGrant {
     type Error = StoreError;
 
     fn try_from(row: GrantRow) -> Result<Self, StoreError> {
-        let account = AccountRow {
-            id: row.a_id,
-            email: row.a_email,
-            name: row.a_name,
-            account_type: row.a_account_type,
-            provider_key: row.a_provider_key,
-            disabled_at: row.a_disabled_at,
-            created_at: row.a_created_at,
-            updated_at: row.a_updated_at,
-        };
         Ok(KeyGrant {
             key: row.key.try_into()?,
-            account: account.try_into()?,
+            account: row.account.try_into()?,
         })
     }
 }
 
-#[derive(sqlx::FromRow)]
 pub(crate) struct UsageRow {
     day: String,
     api_key_id: String,
     source_platform: String,
     operation: String,
     count: i64,
+}
+
+impl FromColumns for UsageRow {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        Ok(Self {
+            day: c.text()?,
+            api_key_id: c.text()?,
+            source_platform: c.text()?,
+            operation: c.text()?,
+            count: c.int()?,
+        })
+    }
 }
 
 impl From<UsageRow> for UsageCount {
@@ -145,7 +207,10 @@ impl From<UsageRow> for UsageCount {
     }
 }
 
-#[derive(sqlx::FromRow, serde::Deserialize)]
+pub(crate) const WORKSPACE_COLUMNS: &str =
+    "w.id, w.slug, w.display_name, w.status, w.workspace_type, \
+     w.firm_size, w.metadata, w.owner_partner_id, w.created_at, w.updated_at";
+
 pub(crate) struct WorkspaceRow {
     id: String,
     slug: String,
@@ -157,6 +222,23 @@ pub(crate) struct WorkspaceRow {
     owner_partner_id: Option<String>,
     created_at: i64,
     updated_at: i64,
+}
+
+impl FromColumns for WorkspaceRow {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        Ok(Self {
+            id: c.text()?,
+            slug: c.text()?,
+            display_name: c.text()?,
+            status: c.text()?,
+            workspace_type: c.text()?,
+            firm_size: c.opt_text()?,
+            metadata: c.opt_text()?,
+            owner_partner_id: c.opt_text()?,
+            created_at: c.int()?,
+            updated_at: c.int()?,
+        })
+    }
 }
 
 impl TryFrom<WorkspaceRow> for taxbridge_domain::workspaces::Workspace {
@@ -188,12 +270,20 @@ impl TryFrom<WorkspaceRow> for taxbridge_domain::workspaces::Workspace {
     }
 }
 
-/// A workspace with the asking account's role there, if any.
-#[derive(sqlx::FromRow)]
+/// A workspace with the asking account's role there, if any: [`WORKSPACE_COLUMNS`], then
+/// the role.
 pub(crate) struct WorkspaceRoleRow {
-    #[sqlx(flatten)]
     workspace: WorkspaceRow,
     member_role: Option<String>,
+}
+
+impl FromColumns for WorkspaceRoleRow {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        Ok(Self {
+            workspace: WorkspaceRow::from_columns(c)?,
+            member_role: c.opt_text()?,
+        })
+    }
 }
 
 impl WorkspaceRoleRow {
@@ -217,11 +307,21 @@ impl WorkspaceRoleRow {
     }
 }
 
-#[derive(sqlx::FromRow)]
+pub(crate) const MEMBER_COLUMNS: &str = "a.id, a.email, a.name, a.account_type, a.provider_key, \
+     a.disabled_at, a.created_at, a.updated_at, m.role";
+
 pub(crate) struct MemberRow {
-    #[sqlx(flatten)]
     account: AccountRow,
     role: String,
+}
+
+impl FromColumns for MemberRow {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        Ok(Self {
+            account: AccountRow::from_columns(c)?,
+            role: c.text()?,
+        })
+    }
 }
 
 impl TryFrom<MemberRow> for taxbridge_domain::workspaces::Member {

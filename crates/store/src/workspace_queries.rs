@@ -1,13 +1,6 @@
 //! The SQL of the workspace methods of the `Store` port, expanded into each backend's `impl`
 //! by [`impl_store!`](crate::queries).
 
-pub(crate) const WORKSPACE_COLUMNS: &str =
-    "w.id, w.slug, w.display_name, w.status, w.workspace_type, \
-     w.firm_size, w.metadata, w.owner_partner_id, w.created_at, w.updated_at";
-
-pub(crate) const MEMBER_COLUMNS: &str = "a.id, a.email, a.name, a.account_type, a.provider_key, \
-     a.disabled_at, a.created_at, a.updated_at, m.role";
-
 /// `ORDER BY` for a page of workspaces; the id breaks ties so pages never overlap.
 pub(crate) fn workspace_order(page: taxbridge_domain::lists::Page, table: &str) -> String {
     use taxbridge_domain::lists::SortField;
@@ -55,15 +48,14 @@ macro_rules! store_impl_with_workspaces {
 
         async fn slugs_starting_with(&self, base: &str) -> taxbridge_domain::store::StoreResult<Vec<String>> {
             // A range rather than LIKE, so both databases walk the unique index ('.' follows '-').
-            let rows: Vec<(String,)> =
-                sqlx::query_as("SELECT slug FROM workspaces WHERE slug = $1 OR (slug >= $2 AND slug < $3)")
-                    .bind(base)
-                    .bind(format!("{base}-"))
-                    .bind(format!("{base}."))
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err($crate::backend_error)?;
-            Ok(rows.into_iter().map(|(s,)| s).collect())
+            let (dash, dot) = (format!("{base}-"), format!("{base}."));
+            let rows: Vec<$crate::rows::Text> = self
+                .fetch_all(
+                    "SELECT slug FROM workspaces WHERE slug = $1 OR (slug >= $2 AND slug < $3)",
+                    &[base.into(), (&dash).into(), (&dot).into()],
+                )
+                .await?;
+            Ok(rows.into_iter().map(|slug| slug.0).collect())
         }
 
         async fn workspace_with_role(
@@ -77,15 +69,11 @@ macro_rules! store_impl_with_workspaces {
                 "SELECT {}, m.role AS member_role FROM workspaces w \
                  LEFT JOIN workspace_members m ON m.workspace_id = w.id AND m.account_id = $2 \
                  WHERE w.id = $1",
-                $crate::workspace_queries::WORKSPACE_COLUMNS
+                $crate::rows::WORKSPACE_COLUMNS
             );
-            let row: Option<$crate::rows::WorkspaceRoleRow> = sqlx::query_as(&sql)
-                .bind(id.as_str())
-                .bind(account.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::backend_error)?;
-            row.map(|r| r.into_domain()).transpose()
+            let rows: Vec<$crate::rows::WorkspaceRoleRow> =
+                self.fetch_all(&sql, &[id.as_str().into(), account.as_str().into()]).await?;
+            rows.into_iter().next().map(|r| r.into_domain()).transpose()
         }
 
         async fn workspaces_reached_by(
@@ -101,12 +89,12 @@ macro_rules! store_impl_with_workspaces {
             let mut sql = match account.account_type {
                 taxbridge_domain::accounts::AccountType::Partner => format!(
                     "SELECT {} FROM workspaces w WHERE w.owner_partner_id = $1",
-                    $crate::workspace_queries::WORKSPACE_COLUMNS
+                    $crate::rows::WORKSPACE_COLUMNS
                 ),
                 taxbridge_domain::accounts::AccountType::Customer => format!(
                     "SELECT {} FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id \
                      WHERE m.account_id = $1",
-                    $crate::workspace_queries::WORKSPACE_COLUMNS
+                    $crate::rows::WORKSPACE_COLUMNS
                 ),
             };
             let add_in = |column: &str, values: &[String], sql: &mut String, binds: &mut Vec<String>| {
@@ -125,30 +113,8 @@ macro_rules! store_impl_with_workspaces {
             sql.push(' ');
             sql.push_str(&$crate::workspace_queries::workspace_order(page, "w."));
             sql.push_str(&format!(" LIMIT {} OFFSET {}", page.limit, page.offset));
-            // The page comes back as one JSON array in one row: both drivers pay per row and
-            // per value (sqlx's SQLite driver copies every value and hands each row across a
-            // thread), which cost more than the rest of the request for a page of 50.
-            let (aggregate, object) = match self.backend() {
-                "sqlite" => ("json_group_array", "json_object"),
-                _ => ("json_agg", "json_build_object"),
-            };
-            let sql = format!(
-                "SELECT CAST({aggregate}({object}('id', id, 'slug', slug, 'display_name', display_name, \
-                 'status', status, 'workspace_type', workspace_type, 'firm_size', firm_size, \
-                 'metadata', metadata, 'owner_partner_id', owner_partner_id, \
-                 'created_at', created_at, 'updated_at', updated_at) {}) AS TEXT) FROM ({sql}) page",
-                $crate::workspace_queries::workspace_order(page, "")
-            );
-            let mut query = sqlx::query_as::<_, (Option<String>,)>(&sql);
-            for value in &binds {
-                query = query.bind(value.as_str());
-            }
-            let (json,) = query.fetch_one(&self.pool).await.map_err($crate::backend_error)?;
-            let rows: Vec<$crate::rows::WorkspaceRow> = match json {
-                Some(json) => serde_json::from_str(&json)
-                    .map_err(|err| taxbridge_domain::store::StoreError::Backend(Box::new(err)))?,
-                None => Vec::new(),
-            };
+            let args: Vec<$crate::read::Arg<'_>> = binds.iter().map(Into::into).collect();
+            let rows: Vec<$crate::rows::WorkspaceRow> = self.fetch_all(&sql, &args).await?;
             rows.into_iter().map(TryInto::try_into).collect()
         }
 
@@ -161,13 +127,19 @@ macro_rules! store_impl_with_workspaces {
             now: taxbridge_domain::time::Timestamp,
         ) -> taxbridge_domain::store::StoreResult<Vec<taxbridge_domain::workspaces::Member>> {
             let mut tx = self.pool.begin().await.map_err($crate::backend_error)?;
-            let mut members = Vec::with_capacity(emails.len());
+            // Rows are written in email order whatever order the caller gave, so two calls with
+            // overlapping emails take their row locks in the same order and cannot deadlock
+            // (PostgreSQL aborts one side of a deadlock); answers keep the caller's order.
+            let mut order: Vec<usize> = (0..emails.len()).collect();
+            order.sort_by(|&a, &b| emails[a].as_str().cmp(emails[b].as_str()));
+            let mut members: Vec<Option<taxbridge_domain::workspaces::Member>> = vec![None; emails.len()];
             let sql = format!(
                 "SELECT {} FROM workspace_members m JOIN accounts a ON a.id = m.account_id \
                  WHERE m.workspace_id = $1 AND a.email = $2",
-                $crate::workspace_queries::MEMBER_COLUMNS
+                $crate::rows::MEMBER_COLUMNS
             );
-            for email in emails {
+            for &at in &order {
+                let email = &emails[at];
                 sqlx::query(
                     "INSERT INTO accounts (id, email, name, account_type, provider_key, disabled_at, \
                      created_at, updated_at) VALUES ($1, $2, NULL, 'customer', NULL, NULL, $3, $3) \
@@ -191,16 +163,19 @@ macro_rules! store_impl_with_workspaces {
                 .execute(&mut *tx)
                 .await
                 .map_err($crate::backend_error)?;
-                let row: $crate::rows::MemberRow = sqlx::query_as(&sql)
+                let row = sqlx::query(&sql)
                     .bind(workspace.as_str())
                     .bind(email.as_str())
                     .fetch_one(&mut *tx)
                     .await
                     .map_err($crate::backend_error)?;
-                members.push(row.try_into()?);
+                let member: $crate::rows::MemberRow = $crate::read::FromColumns::from_columns(
+                    &mut $crate::read::SqlxColumns::new(&row),
+                )?;
+                members[at] = Some(member.try_into()?);
             }
             tx.commit().await.map_err($crate::backend_error)?;
-            Ok(members)
+            Ok(members.into_iter().flatten().collect())
         }
 
         async fn remove_member(
@@ -225,15 +200,12 @@ macro_rules! store_impl_with_workspaces {
             let sql = format!(
                 "SELECT {} FROM workspace_members m JOIN accounts a ON a.id = m.account_id \
                  WHERE m.workspace_id = $1 ORDER BY m.created_at, m.account_id LIMIT {} OFFSET {}",
-                $crate::workspace_queries::MEMBER_COLUMNS,
+                $crate::rows::MEMBER_COLUMNS,
                 page.limit,
                 page.offset
             );
-            let rows: Vec<$crate::rows::MemberRow> = sqlx::query_as(&sql)
-                .bind(workspace.as_str())
-                .fetch_all(&self.pool)
-                .await
-                .map_err($crate::backend_error)?;
+            let rows: Vec<$crate::rows::MemberRow> =
+                self.fetch_all(&sql, &[workspace.as_str().into()]).await?;
             rows.into_iter().map(TryInto::try_into).collect()
         }
         }

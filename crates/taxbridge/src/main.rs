@@ -11,6 +11,12 @@ use clap::{Parser, Subcommand};
 use settings::{Overrides, Settings};
 use std::path::PathBuf;
 
+/// mimalloc rather than the system allocator: a GraphQL response is many small allocations
+/// freed on whichever worker thread finishes the request, and glibc's per-arena locks turned
+/// that into futex waits under load (seen in `perf` on the workspace page benchmark).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "taxbridge",

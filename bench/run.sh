@@ -93,6 +93,11 @@ WS_FIRST='{"query":"{ me { workspaces(limit: 50) { id slug } } }"}'
 WS_LAST='{"query":"{ me { workspaces(limit: 50, offset: 99950) { id slug } } }"}'
 check "http://127.0.0.1:$TB_PORT/graphql" "$LARGE_TOKEN" "$WS_LAST" 'large-firm-99999' workspaces
 
+FLOOR_PAGE='{"query":"{ me { workspaces(limit: 50) { id slug } } }"}'
+FLOOR_PAGE_JSON='{"query":"{ me { workspacesJson(limit: 50) } }"}'
+check "http://127.0.0.1:$FLOOR_PORT/graphql" "$FLOOR_TOKEN" "$FLOOR_PAGE" 'floor-firm-49' floor-page
+check "http://127.0.0.1:$FLOOR_PORT/graphql" "$FLOOR_TOKEN" "$FLOOR_PAGE_JSON" 'floor-firm-49' floor-page-json
+
 echo "Load: wrk, $THREADS threads, $CONNECTIONS connections, $DURATION per case after a $WARMUP warm-up; $(nproc) cores"
 FLOOR=$(measure "http://127.0.0.1:$FLOOR_PORT/graphql" "$FLOOR_TOKEN" "$ME_BODY" floor-me)
 ME=$(measure "http://127.0.0.1:$TB_PORT/graphql" "$TB_TOKEN" "$ME_BODY" taxbridge-me)
@@ -100,10 +105,12 @@ LOGIN=$(measure "http://127.0.0.1:$TB_PORT/graphql" "" "$LOGIN_BODY" taxbridge-l
 WS100=$(measure "http://127.0.0.1:$TB_PORT/graphql" "$SMALL_TOKEN" "$WS_FIRST" workspaces-100)
 WS100K=$(measure "http://127.0.0.1:$TB_PORT/graphql" "$LARGE_TOKEN" "$WS_FIRST" workspaces-100k)
 WSLAST=$(measure "http://127.0.0.1:$TB_PORT/graphql" "$LARGE_TOKEN" "$WS_LAST" workspaces-100k-offset)
+FPAGE=$(measure "http://127.0.0.1:$FLOOR_PORT/graphql" "$FLOOR_TOKEN" "$FLOOR_PAGE" floor-page)
+FPAGEJSON=$(measure "http://127.0.0.1:$FLOOR_PORT/graphql" "$FLOOR_TOKEN" "$FLOOR_PAGE_JSON" floor-page-json)
 
-python3 - "$FLOOR" "$ME" "$LOGIN" "$WS100" "$WS100K" "$WSLAST" <<'PY'
+python3 - "$FLOOR" "$ME" "$LOGIN" "$WS100" "$WS100K" "$WSLAST" "$FPAGE" "$FPAGEJSON" <<'PY'
 import sys
-floor, me, login, ws100, ws100k, wslast = (list(map(float, a.split())) for a in sys.argv[1:7])
+floor, me, login, ws100, ws100k, wslast, fpage, fpagejson = (list(map(float, a.split())) for a in sys.argv[1:9])
 rows = [
     ("floor me { id name }", floor, None),
     ("taxbridge me { id name }", me, 0.8),
@@ -111,6 +118,8 @@ rows = [
     ("workspaces(limit: 50), 100 owned", ws100, 0.5),
     ("workspaces(limit: 50), 100,000 owned", ws100k, 0.5),
     ("  same, offset 99,950", wslast, None),
+    ("floor page of 50 from memory", fpage, None),
+    ("  same, as one JSON value", fpagejson, None),
 ]
 print(f"{'case':<40} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'x floor':>8} {'target':>10}")
 for name, (rps, p50, p99), target in rows:
@@ -120,4 +129,5 @@ for name, (rps, p50, p99), target in rows:
 cost = ws100[0] / ws100k[0]
 print(f"first page at 100,000 costs {cost:.2f}x the first page at 100 (target <= 1.2): {'ok' if cost <= 1.2 else 'MISSED'}")
 print(f"the page at offset 99,950 costs {ws100[0] / wslast[0]:.1f}x the first page at 100")
+print(f"taxbridge's first page reaches {ws100[0] / fpage[0]:.2f}x the floor's in-memory page")
 PY

@@ -2,6 +2,10 @@
 //! bearer token. axum + async-graphql, an HS256 JWT verified per request, no database, no
 //! logging, no metrics. Taxbridge's request path is measured as a ratio to this.
 //!
+//! It also serves `me { workspaces(limit) { id slug } }` and `me { workspacesJson(limit) }`
+//! from memory: the most any axum + async-graphql server can reach on the workspace page case,
+//! with the fields resolved one by one and with the page handed over as one JSON value.
+//!
 //! Usage: `floor ADDR`. Prints `token: <jwt>` (valid for a day) and `listening on ADDR`.
 
 use async_graphql::{Context, EmptyMutation, EmptySubscription, Object, Schema, SimpleObject, ID};
@@ -9,6 +13,10 @@ use axum::{extract::State, http::HeaderMap, routing::post, Json, Router};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+/// The same allocator as taxbridge, so the ratios compare request paths, not allocators.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SECRET: &[u8] = b"floor-benchmark-secret-32-bytes!";
 
@@ -19,9 +27,44 @@ struct Claims {
 }
 
 #[derive(SimpleObject)]
+#[graphql(complex)]
 struct Me {
     id: ID,
     name: Option<String>,
+}
+
+/// A workspace as the page case selects it, held in memory.
+#[derive(SimpleObject, Clone)]
+struct Workspace {
+    id: ID,
+    slug: String,
+}
+
+#[async_graphql::ComplexObject]
+impl Me {
+    /// The first `limit` of 100 in-memory workspaces: what async-graphql alone costs to
+    /// resolve and serialise a page, with no storage behind it.
+    async fn workspaces(&self, ctx: &Context<'_>, limit: Option<i32>) -> Vec<Workspace> {
+        let all = &ctx.data_unchecked::<Arc<Vec<Workspace>>>();
+        let limit = usize::try_from(limit.unwrap_or(50)).unwrap_or(0);
+        all.iter().take(limit).cloned().collect()
+    }
+    /// The same page as one JSON value built by hand: the least a GraphQL server can do to
+    /// return it (no per-field resolution), which leaves only serialising and sending it.
+    async fn workspaces_json(
+        &self,
+        ctx: &Context<'_>,
+        limit: Option<i32>,
+    ) -> async_graphql::Json<serde_json::Value> {
+        let all = &ctx.data_unchecked::<Arc<Vec<Workspace>>>();
+        let limit = usize::try_from(limit.unwrap_or(50)).unwrap_or(0);
+        async_graphql::Json(serde_json::Value::Array(
+            all.iter()
+                .take(limit)
+                .map(|w| serde_json::json!({"id": w.id.0, "slug": w.slug}))
+                .collect(),
+        ))
+    }
 }
 
 struct Caller(Option<String>);
@@ -83,7 +126,17 @@ async fn main() {
     )
     .unwrap_or_default();
     let state = Arc::new(AppState {
-        schema: Schema::new(Query, EmptyMutation, EmptySubscription),
+        // Schema data, so `me { id name }` pays nothing for the page cases.
+        schema: Schema::build(Query, EmptyMutation, EmptySubscription)
+            .data(Arc::new(
+                (0..100)
+                    .map(|i| Workspace {
+                        id: ID(format!("wsp_{:032x}", u128::MAX - i)),
+                        slug: format!("floor-firm-{i}"),
+                    })
+                    .collect::<Vec<_>>(),
+            ))
+            .finish(),
         decoding: DecodingKey::from_secret(SECRET),
         validation: Validation::new(Algorithm::HS256),
     });

@@ -115,6 +115,22 @@ impl SqliteStore {
     ) -> StoreResult<Vec<T>> {
         self.readers.fetch_all(sql, args)
     }
+
+    /// A page of a list: in place, unless its offset makes it a long walk.
+    async fn fetch_page<T: read::FromColumns + Send + 'static>(
+        &self,
+        sql: &str,
+        args: &[read::Arg<'_>],
+        page: taxbridge_domain::lists::Page,
+    ) -> StoreResult<Vec<T>> {
+        if page.offset <= read::DEEP_OFFSET {
+            return self.readers.fetch_all(sql, args);
+        }
+        let args = args.iter().map(Into::into).collect();
+        self.readers
+            .fetch_all_off_thread(sql.to_owned(), args)
+            .await
+    }
 }
 
 impl PgStore {
@@ -142,6 +158,15 @@ impl PgStore {
             .await
             .map_err(backend_error)?;
         read::decode_all(&rows)
+    }
+
+    async fn fetch_page<T: read::FromColumns>(
+        &self,
+        sql: &str,
+        args: &[read::Arg<'_>],
+        _page: taxbridge_domain::lists::Page,
+    ) -> StoreResult<Vec<T>> {
+        self.fetch_all(sql, args).await
     }
 }
 

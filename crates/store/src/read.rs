@@ -16,7 +16,7 @@
 //! Columns are read in the order the `SELECT` lists them (a [`Columns`] cursor), which keeps
 //! each decoder next to the column list it reads and costs no name lookups.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use taxbridge_domain::store::{StoreError, StoreResult};
 
 /// A value bound to a `$n` placeholder of a read.
@@ -153,26 +153,84 @@ impl Columns for RusqliteColumns<'_, '_> {
     columns_through_get!();
 }
 
-/// Read-only SQLite connections, used on the calling thread. The pool grows to the number of
+/// Query-only SQLite connections, used on the calling thread. The pool grows to the number of
 /// reads in flight at once (at most the threads that read) and keeps them open.
-pub(crate) struct SqliteReaders {
+#[derive(Clone)]
+pub(crate) struct SqliteReaders(Arc<Readers>);
+
+pub(crate) struct Readers {
     path: std::path::PathBuf,
     idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl std::ops::Deref for SqliteReaders {
+    type Target = Readers;
+    fn deref(&self) -> &Readers {
+        &self.0
+    }
+}
+
+/// Pages that skip more rows than this make SQLite walk that many index entries (milliseconds
+/// at 100,000), which is too long to hold an async worker: they run on the blocking pool.
+pub(crate) const DEEP_OFFSET: u64 = 1_000;
+
+impl SqliteReaders {
+    /// Like [`Readers::fetch_all`], on tokio's blocking pool: for reads that may walk many rows.
+    pub(crate) async fn fetch_all_off_thread<T: FromColumns + Send + 'static>(
+        &self,
+        sql: String,
+        args: Vec<OwnedArg>,
+    ) -> StoreResult<Vec<T>> {
+        let readers = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<Arg<'_>> = args.iter().map(OwnedArg::as_arg).collect();
+            readers.fetch_all(&sql, &args)
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+/// An [`Arg`] that owns its text, to cross to another thread.
+#[derive(Clone, Debug)]
+pub(crate) enum OwnedArg {
+    Text(String),
+    Int(i64),
+}
+
+impl OwnedArg {
+    fn as_arg(&self) -> Arg<'_> {
+        match self {
+            OwnedArg::Text(text) => Arg::Text(text),
+            OwnedArg::Int(int) => Arg::Int(*int),
+        }
+    }
+}
+
+impl From<&Arg<'_>> for OwnedArg {
+    fn from(arg: &Arg<'_>) -> Self {
+        match *arg {
+            Arg::Text(text) => OwnedArg::Text(text.to_owned()),
+            Arg::Int(int) => OwnedArg::Int(int),
+        }
+    }
 }
 
 impl SqliteReaders {
     /// Readers of the database file at `path`, which must already exist (the sqlx pool creates
     /// and migrates it first). Opens one connection now so a bad path fails at start.
     pub(crate) fn open(path: &std::path::Path) -> StoreResult<Self> {
-        let readers = Self {
+        let readers = Self(Arc::new(Readers {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
-        };
+        }));
         let first = readers.connect()?;
         readers.put_back(first);
         Ok(readers)
     }
+}
 
+impl Readers {
     fn connect(&self) -> StoreResult<rusqlite::Connection> {
         use rusqlite::OpenFlags;
         // Opened read-write but `query_only`: a read-only open of a WAL database depends on the

@@ -114,7 +114,7 @@ macro_rules! store_impl_with_workspaces {
             sql.push_str(&$crate::workspace_queries::workspace_order(page, "w."));
             sql.push_str(&format!(" LIMIT {} OFFSET {}", page.limit, page.offset));
             let args: Vec<$crate::read::Arg<'_>> = binds.iter().map(Into::into).collect();
-            let rows: Vec<$crate::rows::WorkspaceRow> = self.fetch_all(&sql, &args).await?;
+            let rows: Vec<$crate::rows::WorkspaceRow> = self.fetch_page(&sql, &args, page).await?;
             rows.into_iter().map(TryInto::try_into).collect()
         }
 
@@ -205,7 +205,7 @@ macro_rules! store_impl_with_workspaces {
                 page.offset
             );
             let rows: Vec<$crate::rows::MemberRow> =
-                self.fetch_all(&sql, &[workspace.as_str().into()]).await?;
+                self.fetch_page(&sql, &[workspace.as_str().into()], page).await?;
             rows.into_iter().map(TryInto::try_into).collect()
         }
         }

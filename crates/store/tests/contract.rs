@@ -346,6 +346,7 @@ mod workspaces {
         slug_prefixes_are_found_by_range,
         members_are_added_idempotently_in_order_and_removed,
         partners_list_what_they_created_and_customers_their_memberships,
+        deep_pages_read_the_same_rows_as_shallow_ones,
     );
 
     fn page(limit: u32, offset: u64) -> Page {
@@ -384,6 +385,37 @@ mod workspaces {
             key.into(),
             Timestamp::now(),
         )
+    }
+
+    /// A page past the first thousand rows takes another road on SQLite (the blocking pool);
+    /// it must answer exactly like a shallow one.
+    async fn deep_pages_read_the_same_rows_as_shallow_ones(store: Arc<dyn Store>) {
+        let p = partner("deep");
+        store.insert_account(&p).await.expect("partner");
+        for i in 0..1_010 {
+            store
+                .insert_workspace(&workspace(&format!("firm-{i:04}"), Some(&p), i))
+                .await
+                .expect("insert");
+        }
+        let filters = WorkspaceFilters::default();
+        let deep = store
+            .workspaces_reached_by(&p, &filters, page(20, 1_001))
+            .await
+            .expect("deep page");
+        let slugs: Vec<&str> = deep.iter().map(|w| w.slug.as_str()).collect();
+        let expected: Vec<String> = (1_001..1_010).map(|i| format!("firm-{i:04}")).collect();
+        assert_eq!(slugs, expected);
+        // Offset 1,000 is the last one read in place on SQLite.
+        let shallow = store
+            .workspaces_reached_by(&p, &filters, page(20, 1_000))
+            .await
+            .expect("shallow page");
+        assert_eq!(shallow.get(1..), Some(deep.as_slice()));
+        assert_eq!(
+            deep.first().and_then(|w| w.metadata.clone()),
+            Some(serde_json::json!({ "crmId": "A-17" }))
+        );
     }
 
     async fn workspaces_round_trip_and_slugs_are_unique(store: Arc<dyn Store>) {

@@ -161,6 +161,9 @@ pub(crate) struct SqliteReaders(Arc<Readers>);
 pub(crate) struct Readers {
     path: std::path::PathBuf,
     idle: Mutex<Vec<rusqlite::Connection>>,
+    /// Long reads at once: one per core. More would only share the cores, each on a connection
+    /// of its own with a cold page cache.
+    long_reads: tokio::sync::Semaphore,
 }
 
 impl std::ops::Deref for SqliteReaders {
@@ -181,6 +184,7 @@ impl SqliteReaders {
         sql: String,
         args: Vec<OwnedArg>,
     ) -> StoreResult<Vec<T>> {
+        let _turn = self.long_reads.acquire().await.map_err(backend)?;
         let readers = self.clone();
         tokio::task::spawn_blocking(move || {
             let args: Vec<Arg<'_>> = args.iter().map(OwnedArg::as_arg).collect();
@@ -223,6 +227,9 @@ impl SqliteReaders {
         let readers = Self(Arc::new(Readers {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
+            long_reads: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            ),
         }));
         let first = readers.connect()?;
         readers.put_back(first);

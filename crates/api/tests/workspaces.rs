@@ -14,6 +14,7 @@ per_backend!(
     a_removed_member_loses_the_workspace_at_once,
     only_admins_and_the_owning_partner_manage_members,
     lists_page_sort_and_refuse_unknown_sort_fields,
+    plain_list_selections_answer_as_resolved_ones,
     deep_links_refuse_paths_outside_the_workspace,
     foreign_ids_answer_not_found_and_change_nothing,
     fifty_parallel_creates_with_one_name_get_fifty_slugs,
@@ -331,6 +332,66 @@ async fn lists_page_sort_and_refuse_unknown_sort_fields(app: TestApp) {
     );
     let bad = app.graphql(q("limit: 501"), Some(&token), None).await;
     assert_eq!(bad.body["errors"][0]["extensions"]["field"], "limit");
+}
+
+/// `me.workspaces` builds objects directly when every selected field is a stored value, and
+/// runs the field resolvers otherwise (`deepLink` here). Both must answer byte for byte alike:
+/// same values, same key order, aliases, fragments, `__typename`, repeated keys.
+async fn plain_list_selections_answer_as_resolved_ones(app: TestApp) {
+    let token = app.partner_token("qount").await;
+    app.graphql(
+        json!({ "query": "mutation { createWorkspace(input: {displayName: \"Smith CPA\", firmSize: \"md\", metadata: {crmId: \"A-17\", tags: [\"vip\", 2]}}) { id } }" }),
+        Some(&token),
+        None,
+    )
+    .await
+    .assert_ok();
+    app.create_workspace(&token, "Jones Tax").await.assert_ok();
+    let selection = "__typename id slug displayName status workspaceType firmSize metadata \
+                     createdAt updatedAt renamed: slug slug ...Extra ... on Workspace { status } \
+                     ... { kind: workspaceType }";
+    let raw = |extra: &'static str| {
+        let body = json!({
+            "query": format!("query Q($n: Int) {{ me {{ workspaces(limit: $n) {{ {selection}{extra} }} }} }} \
+                              fragment Extra on Workspace {{ id again: id }}"),
+            "variables": { "n": 10 },
+        });
+        let request = app.http.post(&app.endpoint).bearer_auth(&token).json(&body);
+        async move {
+            let response = request.send().await.expect("request");
+            assert_eq!(response.status(), 200);
+            response.text().await.expect("a body")
+        }
+    };
+    let plain = raw("").await;
+    let resolved = raw(" deepLink").await;
+    assert!(resolved.contains("\"deepLink\":\"https://"), "{resolved}");
+    let without_links = resolved
+        .split(",\"deepLink\":\"")
+        .enumerate()
+        .map(|(i, part)| {
+            if i == 0 {
+                part
+            } else {
+                &part[part.find('"').map_or(0, |end| end + 1)..]
+            }
+        })
+        .collect::<String>();
+    assert_eq!(plain, without_links);
+    let parsed: Value = serde_json::from_str(&plain).expect("JSON");
+    let first = &parsed["data"]["me"]["workspaces"][0];
+    assert_eq!(first["__typename"], "Workspace");
+    assert_eq!(first["renamed"], "smith-cpa");
+    assert_eq!(first["again"], first["id"]);
+    assert_eq!(first["kind"], "partner");
+    assert_eq!(
+        first["metadata"],
+        json!({ "crmId": "A-17", "tags": ["vip", 2] })
+    );
+    assert_eq!(
+        parsed["data"]["me"]["workspaces"].as_array().map(Vec::len),
+        Some(2)
+    );
 }
 
 async fn deep_links_refuse_paths_outside_the_workspace(app: TestApp) {

@@ -3,6 +3,7 @@
 //! the caller, call one domain service, map the result into a GraphQL type of its own.
 
 mod identity;
+mod plain_list;
 mod scalars;
 mod workspaces;
 
@@ -72,6 +73,9 @@ impl Default for QueryLimits {
     }
 }
 
+/// The schema registers no extensions: `plain_list` builds stored fields without async-graphql's
+/// per-field extension hooks, so an extension that must see every field would have to turn
+/// that path off.
 pub fn build_schema(services: Option<Arc<Services>>, limits: QueryLimits) -> GatewaySchema {
     let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .limit_depth(limits.max_depth)

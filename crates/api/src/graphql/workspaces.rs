@@ -1,9 +1,15 @@
 //! Workspaces and members: the partner guide's steps 3 and 4, `me.workspaces`, deep links.
 //! Every resolver that takes a workspace id goes through `Workspaces::reach` first.
 
-use super::{caller, services, Date};
+use super::{
+    caller,
+    plain_list::{PlainFields, PlainList},
+    services, Date,
+};
 use crate::error::ApiError;
-use async_graphql::{ComplexObject, Context, Enum, InputObject, Json, Object, SimpleObject, ID};
+use async_graphql::{
+    ComplexObject, Context, Enum, InputObject, InputType, Json, Object, SimpleObject, Value, ID,
+};
 use taxbridge_domain::{
     lists::{InvalidPage, Page},
     workspaces::{self as domain, NewWorkspace, WorkspaceError, WorkspaceFilters as DomainFilters},
@@ -141,6 +147,40 @@ impl From<domain::Workspace> for Workspace {
     }
 }
 
+impl PlainFields for Workspace {
+    const PLAIN_FIELDS: &'static [&'static str] = &[
+        "id",
+        "slug",
+        "displayName",
+        "status",
+        "workspaceType",
+        "firmSize",
+        "metadata",
+        "createdAt",
+        "updatedAt",
+    ];
+
+    fn plain_field(&self, name: &str) -> Option<Value> {
+        Some(match name {
+            "id" => Value::String(self.id.0.clone()),
+            "slug" => Value::String(self.slug.clone()),
+            "displayName" => Value::String(self.display_name.clone()),
+            "status" => Value::String(self.status.clone()),
+            "workspaceType" => self.workspace_type.to_value(),
+            "firmSize" => self.firm_size.to_value(),
+            // As `Json`'s resolver does it (its `InputType::to_value` would give a string).
+            "metadata" => self
+                .metadata
+                .as_ref()
+                .and_then(|json| async_graphql::to_value(&json.0).ok())
+                .unwrap_or_default(),
+            "createdAt" => self.created_at.to_value(),
+            "updatedAt" => self.updated_at.to_value(),
+            _ => return None,
+        })
+    }
+}
+
 #[ComplexObject]
 impl Workspace {
     async fn members(
@@ -181,7 +221,7 @@ pub async fn my_workspaces(
     limit: Option<i32>,
     offset: Option<i32>,
     sort_by: Option<SortBy>,
-) -> async_graphql::Result<Vec<Workspace>> {
+) -> async_graphql::Result<PlainList<Workspace>> {
     let caller = caller(ctx).await?;
     let page = page(limit, offset, sort_by.as_ref(), "displayName")?;
     let filters = filters.unwrap_or_default();
@@ -198,7 +238,7 @@ pub async fn my_workspaces(
         .list(caller, &filters, page)
         .await
         .map_err(ApiError::from)?;
-    Ok(list.into_iter().map(Into::into).collect())
+    Ok(PlainList(list.into_iter().map(Into::into).collect()))
 }
 
 #[derive(Default)]

@@ -2,6 +2,7 @@
 //! and `/metrics`, with request ids, tracing spans and metrics around all of them.
 
 use crate::{
+    documents::ParsedQueries,
     error::{ErrorCode, INTERNAL_MESSAGE},
     graphql::{build_schema, root_fields, GatewaySchema, RequestContext},
     metrics::Metrics,
@@ -33,6 +34,7 @@ struct AppState {
     schema: GatewaySchema,
     metrics: Metrics,
     max_body_bytes: usize,
+    documents: ParsedQueries,
 }
 
 pub fn router(settings: &ApiSettings, services: Arc<Services>) -> Router {
@@ -41,6 +43,7 @@ pub fn router(settings: &ApiSettings, services: Arc<Services>) -> Router {
         services,
         metrics: Metrics::new(),
         max_body_bytes: settings.max_body_bytes,
+        documents: ParsedQueries::default(),
     });
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
@@ -160,19 +163,25 @@ async fn graphql(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
     let platform = normalise_platform(headers.get("source-platform").and_then(|v| v.to_str().ok()));
     let context = Arc::new(RequestContext::new(id.clone(), bearer_token(&headers)));
     let mut request = request.data(context.clone());
-    // Parsed here rather than in an async-graphql extension: execution reuses the document, the
-    // usage counter needs its root fields, and an extension would wrap every field's resolver.
-    let operation_name = request.operation_name.take();
-    let (operation, mut response) = match request.parsed_query() {
+    // Parsed here (or found parsed already) rather than in an async-graphql extension: execution
+    // reuses the document, the usage counter needs its root fields, and an extension would wrap
+    // every field's resolver.
+    let document = match state.documents.get(&request.query) {
+        Some(document) => Ok(document),
+        None => async_graphql::parser::parse_query(&request.query).inspect(|document| {
+            state.documents.keep(&request.query, document);
+        }),
+    };
+    let (operation, mut response) = match document {
         Ok(document) => {
-            let operation = root_fields(document, operation_name.as_deref());
-            request.operation_name = operation_name;
+            let operation = root_fields(&document, request.operation_name.as_deref());
+            request.set_parsed_query(document);
             (operation, state.schema.execute(request).await)
         }
         Err(err) => (
             "(unparsed)".to_owned(),
             async_graphql::Response::from_errors(vec![with_code(
-                err,
+                err.into(),
                 ErrorCode::GraphqlParseFailed,
             )]),
         ),

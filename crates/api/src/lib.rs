@@ -6,6 +6,7 @@
 //! [`Application::build`] binds the listener first and reports its address, so tests start
 //! the real server on port 0 and talk to it over HTTP.
 
+mod documents;
 pub mod error;
 pub mod graphql;
 mod http;

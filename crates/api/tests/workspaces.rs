@@ -347,10 +347,13 @@ async fn plain_list_selections_answer_as_resolved_ones(app: TestApp) {
     .await
     .assert_ok();
     app.create_workspace(&token, "Jones Tax").await.assert_ok();
-    let selection = "__typename id slug displayName status workspaceType firmSize metadata \
-                     createdAt updatedAt renamed: slug slug ...Extra ... on Workspace { status } \
-                     ... { kind: workspaceType }";
-    let raw = |extra: &'static str| {
+    // Whole workspaces built directly, then keys only (read as ids and slugs), each against
+    // the same selection plus `deepLink`, which only the field resolvers answer.
+    let whole = "__typename id slug displayName status workspaceType firmSize metadata \
+                 createdAt updatedAt renamed: slug slug ...Extra ... on Workspace { status } \
+                 ... { kind: workspaceType }";
+    let keys = "id ...Extra __typename renamed: slug ... on Workspace { slug }";
+    let raw = |selection: &'static str, extra: &'static str| {
         let body = json!({
             "query": format!("query Q($n: Int) {{ me {{ workspaces(limit: $n) {{ {selection}{extra} }} }} }} \
                               fragment Extra on Workspace {{ id again: id }}"),
@@ -363,22 +366,32 @@ async fn plain_list_selections_answer_as_resolved_ones(app: TestApp) {
             response.text().await.expect("a body")
         }
     };
-    let plain = raw("").await;
-    let resolved = raw(" deepLink").await;
-    assert!(resolved.contains("\"deepLink\":\"https://"), "{resolved}");
-    let without_links = resolved
-        .split(",\"deepLink\":\"")
-        .enumerate()
-        .map(|(i, part)| {
-            if i == 0 {
-                part
-            } else {
-                &part[part.find('"').map_or(0, |end| end + 1)..]
-            }
-        })
-        .collect::<String>();
-    assert_eq!(plain, without_links);
-    let parsed: Value = serde_json::from_str(&plain).expect("JSON");
+    let mut answers = Vec::new();
+    for selection in [whole, keys] {
+        let plain = raw(selection, "").await;
+        let resolved = raw(selection, " deepLink").await;
+        assert!(resolved.contains("\"deepLink\":\"https://"), "{resolved}");
+        let without_links = resolved
+            .split(",\"deepLink\":\"")
+            .enumerate()
+            .map(|(i, part)| {
+                if i == 0 {
+                    part
+                } else {
+                    &part[part.find('"').map_or(0, |end| end + 1)..]
+                }
+            })
+            .collect::<String>();
+        assert_eq!(plain, without_links);
+        answers.push(plain);
+    }
+    let keys_only: Value = serde_json::from_str(&answers[1]).expect("JSON");
+    assert_eq!(
+        keys_only["data"]["me"]["workspaces"][1],
+        json!({ "id": keys_only["data"]["me"]["workspaces"][1]["id"], "again": keys_only["data"]["me"]["workspaces"][1]["id"], "__typename": "Workspace", "renamed": "jones-tax", "slug": "jones-tax" })
+    );
+    let plain = &answers[0];
+    let parsed: Value = serde_json::from_str(plain).expect("JSON");
     let first = &parsed["data"]["me"]["workspaces"][0];
     assert_eq!(first["__typename"], "Workspace");
     assert_eq!(first["renamed"], "smith-cpa");

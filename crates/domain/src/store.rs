@@ -10,7 +10,7 @@ use crate::{
     lists::Page,
     time::Timestamp,
     usage::UsageCount,
-    workspaces::{Member, Role, Workspace, WorkspaceFilters},
+    workspaces::{Member, Role, Workspace, WorkspaceFilters, WorkspaceKey},
 };
 use async_trait::async_trait;
 
@@ -86,6 +86,14 @@ pub trait Store: Send + Sync + 'static {
         filters: &WorkspaceFilters,
         page: Page,
     ) -> StoreResult<Vec<Workspace>>;
+    /// [`workspaces_reached_by`](Self::workspaces_reached_by) reading only ids and slugs: the
+    /// same workspaces in the same order.
+    async fn workspace_keys_reached_by(
+        &self,
+        account: &Account,
+        filters: &WorkspaceFilters,
+        page: Page,
+    ) -> StoreResult<Vec<WorkspaceKey>>;
     /// Adds the accounts with these emails (creating customer accounts that do not exist) as
     /// members with `role`, leaving existing members as they are. One member per email, in
     /// order, all in one transaction.

@@ -87,6 +87,14 @@ pub struct Workspace {
     pub updated_at: Timestamp,
 }
 
+/// What identifies a workspace: all a list reads when a client asks only for ids and slugs
+/// (reading every column of 50 rows is most of such a request's cost).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkspaceKey {
+    pub id: WorkspaceId,
+    pub slug: String,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Member {
     pub account: Account,
@@ -465,6 +473,19 @@ impl Workspaces {
         Ok(self
             .store
             .workspaces_reached_by(caller.account(), filters, page)
+            .await?)
+    }
+
+    /// [`list`](Self::list) reading only ids and slugs: the same workspaces in the same order.
+    pub async fn list_keys(
+        &self,
+        caller: &Caller,
+        filters: &WorkspaceFilters,
+        page: Page,
+    ) -> Result<Vec<WorkspaceKey>, WorkspaceError> {
+        Ok(self
+            .store
+            .workspace_keys_reached_by(caller.account(), filters, page)
             .await?)
     }
 }

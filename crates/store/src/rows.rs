@@ -270,6 +270,31 @@ impl TryFrom<WorkspaceRow> for taxbridge_domain::workspaces::Workspace {
     }
 }
 
+pub(crate) const WORKSPACE_KEY_COLUMNS: &str = "w.id, w.slug";
+
+pub(crate) struct WorkspaceKeyRow {
+    id: String,
+    slug: String,
+}
+
+impl FromColumns for WorkspaceKeyRow {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        Ok(Self {
+            id: c.text()?,
+            slug: c.text()?,
+        })
+    }
+}
+
+impl From<WorkspaceKeyRow> for taxbridge_domain::workspaces::WorkspaceKey {
+    fn from(row: WorkspaceKeyRow) -> Self {
+        Self {
+            id: taxbridge_domain::ids::WorkspaceId::from_string(row.id),
+            slug: row.slug,
+        }
+    }
+}
+
 /// A workspace with the asking account's role there, if any: [`WORKSPACE_COLUMNS`], then
 /// the role.
 pub(crate) struct WorkspaceRoleRow {

@@ -13,6 +13,48 @@ pub(crate) fn workspace_order(page: taxbridge_domain::lists::Page, table: &str) 
     format!("ORDER BY {table}{column} {dir}, {table}id {dir}")
 }
 
+/// The SELECT of `columns` (aliasing the table `w`) for the workspaces `account` reaches, and
+/// its text binds; `None` when a filter's list is empty, so nothing can match.
+pub(crate) fn reached_by(
+    account: &taxbridge_domain::accounts::Account,
+    filters: &taxbridge_domain::workspaces::WorkspaceFilters,
+    page: taxbridge_domain::lists::Page,
+    columns: &str,
+) -> Option<(String, Vec<String>)> {
+    use taxbridge_domain::accounts::AccountType;
+    if filters.ids.as_ref().is_some_and(Vec::is_empty)
+        || filters.slugs.as_ref().is_some_and(Vec::is_empty)
+    {
+        return None;
+    }
+    let mut binds: Vec<String> = vec![account.id.to_string()];
+    let mut sql = match account.account_type {
+        AccountType::Partner => {
+            format!("SELECT {columns} FROM workspaces w WHERE w.owner_partner_id = $1")
+        }
+        AccountType::Customer => format!(
+            "SELECT {columns} FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id \
+             WHERE m.account_id = $1"
+        ),
+    };
+    let mut add_in = |column: &str, values: &mut dyn Iterator<Item = String>| {
+        let start = binds.len() + 1;
+        binds.extend(values);
+        let marks: Vec<String> = (start..=binds.len()).map(|i| format!("${i}")).collect();
+        sql.push_str(&format!(" AND {column} IN ({})", marks.join(", ")));
+    };
+    if let Some(ids) = &filters.ids {
+        add_in("w.id", &mut ids.iter().map(ToString::to_string));
+    }
+    if let Some(slugs) = &filters.slugs {
+        add_in("w.slug", &mut slugs.iter().cloned());
+    }
+    sql.push(' ');
+    sql.push_str(&workspace_order(page, "w."));
+    sql.push_str(&format!(" LIMIT {} OFFSET {}", page.limit, page.offset));
+    Some((sql, binds))
+}
+
 /// Emits the backend's whole `impl Store` (async-trait must see every method at once): the
 /// identity methods passed in, then the workspace methods below.
 macro_rules! store_impl_with_workspaces {
@@ -82,40 +124,30 @@ macro_rules! store_impl_with_workspaces {
             filters: &taxbridge_domain::workspaces::WorkspaceFilters,
             page: taxbridge_domain::lists::Page,
         ) -> taxbridge_domain::store::StoreResult<Vec<taxbridge_domain::workspaces::Workspace>> {
-            if filters.ids.as_ref().is_some_and(Vec::is_empty) || filters.slugs.as_ref().is_some_and(Vec::is_empty) {
+            let Some((sql, binds)) = $crate::workspace_queries::reached_by(
+                account, filters, page, $crate::rows::WORKSPACE_COLUMNS,
+            ) else {
                 return Ok(Vec::new());
-            }
-            let mut binds: Vec<String> = vec![account.id.to_string()];
-            let mut sql = match account.account_type {
-                taxbridge_domain::accounts::AccountType::Partner => format!(
-                    "SELECT {} FROM workspaces w WHERE w.owner_partner_id = $1",
-                    $crate::rows::WORKSPACE_COLUMNS
-                ),
-                taxbridge_domain::accounts::AccountType::Customer => format!(
-                    "SELECT {} FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id \
-                     WHERE m.account_id = $1",
-                    $crate::rows::WORKSPACE_COLUMNS
-                ),
             };
-            let add_in = |column: &str, values: &[String], sql: &mut String, binds: &mut Vec<String>| {
-                let start = binds.len() + 1;
-                let marks: Vec<String> = (start..start + values.len()).map(|i| format!("${i}")).collect();
-                sql.push_str(&format!(" AND {column} IN ({})", marks.join(", ")));
-                binds.extend(values.iter().cloned());
-            };
-            if let Some(ids) = &filters.ids {
-                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-                add_in("w.id", &ids, &mut sql, &mut binds);
-            }
-            if let Some(slugs) = &filters.slugs {
-                add_in("w.slug", slugs, &mut sql, &mut binds);
-            }
-            sql.push(' ');
-            sql.push_str(&$crate::workspace_queries::workspace_order(page, "w."));
-            sql.push_str(&format!(" LIMIT {} OFFSET {}", page.limit, page.offset));
             let args: Vec<$crate::read::Arg<'_>> = binds.iter().map(Into::into).collect();
             let rows: Vec<$crate::rows::WorkspaceRow> = self.fetch_page(&sql, &args, page).await?;
             rows.into_iter().map(TryInto::try_into).collect()
+        }
+
+        async fn workspace_keys_reached_by(
+            &self,
+            account: &taxbridge_domain::accounts::Account,
+            filters: &taxbridge_domain::workspaces::WorkspaceFilters,
+            page: taxbridge_domain::lists::Page,
+        ) -> taxbridge_domain::store::StoreResult<Vec<taxbridge_domain::workspaces::WorkspaceKey>> {
+            let Some((sql, binds)) = $crate::workspace_queries::reached_by(
+                account, filters, page, $crate::rows::WORKSPACE_KEY_COLUMNS,
+            ) else {
+                return Ok(Vec::new());
+            };
+            let args: Vec<$crate::read::Arg<'_>> = binds.iter().map(Into::into).collect();
+            let rows: Vec<$crate::rows::WorkspaceKeyRow> = self.fetch_page(&sql, &args, page).await?;
+            Ok(rows.into_iter().map(Into::into).collect())
         }
 
         #[tracing::instrument(skip_all, fields(workspace = %workspace, emails = emails.len()))]

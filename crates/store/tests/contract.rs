@@ -327,7 +327,7 @@ mod workspaces {
         accounts::AccountType,
         ids::WorkspaceId,
         lists::{Page, SortField},
-        workspaces::{Role, Workspace, WorkspaceFilters, WorkspaceType},
+        workspaces::{Role, Workspace, WorkspaceFilters, WorkspaceKey, WorkspaceType},
     };
 
     macro_rules! workspace_contract_tests {
@@ -387,6 +387,33 @@ mod workspaces {
         )
     }
 
+    /// The slugs `account` lists, read both in full and as keys only, which must agree
+    /// row for row.
+    async fn listed(
+        store: &Arc<dyn Store>,
+        account: &Account,
+        filters: &WorkspaceFilters,
+        page: Page,
+    ) -> Vec<String> {
+        let full = store
+            .workspaces_reached_by(account, filters, page)
+            .await
+            .expect("full read");
+        let keys = store
+            .workspace_keys_reached_by(account, filters, page)
+            .await
+            .expect("keys read");
+        let from_full: Vec<WorkspaceKey> = full
+            .iter()
+            .map(|w| WorkspaceKey {
+                id: w.id.clone(),
+                slug: w.slug.clone(),
+            })
+            .collect();
+        assert_eq!(keys, from_full);
+        full.into_iter().map(|w| w.slug).collect()
+    }
+
     /// A page past the first thousand rows takes another road on SQLite (the blocking pool);
     /// it must answer exactly like a shallow one.
     async fn deep_pages_read_the_same_rows_as_shallow_ones(store: Arc<dyn Store>) {
@@ -412,6 +439,10 @@ mod workspaces {
             .await
             .expect("shallow page");
         assert_eq!(shallow.get(1..), Some(deep.as_slice()));
+        assert_eq!(
+            listed(&store, &p, &filters, page(20, 1_001)).await,
+            expected
+        );
         assert_eq!(
             deep.first().and_then(|w| w.metadata.clone()),
             Some(serde_json::json!({ "crmId": "A-17" }))
@@ -530,36 +561,17 @@ mod workspaces {
             .await
             .expect("other's");
         let none = WorkspaceFilters::default();
-        let slugs = |ws: Vec<Workspace>| ws.into_iter().map(|w| w.slug).collect::<Vec<_>>();
         assert_eq!(
-            slugs(
-                store
-                    .workspaces_reached_by(&qount, &none, page(2, 0))
-                    .await
-                    .expect("p1")
-            ),
+            listed(&store, &qount, &none, page(2, 0)).await,
             ["firm-0", "firm-1"]
         );
-        assert_eq!(
-            slugs(
-                store
-                    .workspaces_reached_by(&qount, &none, page(2, 4))
-                    .await
-                    .expect("p3")
-            ),
-            ["firm-4"]
-        );
+        assert_eq!(listed(&store, &qount, &none, page(2, 4)).await, ["firm-4"]);
         let newest_first = Page {
             descending: true,
             ..page(1, 0)
         };
         assert_eq!(
-            slugs(
-                store
-                    .workspaces_reached_by(&qount, &none, newest_first)
-                    .await
-                    .expect("desc")
-            ),
+            listed(&store, &qount, &none, newest_first).await,
             ["firm-4"]
         );
         let by_slug = WorkspaceFilters {
@@ -567,12 +579,7 @@ mod workspaces {
             slugs: Some(vec!["firm-3".into(), "not-mine".into()]),
         };
         assert_eq!(
-            slugs(
-                store
-                    .workspaces_reached_by(&qount, &by_slug, page(50, 0))
-                    .await
-                    .expect("filter")
-            ),
+            listed(&store, &qount, &by_slug, page(50, 0)).await,
             ["firm-3"]
         );
         let by_id = WorkspaceFilters {
@@ -580,23 +587,14 @@ mod workspaces {
             slugs: None,
         };
         assert_eq!(
-            slugs(
-                store
-                    .workspaces_reached_by(&qount, &by_id, page(50, 0))
-                    .await
-                    .expect("ids")
-            ),
+            listed(&store, &qount, &by_id, page(50, 0)).await,
             ["firm-1"]
         );
         let empty = WorkspaceFilters {
             ids: Some(vec![]),
             slugs: None,
         };
-        assert!(store
-            .workspaces_reached_by(&qount, &empty, page(50, 0))
-            .await
-            .expect("empty")
-            .is_empty());
+        assert!(listed(&store, &qount, &empty, page(50, 0)).await.is_empty());
 
         let jane = customer("jane@smith-cpa.com");
         store.insert_account(&jane).await.expect("jane");
@@ -609,14 +607,6 @@ mod workspaces {
             )
             .await
             .expect("add");
-        assert_eq!(
-            slugs(
-                store
-                    .workspaces_reached_by(&jane, &none, page(50, 0))
-                    .await
-                    .expect("jane")
-            ),
-            ["firm-2"]
-        );
+        assert_eq!(listed(&store, &jane, &none, page(50, 0)).await, ["firm-2"]);
     }
 }

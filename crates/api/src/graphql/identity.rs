@@ -67,7 +67,7 @@ impl Me {
         limit: Option<i32>,
         offset: Option<i32>,
         sort_by: Option<super::workspaces::SortBy>,
-    ) -> async_graphql::Result<super::plain_list::PlainList<super::workspaces::Workspace>> {
+    ) -> async_graphql::Result<super::workspaces::WorkspacePage> {
         super::workspaces::my_workspaces(ctx, filters, limit, offset, sort_by).await
     }
 }

@@ -3,10 +3,12 @@
 //! async-graphql resolves every field of every object as its own boxed future, joined in a
 //! `FuturesUnordered`, and every list item as another future. That is right for fields that do
 //! I/O, but for a page of 50 workspaces asking `{ id slug }` it is most of the request's CPU
-//! time (about 1 µs per object, the profile behind `bench/run.sh` shows). [`PlainList`] is
-//! served exactly like `[T!]!` (same SDL, same validation), and when every field a query
-//! selects on its items is one the type lists in [`PlainFields::PLAIN_FIELDS`], it builds the
-//! items' values directly, in selection order. Anything else (a field with a resolver, a
+//! time (about 1 µs per object, the profile behind `bench/run.sh` shows). A list field that
+//! returns [`resolve_items`] is served exactly like `[T!]!` (its SDL and validation are the
+//! list type's), and when every field a query selects on its items is one the type lists in
+//! [`PlainFields::PLAIN_FIELDS`], the items' values are built directly, in selection order.
+//! The same test, [`selects_only_plain`], lets a resolver read less than whole objects (ids
+//! and slugs only) when that is all the selection can use. Anything else (a field with a
 //! fragment on another type, a directive) goes to async-graphql's own list resolver unchanged,
 //! so the fast path only ever answers a question it fully understands. Plain fields skip
 //! async-graphql's per-field extension hooks; `build_schema` registers no extensions, and one
@@ -17,14 +19,15 @@
 use async_graphql::{
     indexmap::IndexMap,
     parser::types::{Field, Selection, SelectionSet},
-    registry::Registry,
     resolver_utils::resolve_list,
-    ContextSelectionSet, Name, OutputType, Positioned, ServerResult, Value,
+    Context, ContextSelectionSet, Name, OutputType, Positioned, ServerResult, Value,
 };
-use std::borrow::Cow;
 
-/// An object type some of whose fields are plain stored values.
-pub(crate) trait PlainFields: OutputType {
+/// Values of one GraphQL object type, some of whose fields are plain stored values.
+pub(crate) trait PlainFields: Send + Sync {
+    /// The GraphQL object type the values are served as.
+    const TYPE_NAME: &'static str;
+
     /// GraphQL names of the fields [`plain_field`](Self::plain_field) answers.
     const PLAIN_FIELDS: &'static [&'static str];
 
@@ -33,38 +36,36 @@ pub(crate) trait PlainFields: OutputType {
     fn plain_field(&self, name: &str) -> Option<Value>;
 }
 
-/// `[T!]!` in the schema; see the module docs.
-pub(crate) struct PlainList<T>(pub Vec<T>);
+/// Whether every field the list field in `ctx` selects on its items is plain for `T`: what a
+/// resolver asks before reading less than the whole object.
+pub(crate) fn selects_only_plain<T: PlainFields>(ctx: &Context<'_>) -> bool {
+    let items = ctx.with_selection_set(&ctx.item.node.selection_set);
+    let mut plan = Vec::new();
+    plan_selection::<T>(&items, items.item, &mut plan)
+}
 
-impl<T: PlainFields> OutputType for PlainList<T> {
-    fn type_name() -> Cow<'static, str> {
-        <Vec<T> as OutputType>::type_name()
-    }
-
-    fn qualified_type_name() -> String {
-        <Vec<T> as OutputType>::qualified_type_name()
-    }
-
-    fn create_type_info(registry: &mut Registry) -> String {
-        <Vec<T> as OutputType>::create_type_info(registry)
-    }
-
-    async fn resolve(
-        &self,
-        ctx: &ContextSelectionSet<'_>,
-        field: &Positioned<Field>,
-    ) -> ServerResult<Value> {
-        let mut plan = Vec::new();
-        if plan_selection::<T>(ctx, ctx.item, &mut plan) {
-            Ok(Value::List(
-                self.0.iter().map(|item| plain_value(item, &plan)).collect(),
-            ))
-        } else {
-            resolve_list(ctx, field, &self.0, Some(self.0.len())).await
-        }
+/// Resolves `items` as `[T!]!`: built directly when the selection is all plain, by
+/// async-graphql's list resolver otherwise.
+pub(crate) async fn resolve_items<T: PlainFields + OutputType>(
+    ctx: &ContextSelectionSet<'_>,
+    field: &Positioned<Field>,
+    items: &[T],
+) -> ServerResult<Value> {
+    match resolve_plain(ctx, items) {
+        Some(value) => Ok(value),
+        None => resolve_list(ctx, field, items, Some(items.len())).await,
     }
 }
 
+/// The list's value built directly, or `None` if the selection needs a resolver.
+pub(crate) fn resolve_plain<T: PlainFields>(
+    ctx: &ContextSelectionSet<'_>,
+    items: &[T],
+) -> Option<Value> {
+    let mut plan = Vec::new();
+    plan_selection::<T>(ctx, ctx.item, &mut plan)
+        .then(|| Value::List(items.iter().map(|item| plain_value(item, &plan)).collect()))
+}
 /// One selected field: the key it answers under, and the field it reads.
 struct Planned<'a> {
     key: &'a Name,
@@ -100,7 +101,7 @@ fn plan_selection<'a, T: PlainFields>(
                 let on_this_type = fragment
                     .type_condition
                     .as_ref()
-                    .is_none_or(|condition| condition.node.on.node == *T::type_name());
+                    .is_none_or(|condition| condition.node.on.node == T::TYPE_NAME);
                 if !on_this_type
                     || !fragment.directives.is_empty()
                     || !plan_selection::<T>(ctx, &fragment.selection_set, plan)
@@ -113,7 +114,7 @@ fn plan_selection<'a, T: PlainFields>(
                 else {
                     return false;
                 };
-                if fragment.node.type_condition.node.on.node != *T::type_name()
+                if fragment.node.type_condition.node.on.node != T::TYPE_NAME
                     || !spread.node.directives.is_empty()
                     || !fragment.node.directives.is_empty()
                     || !plan_selection::<T>(ctx, &fragment.node.selection_set, plan)
@@ -135,7 +136,7 @@ fn plain_value<T: PlainFields>(item: &T, plan: &[Planned<'_>]) -> Value {
             continue;
         }
         let value = if planned.field == "__typename" {
-            Value::String(item.introspection_type_name().into_owned())
+            Value::String(T::TYPE_NAME.to_owned())
         } else {
             item.plain_field(planned.field).unwrap_or_default()
         };

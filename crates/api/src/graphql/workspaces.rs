@@ -3,13 +3,16 @@
 
 use super::{
     caller,
-    plain_list::{PlainFields, PlainList},
+    plain_list::{resolve_items, resolve_plain, selects_only_plain, PlainFields},
     services, Date,
 };
 use crate::error::ApiError;
 use async_graphql::{
-    ComplexObject, Context, Enum, InputObject, InputType, Json, Object, SimpleObject, Value, ID,
+    parser::types::Field, registry::Registry, ComplexObject, Context, ContextSelectionSet, Enum,
+    InputObject, InputType, Json, Object, OutputType, Positioned, ServerError, ServerResult,
+    SimpleObject, Value, ID,
 };
+use std::borrow::Cow;
 use taxbridge_domain::{
     lists::{InvalidPage, Page},
     workspaces::{self as domain, NewWorkspace, WorkspaceError, WorkspaceFilters as DomainFilters},
@@ -148,6 +151,7 @@ impl From<domain::Workspace> for Workspace {
 }
 
 impl PlainFields for Workspace {
+    const TYPE_NAME: &'static str = "Workspace";
     const PLAIN_FIELDS: &'static [&'static str] = &[
         "id",
         "slug",
@@ -178,6 +182,56 @@ impl PlainFields for Workspace {
             "updatedAt" => self.updated_at.to_value(),
             _ => return None,
         })
+    }
+}
+
+/// A workspace read as its id and slug only, for selections that ask for nothing else.
+impl PlainFields for domain::WorkspaceKey {
+    const TYPE_NAME: &'static str = Workspace::TYPE_NAME;
+    const PLAIN_FIELDS: &'static [&'static str] = &["id", "slug"];
+
+    fn plain_field(&self, name: &str) -> Option<Value> {
+        match name {
+            "id" => Some(Value::String(self.id.as_str().to_owned())),
+            "slug" => Some(Value::String(self.slug.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// `me.workspaces`, served as `[Workspace!]!`: whole workspaces, or only their keys when the
+/// query selects nothing but `id`, `slug` and `__typename` on them.
+pub enum WorkspacePage {
+    Whole(Vec<Workspace>),
+    Keys(Vec<domain::WorkspaceKey>),
+}
+
+impl OutputType for WorkspacePage {
+    fn type_name() -> Cow<'static, str> {
+        <Vec<Workspace> as OutputType>::type_name()
+    }
+
+    fn qualified_type_name() -> String {
+        <Vec<Workspace> as OutputType>::qualified_type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        <Vec<Workspace> as OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        match self {
+            Self::Whole(workspaces) => resolve_items(ctx, field, workspaces).await,
+            // Keys are only read for a selection `resolve_plain` takes; refusing anything else
+            // keeps a mismatch from ever answering with missing fields.
+            Self::Keys(keys) => resolve_plain(ctx, keys).ok_or_else(|| {
+                ServerError::new("the workspace list was read for another selection", None)
+            }),
+        }
     }
 }
 
@@ -221,7 +275,7 @@ pub async fn my_workspaces(
     limit: Option<i32>,
     offset: Option<i32>,
     sort_by: Option<SortBy>,
-) -> async_graphql::Result<PlainList<Workspace>> {
+) -> async_graphql::Result<WorkspacePage> {
     let caller = caller(ctx).await?;
     let page = page(limit, offset, sort_by.as_ref(), "displayName")?;
     let filters = filters.unwrap_or_default();
@@ -233,12 +287,15 @@ pub async fn my_workspaces(
         }),
         slugs: filters.slugs,
     };
-    let list = services(ctx)
-        .workspaces
-        .list(caller, &filters, page)
-        .await
-        .map_err(ApiError::from)?;
-    Ok(PlainList(list.into_iter().map(Into::into).collect()))
+    let workspaces = &services(ctx).workspaces;
+    Ok(if selects_only_plain::<domain::WorkspaceKey>(ctx) {
+        let keys = workspaces.list_keys(caller, &filters, page).await;
+        WorkspacePage::Keys(keys.map_err(ApiError::from)?)
+    } else {
+        let list = workspaces.list(caller, &filters, page).await;
+        let list = list.map_err(ApiError::from)?;
+        WorkspacePage::Whole(list.into_iter().map(Into::into).collect())
+    })
 }
 
 #[derive(Default)]
@@ -303,5 +360,40 @@ impl WorkspaceMutation {
             .remove_user(&access, &user_id)
             .await
             .map_err(ApiError::from)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taxbridge_domain::{ids::WorkspaceId, time::Timestamp};
+
+    #[test]
+    fn plain_fields_name_the_served_type_and_each_answers() {
+        assert_eq!(<Workspace as OutputType>::type_name(), Workspace::TYPE_NAME);
+        let workspace = Workspace::from(domain::Workspace {
+            id: WorkspaceId::generate(),
+            slug: "smith-cpa".into(),
+            display_name: "Smith CPA".into(),
+            status: "active".into(),
+            workspace_type: domain::WorkspaceType::Partner,
+            firm_size: Some("md".into()),
+            metadata: Some(serde_json::json!({ "crmId": "A-17" })),
+            owner_partner_id: None,
+            created_at: Timestamp::from_millis(1_705_314_600_000),
+            updated_at: Timestamp::from_millis(1_705_314_600_000),
+        });
+        for name in Workspace::PLAIN_FIELDS {
+            assert!(workspace.plain_field(name).is_some(), "{name}");
+        }
+        assert!(workspace.plain_field("deepLink").is_none());
+        let key = domain::WorkspaceKey {
+            id: WorkspaceId::generate(),
+            slug: "smith-cpa".into(),
+        };
+        for name in domain::WorkspaceKey::PLAIN_FIELDS {
+            assert!(key.plain_field(name).is_some(), "{name}");
+        }
+        assert!(key.plain_field("displayName").is_none());
     }
 }

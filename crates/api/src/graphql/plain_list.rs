@@ -63,8 +63,15 @@ pub(crate) fn resolve_plain<T: PlainFields>(
     items: &[T],
 ) -> Option<Value> {
     let mut plan = Vec::new();
-    plan_selection::<T>(ctx, ctx.item, &mut plan)
-        .then(|| Value::List(items.iter().map(|item| plain_value(item, &plan)).collect()))
+    if !plan_selection::<T>(ctx, ctx.item, &mut plan) {
+        return None;
+    }
+    // A key selected twice keeps its first field, as async-graphql merges scalar fields.
+    let mut seen = std::collections::HashSet::new();
+    plan.retain(|planned| seen.insert(planned.key));
+    Some(Value::List(
+        items.iter().map(|item| plain_value(item, &plan)).collect(),
+    ))
 }
 /// One selected field: the key it answers under, and the field it reads.
 struct Planned<'a> {
@@ -127,14 +134,11 @@ fn plan_selection<'a, T: PlainFields>(
     true
 }
 
-/// One item's object. A key selected twice keeps its first value, as async-graphql merges
-/// scalar fields; an object with no fields at all is `null`, as async-graphql answers it.
+/// One item's object, from a plan whose keys are distinct. An object with no fields at all is
+/// `null`, as async-graphql answers it.
 fn plain_value<T: PlainFields>(item: &T, plan: &[Planned<'_>]) -> Value {
     let mut object = IndexMap::with_capacity(plan.len());
     for planned in plan {
-        if object.contains_key(planned.key) {
-            continue;
-        }
         let value = if planned.field == "__typename" {
             Value::String(T::TYPE_NAME.to_owned())
         } else {

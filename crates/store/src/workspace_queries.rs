@@ -245,3 +245,64 @@ macro_rules! store_impl_with_workspaces {
 }
 
 pub(crate) use store_impl_with_workspaces;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taxbridge_domain::{
+        accounts::Account,
+        email::Email,
+        lists::{Page, SortField},
+        time::Timestamp,
+        workspaces::WorkspaceFilters,
+    };
+
+    /// A partner's page, in any order, walks one index in that order (no sort step, so the
+    /// first page costs the same however many workspaces there are), and a page of keys reads
+    /// nothing but that index.
+    #[tokio::test]
+    async fn partner_pages_walk_one_index_and_keys_need_no_table() {
+        let db = crate::testing::fresh_database(crate::Backend::Sqlite)
+            .await
+            .expect("database")
+            .expect("SQLite is always there");
+        crate::connect(&db.url).await.expect("migrated");
+        let path = db.url.trim_start_matches("sqlite://");
+        let conn = rusqlite::Connection::open(path).expect("open");
+        let partner = Account::new_partner(
+            Email::parse("eng@qount.io").expect("email"),
+            "Qount".into(),
+            "qount".into(),
+            Timestamp::now(),
+        );
+        for sort in [SortField::CreatedAt, SortField::UpdatedAt, SortField::Name] {
+            for descending in [false, true] {
+                let page = Page {
+                    limit: 50,
+                    offset: 0,
+                    sort,
+                    descending,
+                };
+                for (columns, covering) in [
+                    (crate::rows::WORKSPACE_KEY_COLUMNS, true),
+                    (crate::rows::WORKSPACE_COLUMNS, false),
+                ] {
+                    let (sql, _) =
+                        reached_by(&partner, &WorkspaceFilters::default(), page, columns)
+                            .expect("a query");
+                    let mut explain = conn
+                        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                        .expect("explain");
+                    let plan: Vec<String> = explain
+                        .query_map([partner.id.as_str()], |row| row.get::<_, String>(3))
+                        .expect("plan")
+                        .collect::<Result<_, _>>()
+                        .expect("plan rows");
+                    let plan = plan.join("; ");
+                    assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
+                    assert_eq!(plan.contains("COVERING INDEX"), covering, "{sql}: {plan}");
+                }
+            }
+        }
+    }
+}

@@ -59,7 +59,12 @@ pub fn router(settings: &ApiSettings, services: Arc<Services>) -> Router {
                     .get(REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
-                tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
+                tracing::info_span!(
+                    "request",
+                    request_id = id,
+                    method = request.method().as_str(),
+                    path = request.uri().path()
+                )
             }),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

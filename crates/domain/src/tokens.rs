@@ -6,10 +6,12 @@
 use crate::{
     ids::{AccountId, ApiKeyId},
     time::Timestamp,
+    ttl_map::TtlMap,
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretSlice};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -48,7 +50,14 @@ pub struct TokenIssuer {
     decoding: DecodingKey,
     validation: Validation,
     lifetime_seconds: i64,
+    /// Tokens whose signature was checked in the last minute, by their exact text: a client
+    /// sends the same token on every request, and decoding and checking it is most of what
+    /// authentication costs. A hit still checks the expiry; only a token that verified is kept.
+    verified: TtlMap<String, TokenClaims>,
 }
+
+const VERIFIED_TTL: Duration = Duration::from_secs(60);
+const VERIFIED_CAPACITY: usize = 10_000;
 
 impl TokenIssuer {
     pub fn new(secret: &SecretSlice<u8>, lifetime_seconds: i64) -> Self {
@@ -64,6 +73,7 @@ impl TokenIssuer {
             decoding: DecodingKey::from_secret(bytes),
             validation,
             lifetime_seconds,
+            verified: TtlMap::new(VERIFIED_TTL, VERIFIED_CAPACITY),
         }
     }
 
@@ -85,6 +95,26 @@ impl TokenIssuer {
     }
 
     pub fn verify(&self, token: &str) -> Result<TokenClaims, TokenError> {
+        self.verify_at(token, Timestamp::now())
+    }
+
+    /// [`verify`](Self::verify), with `now` deciding whether a token verified before has
+    /// expired since (the signature check itself reads the system clock).
+    fn verify_at(&self, token: &str, now: Timestamp) -> Result<TokenClaims, TokenError> {
+        if let Some(claims) = self.verified.get(token) {
+            // As the signature check decides it: `exp` (whole seconds) before now, no leeway.
+            return if claims.expires_at.as_millis() / 1000 < now.as_millis() / 1000 {
+                Err(TokenError::Expired)
+            } else {
+                Ok(claims)
+            };
+        }
+        let claims = self.decode(token)?;
+        self.verified.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
+    fn decode(&self, token: &str) -> Result<TokenClaims, TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|err| match err.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -139,6 +169,43 @@ mod tests {
         let long_ago = Timestamp::now().plus_days(-2);
         let issued = issuer.issue(&AccountId::generate(), &ApiKeyId::generate(), long_ago);
         assert_eq!(issuer.verify(&issued.token), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn a_token_verified_before_is_trusted_by_its_exact_text_until_it_expires() {
+        let issuer = issuer(b"0123456789abcdef0123456789abcdef");
+        let issued = issuer.issue(
+            &AccountId::generate(),
+            &ApiKeyId::generate(),
+            Timestamp::now(),
+        );
+        let first = issuer.verify(&issued.token).expect("valid");
+        assert_eq!(issuer.verify(&issued.token), Ok(first.clone()));
+        // One changed character is another text: checked in full, and refused.
+        let at = issued.token.len() - 10;
+        let swapped = if &issued.token[at..=at] == "A" {
+            "B"
+        } else {
+            "A"
+        };
+        let tampered = format!(
+            "{}{swapped}{}",
+            &issued.token[..at],
+            &issued.token[at + 1..]
+        );
+        assert_eq!(issuer.verify(&tampered), Err(TokenError::Invalid));
+        // Known, but past its expiry.
+        let later = issued.expires_at.plus_seconds(1);
+        assert_eq!(
+            issuer.verify_at(&issued.token, later),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            issuer.verify_at(&issued.token, issued.expires_at),
+            Ok(first)
+        );
+        // Refused tokens are never kept.
+        assert_eq!(issuer.verify(&tampered), Err(TokenError::Invalid));
     }
 
     #[test]

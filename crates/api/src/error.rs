@@ -1,12 +1,23 @@
-//! The API's one error type. This is the only place that chooses an `extensions.code`: domain
-//! and store errors are converted here, and every code the gateway can answer is listed in
-//! [`ErrorCode`]. Internal failures are logged with their cause chain (inside the request's
-//! span, so the line carries the request id) and shown to the caller as a masked message.
+//! The API's one error type, and the one path every error takes out.
+//!
+//! - Every `extensions.code` the gateway answers with is an [`ErrorCode`], and this module is
+//!   the only place that picks one: each domain error has its `From` impl here, resolvers
+//!   return `Result<T, ApiError>`, and async-graphql turns an [`ApiError`] into its error
+//!   through the one `From` below.
+//! - Errors async-graphql raises itself, before any resolver runs (validation, an unknown
+//!   operation name, a variable of the wrong type), carry no code; [`finish`] gives them
+//!   `GRAPHQL_VALIDATION_FAILED`. Nothing is classified by its message text.
+//! - Internal failures are masked here and nowhere else: [`ApiError::Internal`] is logged with
+//!   its cause chain (inside the request's span, so the line carries the request id) and
+//!   becomes [`INTERNAL_MESSAGE`]; [`finish`] adds the request id to quote.
 
-use async_graphql::ErrorExtensions;
+use async_graphql::{ErrorExtensions, ServerError};
+use std::sync::Arc;
 use taxbridge_domain::{
     identity::{AuthError, IdentityError},
+    lists::InvalidPage,
     store::StoreError,
+    workspaces::WorkspaceError,
 };
 
 /// Every `extensions.code` the gateway answers with.
@@ -61,7 +72,9 @@ impl ErrorCode {
 pub const INTERNAL_MESSAGE: &str =
     "Something went wrong inside Taxbridge; nothing you sent was at fault.";
 
-#[derive(Debug)]
+/// What went wrong, as the API reports it. Cheap to clone: a request's authentication outcome
+/// is kept once and handed to every resolver that asks.
+#[derive(Clone, Debug)]
 pub enum ApiError {
     Unauthenticated(String),
     Forbidden(String),
@@ -70,7 +83,7 @@ pub enum ApiError {
     Conflict(String),
     RateLimited { retry_after_seconds: u64 },
     Upstream(String),
-    Internal(Box<dyn std::error::Error + Send + Sync>),
+    Internal(Arc<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApiError {
@@ -95,7 +108,7 @@ impl ApiError {
     }
 
     pub fn internal(err: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self::Internal(Box::new(err))
+        Self::Internal(Arc::new(err))
     }
 }
 
@@ -146,6 +159,46 @@ impl From<ApiError> for async_graphql::Error {
     }
 }
 
+/// The code of an error that has one already.
+pub fn code_of(error: &ServerError) -> Option<ErrorCode> {
+    match error.extensions.as_ref()?.get("code")? {
+        async_graphql::Value::String(code) => {
+            ErrorCode::ALL.into_iter().find(|c| c.as_str() == code)
+        }
+        _ => None,
+    }
+}
+
+/// Readies a response's errors to leave: each gets its code (ours carry theirs; those
+/// async-graphql raised before execution are validation failures), and internal ones the
+/// request id to quote. Returns the codes, for the metrics.
+pub fn finish(errors: &mut [ServerError], request_id: &str) -> Vec<ErrorCode> {
+    errors
+        .iter_mut()
+        .map(|error| {
+            let code = code_of(error).unwrap_or(ErrorCode::GraphqlValidationFailed);
+            let extensions = error.extensions.get_or_insert_with(Default::default);
+            extensions.set("code", code.as_str());
+            if code == ErrorCode::InternalServerError {
+                error.message =
+                    format!("{INTERNAL_MESSAGE} Quote request id {request_id} when reporting it.");
+                extensions.set("requestId", request_id);
+            }
+            code
+        })
+        .collect()
+}
+
+/// An error raised outside any resolver (a parse failure, a refused query), with its code.
+pub fn server_error(message: impl Into<String>, code: ErrorCode) -> ServerError {
+    let mut error = ServerError::new(message, None);
+    error
+        .extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code.as_str());
+    error
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
@@ -161,6 +214,23 @@ impl From<AuthError> for ApiError {
             AuthError::Store(store) => store.into(),
             other => Self::Unauthenticated(other.to_string()),
         }
+    }
+}
+
+impl From<WorkspaceError> for ApiError {
+    fn from(err: WorkspaceError) -> Self {
+        match err {
+            WorkspaceError::Invalid { field, message } => Self::bad_input(field, message),
+            WorkspaceError::Forbidden(message) => Self::Forbidden(message),
+            WorkspaceError::NotFound => Self::NotFound(WorkspaceError::NotFound.to_string()),
+            WorkspaceError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<InvalidPage> for ApiError {
+    fn from(err: InvalidPage) -> Self {
+        Self::bad_input(err.field, err.message)
     }
 }
 
@@ -228,6 +298,33 @@ mod tests {
         let gql: async_graphql::Error =
             ApiError::internal(std::io::Error::other("password=hunter2")).into();
         assert_eq!(gql.message, INTERNAL_MESSAGE);
+    }
+
+    #[test]
+    fn finishing_gives_async_graphqls_own_errors_a_code_and_internal_ones_the_request_id() {
+        let mut errors = vec![
+            ServerError::new("Unknown field \"nope\" on type \"Query\".", None),
+            ApiError::internal(std::io::Error::other("disk")).into_server_error_for_test(),
+            ApiError::Forbidden("no".into()).into_server_error_for_test(),
+        ];
+        let codes = finish(&mut errors, "req-1");
+        assert_eq!(
+            codes,
+            [
+                ErrorCode::GraphqlValidationFailed,
+                ErrorCode::InternalServerError,
+                ErrorCode::Forbidden
+            ]
+        );
+        assert!(errors[1].message.contains("req-1"), "{}", errors[1].message);
+        assert_eq!(super::code_of(&errors[2]), Some(ErrorCode::Forbidden));
+        assert_eq!(errors[2].message, "no");
+    }
+
+    impl ApiError {
+        fn into_server_error_for_test(self) -> ServerError {
+            async_graphql::Error::from(self).into_server_error(Default::default())
+        }
     }
 
     #[test]

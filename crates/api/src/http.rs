@@ -1,16 +1,17 @@
-//! HTTP routes: `/graphql` (POST runs a request, GET serves GraphiQL), `/healthz`, `/readyz`
-//! and `/metrics`, with request ids, tracing spans and metrics around all of them.
+//! HTTP routes: `/graphql` (POST runs a request, in [`crate::endpoint`]; GET serves GraphiQL),
+//! `/healthz`, `/readyz` and `/metrics`, with request ids, tracing spans and metrics around
+//! all of them.
 
 use crate::{
     documents::ParsedQueries,
-    error::{ErrorCode, INTERNAL_MESSAGE},
-    graphql::{build_schema, root_fields, GatewaySchema, RequestContext},
+    endpoint::graphql,
+    error::ErrorCode,
+    graphql::{build_schema, GatewaySchema, QueryLimits},
     metrics::Metrics,
     ApiSettings, Services,
 };
-use async_graphql::{http::GraphiQLSource, ServerError};
+use async_graphql::http::GraphiQLSource;
 use axum::{
-    body::Body,
     extract::{MatchedPath, Request, State},
     http::{header, HeaderMap, HeaderName, StatusCode},
     middleware::{self, Next},
@@ -20,7 +21,6 @@ use axum::{
 };
 use serde_json::json;
 use std::{sync::Arc, time::Instant};
-use taxbridge_domain::{time::Timestamp, usage::normalise_platform};
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::TraceLayer,
@@ -29,21 +29,23 @@ use tower_http::{
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Shared by every request through one `Arc`: extractors clone the state per request.
-struct AppState {
-    services: Arc<Services>,
-    schema: GatewaySchema,
-    metrics: Metrics,
-    max_body_bytes: usize,
-    documents: ParsedQueries,
+pub(crate) struct AppState {
+    pub(crate) services: Arc<Services>,
+    pub(crate) schema: GatewaySchema,
+    pub(crate) metrics: Metrics,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) documents: ParsedQueries,
+    pub(crate) limits: QueryLimits,
 }
 
 pub fn router(settings: &ApiSettings, services: Arc<Services>) -> Router {
     let state = Arc::new(AppState {
-        schema: build_schema(Some(services.clone()), settings.query_limits),
+        schema: build_schema(Some(services.clone())),
         services,
         metrics: Metrics::new(),
         max_body_bytes: settings.max_body_bytes,
         documents: ParsedQueries::default(),
+        limits: settings.query_limits,
     });
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
@@ -92,7 +94,7 @@ async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next)
     response
 }
 
-fn request_id(headers: &HeaderMap) -> String {
+pub(crate) fn request_id(headers: &HeaderMap) -> String {
     headers
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
@@ -101,7 +103,12 @@ fn request_id(headers: &HeaderMap) -> String {
 }
 
 /// A response for a request that never reached GraphQL execution.
-fn refuse(status: StatusCode, code: ErrorCode, message: String, field: Option<&str>) -> Response {
+pub(crate) fn refuse(
+    status: StatusCode,
+    code: ErrorCode,
+    message: String,
+    field: Option<&str>,
+) -> Response {
     let mut extensions = json!({ "code": code.as_str() });
     if let Some(field) = field {
         extensions["field"] = json!(field);
@@ -111,134 +118,6 @@ fn refuse(status: StatusCode, code: ErrorCode, message: String, field: Option<&s
         Json(json!({ "errors": [{ "message": message, "extensions": extensions }] })),
     )
         .into_response()
-}
-
-fn bearer_token(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
-}
-
-async fn graphql(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    let limit = state.max_body_bytes;
-    let too_large = || {
-        refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::BadUserInput,
-            format!(
-                "The request body is larger than the {limit}-byte limit; send less per request."
-            ),
-            Some("body"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return too_large();
-    }
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        return too_large();
-    };
-    let parsed = serde_json::from_slice::<async_graphql::Request>(&bytes).and_then(|request| {
-        if request.query.trim().is_empty() {
-            Err(serde::de::Error::custom("it has no `query`"))
-        } else {
-            Ok(request)
-        }
-    });
-    let request = match parsed {
-        Ok(request) => request,
-        Err(err) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::GraphqlParseFailed,
-                format!(
-                    "The request body is not a GraphQL request ({err}). Send a JSON object such as {{\"query\": \"query Me {{ me {{ id name }} }}\", \"variables\": {{}}}}."
-                ),
-                None,
-            )
-        }
-    };
-
-    let id = request_id(&headers);
-    let platform = normalise_platform(headers.get("source-platform").and_then(|v| v.to_str().ok()));
-    let context = Arc::new(RequestContext::new(id.clone(), bearer_token(&headers)));
-    let mut request = request.data(context.clone());
-    // Parsed here (or found parsed already) rather than in an async-graphql extension: execution
-    // reuses the document, the usage counter needs its root fields, and an extension would wrap
-    // every field's resolver.
-    let document = match state.documents.get(&request.query) {
-        Some(document) => Ok(document),
-        None => async_graphql::parser::parse_query(&request.query).inspect(|document| {
-            state.documents.keep(&request.query, document);
-        }),
-    };
-    let (operation, mut response) = match document {
-        Ok(document) => {
-            let operation = root_fields(&document, request.operation_name.as_deref());
-            request.set_parsed_query(document);
-            (operation, state.schema.execute(request).await)
-        }
-        Err(err) => (
-            "(unparsed)".to_owned(),
-            async_graphql::Response::from_errors(vec![with_code(
-                err.into(),
-                ErrorCode::GraphqlParseFailed,
-            )]),
-        ),
-    };
-
-    for error in &mut response.errors {
-        let code = classify(error);
-        if code == ErrorCode::InternalServerError {
-            error.message = format!("{INTERNAL_MESSAGE} Quote request id {id} when reporting it.");
-            if let Some(extensions) = error.extensions.as_mut() {
-                extensions.set("requestId", id.as_str());
-            }
-        }
-        state
-            .metrics
-            .graphql_errors
-            .with_label_values(&[code.as_str()])
-            .inc();
-    }
-
-    state
-        .services
-        .usage
-        .record(Timestamp::now(), context.key_id(), &platform, &operation);
-    Json(response).into_response()
-}
-
-fn with_code(mut err: ServerError, code: ErrorCode) -> ServerError {
-    err.extensions
-        .get_or_insert_with(Default::default)
-        .set("code", code.as_str());
-    err
-}
-
-/// Every error leaves with a code. Ours carry theirs already (see `error.rs`); the ones
-/// async-graphql raises itself before execution (validation, complexity and depth limits, an
-/// unknown operation name) are given theirs here.
-fn classify(error: &mut ServerError) -> ErrorCode {
-    let extensions = error.extensions.get_or_insert_with(Default::default);
-    if let Some(async_graphql::Value::String(code)) = extensions.get("code") {
-        if let Some(known) = ErrorCode::ALL.into_iter().find(|c| c.as_str() == code) {
-            return known;
-        }
-    }
-    let code = if error.message.contains("too complex") || error.message.contains("nested too deep")
-    {
-        ErrorCode::QueryTooComplex
-    } else {
-        ErrorCode::GraphqlValidationFailed
-    };
-    extensions.set("code", code.as_str());
-    code
 }
 
 async fn graphiql() -> Html<String> {
@@ -255,7 +134,7 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let store = state.services.identity.store();
+    let store = &state.services.health;
     match store.ping().await {
         Ok(()) => Json(json!({ "status": "ready", "database": store.backend() })).into_response(),
         Err(err) => {

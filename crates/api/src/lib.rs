@@ -6,7 +6,9 @@
 //! [`Application::build`] binds the listener first and reports its address, so tests start
 //! the real server on port 0 and talk to it over HTTP.
 
+mod cost;
 mod documents;
+mod endpoint;
 pub mod error;
 pub mod graphql;
 mod http;
@@ -14,13 +16,17 @@ mod metrics;
 
 use anyhow::Context;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
-use taxbridge_domain::{identity::Identity, usage::UsageRecorder, workspaces::Workspaces};
+use taxbridge_domain::{
+    identity::Identity, store::StoreHealth, usage::UsageRecorder, workspaces::Workspaces,
+};
 use tokio::net::TcpListener;
 
 pub use graphql::{sdl, QueryLimits};
 
 /// The domain services every request may use.
 pub struct Services {
+    /// Whether the database answers, for `/readyz`.
+    pub health: Arc<dyn StoreHealth>,
     pub identity: Arc<Identity>,
     pub usage: Arc<UsageRecorder>,
     pub workspaces: Arc<Workspaces>,
@@ -94,11 +100,7 @@ impl Application {
             .await
             .context("The HTTP server failed");
         flusher.abort();
-        if let Err(err) = services
-            .usage
-            .flush(services.identity.store().as_ref())
-            .await
-        {
+        if let Err(err) = services.usage.flush().await {
             tracing::warn!(error = %err, "could not write the last usage counts");
         }
         served
@@ -110,11 +112,7 @@ async fn flush_usage_every(services: Arc<Services>, every: Duration) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        if let Err(err) = services
-            .usage
-            .flush(services.identity.store().as_ref())
-            .await
-        {
+        if let Err(err) = services.usage.flush().await {
             tracing::warn!(error = %err, "could not write usage counts; they will be retried");
         }
     }

@@ -1,8 +1,26 @@
 //! Accounts: a firm's staff member (`customer`) or a software vendor serving many firms
 //! (`partner`, which holds a provider key such as `qount`).
 
-use crate::{email::Email, ids::AccountId, time::Timestamp};
+use crate::{email::Email, ids::AccountId, store::StoreResult, time::Timestamp};
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+
+/// Where accounts are kept.
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
+    async fn count_accounts(&self) -> StoreResult<u64>;
+    /// Fails with [`StoreError::Conflict`](crate::store::StoreError::Conflict) when the email,
+    /// or a partner's provider key, is taken.
+    async fn insert_account(&self, account: &Account) -> StoreResult<()>;
+    async fn account_by_id(&self, id: &AccountId) -> StoreResult<Option<Account>>;
+    async fn account_by_email(&self, email: &Email) -> StoreResult<Option<Account>>;
+    /// Disables (`Some`) or re-enables (`None`) an account; false when there is no such account.
+    async fn set_account_disabled(
+        &self,
+        id: &AccountId,
+        disabled_at: Option<Timestamp>,
+    ) -> StoreResult<bool>;
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -6,7 +6,13 @@
 //! SHA-256 (a fast hash is right here: the input has 178 bits of entropy, so there is nothing
 //! to brute-force, and login must stay cheap) and a short display prefix.
 
-use crate::{ids::AccountId, ids::ApiKeyId, time::Timestamp};
+use crate::{
+    accounts::Account,
+    ids::{AccountId, ApiKeyId},
+    store::StoreResult,
+    time::Timestamp,
+};
+use async_trait::async_trait;
 use rand::{rngs::OsRng, Rng};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -135,6 +141,27 @@ impl ApiKey {
     pub fn is_usable_at(&self, now: Timestamp) -> bool {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|expires| now < expires)
     }
+}
+
+/// A key together with the account it belongs to: what authentication needs, in one read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyGrant {
+    pub key: ApiKey,
+    pub account: Account,
+}
+
+/// Where API keys are kept (as hashes only).
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync + 'static {
+    async fn insert_api_key(&self, key: &ApiKey) -> StoreResult<()>;
+    async fn grant_by_key_hash(&self, hash: &KeyHash) -> StoreResult<Option<KeyGrant>>;
+    async fn grant_by_key_id(&self, id: &ApiKeyId) -> StoreResult<Option<KeyGrant>>;
+    /// An account's keys, oldest first.
+    async fn api_keys_of(&self, account: &AccountId) -> StoreResult<Vec<ApiKey>>;
+    /// Marks a key revoked; false when there is no such key or it was already revoked.
+    async fn revoke_api_key(&self, id: &ApiKeyId, at: Timestamp) -> StoreResult<bool>;
+    /// Records use of a key, unless it was recorded less than a minute before `at`.
+    async fn touch_api_key(&self, id: &ApiKeyId, at: Timestamp) -> StoreResult<()>;
 }
 
 /// Verifies a presented secret against a stored hash without leaking timing.

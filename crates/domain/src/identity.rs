@@ -7,11 +7,11 @@
 //! entry is dropped) and within [`IdentitySettings::grant_cache_ttl`] everywhere else.
 
 use crate::{
-    accounts::{validate_provider_key, Account, AccountType},
-    api_keys::{self, ApiKey, KeyHash, KeyKind},
+    accounts::{validate_provider_key, Account, AccountStore, AccountType},
+    api_keys::{self, ApiKey, ApiKeyStore, KeyGrant, KeyHash, KeyKind},
     email::Email,
     ids::{AccountId, ApiKeyId},
-    store::{KeyGrant, Store, StoreError},
+    store::StoreError,
     time::Timestamp,
     tokens::{IssuedToken, TokenError, TokenIssuer},
     ttl_map::TtlMap,
@@ -86,7 +86,8 @@ impl Default for IdentitySettings {
 }
 
 pub struct Identity {
-    store: Arc<dyn Store>,
+    accounts: Arc<dyn AccountStore>,
+    keys: Arc<dyn ApiKeyStore>,
     tokens: TokenIssuer,
     /// Key grants by key id, trusted for a short time.
     grants: TtlMap<ApiKeyId, Arc<KeyGrant>>,
@@ -100,22 +101,20 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub fn new(
-        store: Arc<dyn Store>,
+    /// `store` keeps both accounts and keys: the one storage handle the gateway has.
+    pub fn new<S: AccountStore + ApiKeyStore>(
+        store: Arc<S>,
         signing_secret: &SecretSlice<u8>,
         settings: IdentitySettings,
     ) -> Self {
         Self {
-            store,
+            accounts: store.clone(),
+            keys: store,
             tokens: TokenIssuer::new(signing_secret, settings.token_lifetime_seconds),
             grants: TtlMap::new(settings.grant_cache_ttl, 100_000),
             logins: TtlMap::new(settings.grant_cache_ttl, 100_000),
             touched: TtlMap::new(Duration::from_secs(60), 100_000),
         }
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     /// Exchanges an API key for an access token.
@@ -129,7 +128,7 @@ impl Identity {
             None => {
                 // Every key, well-formed or not, costs one hash and one indexed read, so that
                 // wrong, expired and revoked keys answer alike and in the same time.
-                let fresh = self.store.grant_by_key_hash(&hash).await?;
+                let fresh = self.keys.grant_by_key_hash(&hash).await?;
                 let fresh = Arc::new(fresh.filter(usable).ok_or(AuthError::InvalidApiKey)?);
                 self.logins.insert(hash, fresh.clone());
                 fresh
@@ -150,7 +149,7 @@ impl Identity {
         let grant = match self.grants.get(&claims.key_id) {
             Some(grant) => grant,
             None => {
-                let fresh = self.store.grant_by_key_id(&claims.key_id).await?;
+                let fresh = self.keys.grant_by_key_id(&claims.key_id).await?;
                 let fresh = Arc::new(fresh.ok_or(AuthError::KeyNoLongerUsable)?);
                 self.grants.insert(claims.key_id.clone(), fresh.clone());
                 fresh
@@ -172,7 +171,7 @@ impl Identity {
             return;
         }
         self.touched.insert(key.clone(), ());
-        let (store, key) = (self.store.clone(), key.clone());
+        let (store, key) = (self.keys.clone(), key.clone());
         tokio::spawn(async move {
             if let Err(err) = store.touch_api_key(&key, now).await {
                 tracing::warn!(error = %err, key = %key, "could not record when an API key was last used");
@@ -189,7 +188,7 @@ impl Identity {
         let email = parse_email(email)?;
         let name = clean_name(name)?;
         let account = Account::new_customer(email, name, Timestamp::now());
-        self.store.insert_account(&account).await?;
+        self.accounts.insert_account(&account).await?;
         Ok(account)
     }
 
@@ -210,14 +209,14 @@ impl Identity {
             message: format!("`{provider_key}` is not a valid provider key: {message}"),
         })?;
         let account = Account::new_partner(email, name, provider_key.to_owned(), Timestamp::now());
-        self.store.insert_account(&account).await?;
+        self.accounts.insert_account(&account).await?;
         let (key, secret) = self.create_key(&account, "Partner key", None).await?;
         Ok((account, key, secret))
     }
 
     pub async fn account_by_email(&self, email: &str) -> Result<Account, IdentityError> {
         let parsed = parse_email(email)?;
-        self.store
+        self.accounts
             .account_by_email(&parsed)
             .await?
             .ok_or_else(|| IdentityError::NoSuchAccount(parsed.to_string()))
@@ -263,17 +262,17 @@ impl Identity {
             expires_at: expires_in_days.map(|days| now.plus_days(i64::from(days))),
             revoked_at: None,
         };
-        self.store.insert_api_key(&key).await?;
+        self.keys.insert_api_key(&key).await?;
         Ok((key, generated.secret))
     }
 
     pub async fn keys_of(&self, account: &AccountId) -> Result<Vec<ApiKey>, StoreError> {
-        self.store.api_keys_of(account).await
+        self.keys.api_keys_of(account).await
     }
 
     /// Revokes a key; its tokens stop working at once on this node.
     pub async fn revoke_key(&self, id: &ApiKeyId) -> Result<bool, StoreError> {
-        let revoked = self.store.revoke_api_key(id, Timestamp::now()).await?;
+        let revoked = self.keys.revoke_api_key(id, Timestamp::now()).await?;
         self.grants.invalidate(id);
         // The login cache is keyed by hash, which the id does not give; revocations are rare.
         self.logins.clear();
@@ -283,7 +282,7 @@ impl Identity {
     /// On a database without accounts, creates the owner account and its first key.
     /// Returns None when accounts exist (or another node bootstrapped at the same moment).
     pub async fn bootstrap_owner(&self) -> Result<Option<(Account, SecretString)>, IdentityError> {
-        if self.store.count_accounts().await? > 0 {
+        if self.accounts.count_accounts().await? > 0 {
             return Ok(None);
         }
         let account = match self

@@ -1,9 +1,12 @@
-//! Taxbridge's domain: what an account, an API key and an access token are, the rules that
-//! govern them, and the [`store::Store`] port through which they are persisted.
+//! Taxbridge's domain: what an account, an API key, an access token and a workspace are, the
+//! rules that govern them, and the storage ports through which they are persisted.
 //!
 //! Layers point inward: the GraphQL/HTTP crate calls the services here, and the storage crate
-//! implements [`store::Store`]. Nothing in this crate knows about HTTP, GraphQL or SQL, so the
-//! rules below hold whichever front door or database is in use.
+//! implements the ports. Each feature module declares its own port beside its rules
+//! ([`accounts::AccountStore`], [`api_keys::ApiKeyStore`], [`usage::UsageStore`],
+//! [`workspaces::WorkspaceStore`]); [`store`] holds only what they share (the error type and
+//! the health check) and imports no feature. Nothing in this crate knows about HTTP, GraphQL
+//! or SQL, so the rules below hold whichever front door or database is in use.
 //!
 //! Errors: each service returns its own `thiserror` enum that says what happened
 //! ([`identity::AuthError`], [`store::StoreError`]); the API layer alone decides how those

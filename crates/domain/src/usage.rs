@@ -4,9 +4,24 @@
 //! store in batches, so a busy gateway writes one row per bucket every few seconds instead of
 //! one per request. A failed flush puts its counts back, so nothing is lost to a blip.
 
-use crate::{ids::ApiKeyId, store::Store, time::Timestamp};
+use crate::{
+    ids::ApiKeyId,
+    store::{StoreError, StoreResult},
+    time::Timestamp,
+};
+use async_trait::async_trait;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+/// Where usage counts are kept.
+#[async_trait]
+pub trait UsageStore: Send + Sync + 'static {
+    /// Adds counts to the usage table, summing with what is there.
+    async fn add_usage(&self, counts: &[UsageCount]) -> StoreResult<()>;
+    /// Every usage row of `since_day` (`YYYY-MM-DD`) and later, by day then key, platform and
+    /// operation.
+    async fn usage_since(&self, since_day: &str) -> StoreResult<Vec<UsageCount>>;
+}
 
 /// The platform recorded when a request sends no `source-platform` header.
 pub const UNSPECIFIED_PLATFORM: &str = "(unspecified)";
@@ -31,8 +46,8 @@ type Bucket = (i64, Option<ApiKeyId>, String, String);
 
 const DAY_MS: i64 = 86_400_000;
 
-#[derive(Default)]
 pub struct UsageRecorder {
+    store: Arc<dyn UsageStore>,
     pending: Mutex<HashMap<Bucket, u64>>,
 }
 
@@ -53,6 +68,13 @@ pub fn normalise_platform(header: Option<&str>) -> String {
 }
 
 impl UsageRecorder {
+    pub fn new(store: Arc<dyn UsageStore>) -> Self {
+        Self {
+            store,
+            pending: Mutex::default(),
+        }
+    }
+
     pub fn record(&self, at: Timestamp, key: Option<&ApiKeyId>, platform: &str, operation: &str) {
         let mut pending = self
             .pending
@@ -105,12 +127,12 @@ impl UsageRecorder {
     }
 
     /// Writes everything counted so far; on failure the counts wait for the next flush.
-    pub async fn flush(&self, store: &dyn Store) -> Result<usize, crate::store::StoreError> {
+    pub async fn flush(&self) -> Result<usize, StoreError> {
         let counts = self.drain();
         if counts.is_empty() {
             return Ok(0);
         }
-        match store.add_usage(&counts).await {
+        match self.store.add_usage(&counts).await {
             Ok(()) => Ok(counts.len()),
             Err(err) => {
                 self.restore(counts);
@@ -124,6 +146,23 @@ impl UsageRecorder {
 mod tests {
     use super::*;
 
+    /// A store that refuses every write: these tests only count in memory.
+    struct NoStore;
+
+    #[async_trait]
+    impl UsageStore for NoStore {
+        async fn add_usage(&self, _: &[UsageCount]) -> StoreResult<()> {
+            Err(StoreError::Backend("no store in unit tests".into()))
+        }
+        async fn usage_since(&self, _: &str) -> StoreResult<Vec<UsageCount>> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn recorder() -> UsageRecorder {
+        UsageRecorder::new(Arc::new(NoStore))
+    }
+
     #[test]
     fn platform_names_are_trimmed_cleaned_and_capped() {
         assert_eq!(normalise_platform(None), UNSPECIFIED_PLATFORM);
@@ -135,7 +174,7 @@ mod tests {
 
     #[test]
     fn counts_accumulate_per_bucket_until_drained() {
-        let recorder = UsageRecorder::default();
+        let recorder = recorder();
         let at = Timestamp::from_millis(1_705_314_600_000);
         let key = ApiKeyId::generate();
         for _ in 0..3 {
@@ -152,7 +191,7 @@ mod tests {
 
     #[test]
     fn counts_put_back_after_a_failed_flush_keep_their_day() {
-        let recorder = UsageRecorder::default();
+        let recorder = recorder();
         let at = Timestamp::from_millis(1_705_314_600_000);
         recorder.record(at, None, "tax-firm-a", "me");
         recorder.record(at, None, "tax-firm-a", "me");
@@ -167,7 +206,7 @@ mod tests {
 
     #[test]
     fn new_buckets_past_the_cap_fold_into_the_overflow_platform() {
-        let recorder = UsageRecorder::default();
+        let recorder = recorder();
         let at = Timestamp::from_millis(0);
         for i in 0..MAX_PENDING_BUCKETS + 5 {
             recorder.record(at, None, &format!("p{i}"), "me");

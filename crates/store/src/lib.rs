@@ -1,42 +1,42 @@
-//! Taxbridge's storage: the domain's [`Store`] port on SQLite (the zero-setup default, in WAL
-//! mode) and on PostgreSQL (for many gateway nodes). The backend is chosen once, from the
-//! database URL's scheme, by [`connect`].
+//! Taxbridge's storage: every domain port (`AccountStore`, `ApiKeyStore`, `UsageStore`,
+//! `WorkspaceStore`, `StoreHealth`) implemented on one type, [`Store`], over SQLite (the
+//! zero-setup default, in WAL mode) or PostgreSQL (for many gateway nodes). The backend is
+//! chosen once, from the database URL's scheme, by [`connect`].
 //!
-//! Both backends run the same SQL, written once in [`queries`]: every column is TEXT or a
-//! 64-bit integer (instants are milliseconds since the epoch, JSON is text), placeholders are
-//! `$n`, and upserts use `ON CONFLICT`, all of which both databases read alike. What differs
-//! lives in each backend's own migration folder and connection setup. SQL lives only here.
-//! Writes go through sqlx on both; reads go through [`read`], which on SQLite runs them in
-//! place on rusqlite connections (the module says why).
+//! One file per feature (`accounts.rs`, `api_keys.rs`, `usage.rs`, `workspaces.rs`,
+//! `members.rs`), each holding its SQL, its row types and their decoding together, as plain
+//! functions over [`db::Db`], the one type that knows there are two drivers. Both backends run
+//! the same SQL text: every column is TEXT or a 64-bit integer (instants are milliseconds since
+//! the epoch, JSON is text), placeholders are `$n`, and upserts use `ON CONFLICT`. A query that
+//! must differ (a task queue's `FOR UPDATE SKIP LOCKED`, say) matches on [`Db::backend`](db::Db)
+//! where it is written. What else differs lives in each backend's migration folder and in
+//! [`connect`]. SQL lives only in this crate.
 //!
 //! Errors: database failures become [`StoreError::Backend`]; unique violations become
 //! [`StoreError::Conflict`] without a pre-check query.
 
-mod queries;
+mod accounts;
+mod api_keys;
+mod db;
+mod members;
 mod read;
-mod rows;
-pub mod testing;
-mod workspace_queries;
+mod usage;
+mod workspaces;
 
 use anyhow::Context;
+use async_trait::async_trait;
+use db::Db;
 use sqlx::{
     postgres::PgPoolOptions,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    PgPool, SqlitePool,
 };
-use std::{str::FromStr, sync::Arc, time::Duration};
-use taxbridge_domain::store::StoreResult;
-pub use taxbridge_domain::store::{Store, StoreError};
+use std::{str::FromStr, time::Duration};
+pub use taxbridge_domain::store::{StoreError, StoreHealth, StoreResult};
 
-/// The SQLite backend: sqlx for writes, [`read::SqliteReaders`] for reads.
-pub struct SqliteStore {
-    pool: SqlitePool,
-    readers: read::SqliteReaders,
-}
-
-/// The PostgreSQL backend.
-pub struct PgStore {
-    pool: PgPool,
+/// The gateway's one storage handle: it implements every domain port. Build services from an
+/// `Arc<Store>`; each takes the port it needs.
+pub struct Store {
+    db: Db,
 }
 
 /// Which database a URL points at.
@@ -76,122 +76,64 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Opens the database named by `url` and brings its schema up to date.
-pub async fn connect(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match Backend::of_url(url)? {
-        Backend::Sqlite => Arc::new(SqliteStore::connect(url).await?),
-        Backend::Postgres => Arc::new(PgStore::connect(url).await?),
-    })
+pub async fn connect(url: &str) -> anyhow::Result<Store> {
+    let db = match Backend::of_url(url)? {
+        Backend::Sqlite => connect_sqlite(url).await?,
+        Backend::Postgres => connect_postgres(url).await?,
+    };
+    Ok(Store { db })
 }
 
-impl SqliteStore {
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)
-            .with_context(|| format!("Failed to read the SQLite URL `{url}`"))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            // Admin commands and the server share the file: wait for a writer, don't fail.
-            .busy_timeout(Duration::from_secs(10));
-        let path = options.get_filename().to_owned();
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await
-            .with_context(|| format!("Failed to open the SQLite database `{url}`"))?;
-        sqlx::migrate!("migrations/sqlite")
-            .run(&pool)
-            .await
-            .context("Failed to apply the SQLite migrations")?;
-        let readers = read::SqliteReaders::open(&path)
-            .with_context(|| format!("Failed to open the SQLite database `{url}` for reading"))?;
-        Ok(Self { pool, readers })
-    }
-
-    async fn fetch_all<T: read::FromColumns>(
-        &self,
-        sql: &str,
-        args: &[read::Arg<'_>],
-    ) -> StoreResult<Vec<T>> {
-        self.readers.fetch_all(sql, args)
-    }
-
-    /// A page of a list: in place, unless its offset makes it a long walk.
-    async fn fetch_page<T: read::FromColumns + Send + 'static>(
-        &self,
-        sql: &str,
-        args: &[read::Arg<'_>],
-        page: taxbridge_domain::lists::Page,
-    ) -> StoreResult<Vec<T>> {
-        if page.offset <= read::DEEP_OFFSET {
-            return self.readers.fetch_all(sql, args);
-        }
-        let args = args.iter().map(Into::into).collect();
-        self.readers
-            .fetch_all_off_thread(sql.to_owned(), args)
-            .await
-    }
+async fn connect_sqlite(url: &str) -> anyhow::Result<Db> {
+    let options = SqliteConnectOptions::from_str(url)
+        .with_context(|| format!("Failed to read the SQLite URL `{url}`"))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        // Admin commands and the server share the file: wait for a writer, don't fail.
+        .busy_timeout(Duration::from_secs(10));
+    let path = options.get_filename().to_owned();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("Failed to open the SQLite database `{url}`"))?;
+    sqlx::migrate!("migrations/sqlite")
+        .run(&pool)
+        .await
+        .context("Failed to apply the SQLite migrations")?;
+    let readers = read::SqliteReaders::open(&path)
+        .with_context(|| format!("Failed to open the SQLite database `{url}` for reading"))?;
+    Ok(Db::Sqlite { pool, readers })
 }
 
-impl PgStore {
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
-            .await
-            .with_context(|| format!("Failed to connect to PostgreSQL at `{}`", redact_url(url)))?;
-        sqlx::migrate!("migrations/postgres")
-            .run(&pool)
-            .await
-            .context("Failed to apply the PostgreSQL migrations")?;
-        Ok(Self { pool })
-    }
-
-    async fn fetch_all<T: read::FromColumns>(
-        &self,
-        sql: &str,
-        args: &[read::Arg<'_>],
-    ) -> StoreResult<Vec<T>> {
-        let rows = read::bind_pg(sql, args)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        read::decode_all(&rows)
-    }
-
-    async fn fetch_page<T: read::FromColumns>(
-        &self,
-        sql: &str,
-        args: &[read::Arg<'_>],
-        _page: taxbridge_domain::lists::Page,
-    ) -> StoreResult<Vec<T>> {
-        self.fetch_all(sql, args).await
-    }
+async fn connect_postgres(url: &str) -> anyhow::Result<Db> {
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+        .with_context(|| format!("Failed to connect to PostgreSQL at `{}`", redact_url(url)))?;
+    sqlx::migrate!("migrations/postgres")
+        .run(&pool)
+        .await
+        .context("Failed to apply the PostgreSQL migrations")?;
+    Ok(Db::Postgres(pool))
 }
 
-queries::impl_store!(SqliteStore, "sqlite");
-queries::impl_store!(PgStore, "postgres");
-
-/// Maps a database error to the domain's, turning unique violations into conflicts named by
-/// `what` (the constraint or column text tells which rule was broken).
-pub(crate) fn store_error(err: sqlx::Error, what: impl FnOnce(&str) -> String) -> StoreError {
-    if let sqlx::Error::Database(db) = &err {
-        if db.is_unique_violation() {
-            let detail = db
-                .constraint()
-                .map(str::to_owned)
-                .unwrap_or_else(|| db.message().to_owned());
-            return StoreError::Conflict {
-                what: what(&detail),
-            };
+#[async_trait]
+impl StoreHealth for Store {
+    fn backend(&self) -> &'static str {
+        match self.db.backend() {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
         }
     }
-    StoreError::Backend(Box::new(err))
-}
 
-pub(crate) fn backend_error(err: sqlx::Error) -> StoreError {
-    StoreError::Backend(Box::new(err))
+    async fn ping(&self) -> StoreResult<()> {
+        self.db.execute("SELECT 1", &[]).await.map(drop)
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The read path: how a `SELECT` reaches each database and how its rows come back.
 //!
-//! Every read method of the store is written once, as SQL plus a row type that implements
-//! [`FromColumns`], and runs through `fetch_all` / `fetch_optional` on either backend:
+//! Every read of the store is written once, as SQL plus a row type that implements
+//! [`FromColumns`], and runs through [`Db::fetch`](crate::db::Db::fetch) on either backend:
 //!
 //! - **PostgreSQL** reads go through the sqlx pool, like the writes.
 //! - **SQLite** reads run on [`SqliteReaders`]: query-only rusqlite connections used on the
@@ -16,33 +16,9 @@
 //! Columns are read in the order the `SELECT` lists them (a [`Columns`] cursor), which keeps
 //! each decoder next to the column list it reads and costs no name lookups.
 
+use crate::db::Arg;
 use std::sync::{Arc, Mutex};
 use taxbridge_domain::store::{StoreError, StoreResult};
-
-/// A value bound to a `$n` placeholder of a read.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Arg<'a> {
-    Text(&'a str),
-    Int(i64),
-}
-
-impl<'a> From<&'a str> for Arg<'a> {
-    fn from(value: &'a str) -> Self {
-        Arg::Text(value)
-    }
-}
-
-impl<'a> From<&'a String> for Arg<'a> {
-    fn from(value: &'a String) -> Self {
-        Arg::Text(value)
-    }
-}
-
-impl From<i64> for Arg<'_> {
-    fn from(value: i64) -> Self {
-        Arg::Int(value)
-    }
-}
 
 /// A cursor over one row's columns, in `SELECT` order.
 pub(crate) trait Columns {
@@ -52,88 +28,13 @@ pub(crate) trait Columns {
     fn opt_int(&mut self) -> StoreResult<Option<i64>>;
 }
 
-/// The [`Columns`] methods of a cursor whose own generic `get` reads the next column.
-macro_rules! columns_through_get {
-    () => {
-        fn text(&mut self) -> StoreResult<String> {
-            self.get()
-        }
-        fn opt_text(&mut self) -> StoreResult<Option<String>> {
-            self.get()
-        }
-        fn int(&mut self) -> StoreResult<i64> {
-            self.get()
-        }
-        fn opt_int(&mut self) -> StoreResult<Option<i64>> {
-            self.get()
-        }
-    };
-}
-
 /// A row type that a read decodes, column by column.
 pub(crate) trait FromColumns: Sized {
     fn from_columns(columns: &mut dyn Columns) -> StoreResult<Self>;
 }
 
-pub(crate) fn backend<E: std::error::Error + Send + Sync + 'static>(err: E) -> StoreError {
+fn backend<E: std::error::Error + Send + Sync + 'static>(err: E) -> StoreError {
     StoreError::Backend(Box::new(err))
-}
-
-/// Columns of a row that sqlx read (PostgreSQL reads, and reads inside sqlx transactions).
-pub(crate) struct SqlxColumns<'r, R> {
-    row: &'r R,
-    next: usize,
-}
-
-impl<'r, R> SqlxColumns<'r, R> {
-    pub(crate) fn new(row: &'r R) -> Self {
-        Self { row, next: 0 }
-    }
-
-    fn get<T>(&mut self) -> StoreResult<T>
-    where
-        R: sqlx::Row,
-        usize: sqlx::ColumnIndex<R>,
-        T: for<'v> sqlx::Decode<'v, R::Database> + sqlx::Type<R::Database>,
-    {
-        let value = self.row.try_get(self.next).map_err(backend)?;
-        self.next += 1;
-        Ok(value)
-    }
-}
-
-impl<R> Columns for SqlxColumns<'_, R>
-where
-    R: sqlx::Row,
-    usize: sqlx::ColumnIndex<R>,
-    String: for<'v> sqlx::Decode<'v, R::Database> + sqlx::Type<R::Database>,
-    i64: for<'v> sqlx::Decode<'v, R::Database> + sqlx::Type<R::Database>,
-    Option<String>: for<'v> sqlx::Decode<'v, R::Database> + sqlx::Type<R::Database>,
-    Option<i64>: for<'v> sqlx::Decode<'v, R::Database> + sqlx::Type<R::Database>,
-{
-    columns_through_get!();
-}
-
-/// Decodes every row sqlx returned.
-pub(crate) fn decode_all<R, T>(rows: &[R]) -> StoreResult<Vec<T>>
-where
-    T: FromColumns,
-    for<'r> SqlxColumns<'r, R>: Columns,
-{
-    rows.iter()
-        .map(|row| T::from_columns(&mut SqlxColumns::new(row)))
-        .collect()
-}
-
-/// Binds a read's arguments to a sqlx query, in `$n` order.
-pub(crate) fn bind_pg<'q>(
-    sql: &'q str,
-    args: &[Arg<'q>],
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    args.iter().fold(sqlx::query(sql), |query, arg| match *arg {
-        Arg::Text(text) => query.bind(text),
-        Arg::Int(int) => query.bind(int),
-    })
 }
 
 struct RusqliteColumns<'r, 's> {
@@ -150,7 +51,18 @@ impl RusqliteColumns<'_, '_> {
 }
 
 impl Columns for RusqliteColumns<'_, '_> {
-    columns_through_get!();
+    fn text(&mut self) -> StoreResult<String> {
+        self.get()
+    }
+    fn opt_text(&mut self) -> StoreResult<Option<String>> {
+        self.get()
+    }
+    fn int(&mut self) -> StoreResult<i64> {
+        self.get()
+    }
+    fn opt_int(&mut self) -> StoreResult<Option<i64>> {
+        self.get()
+    }
 }
 
 /// Query-only SQLite connections, used on the calling thread. The pool grows to the number of
@@ -181,11 +93,13 @@ impl SqliteReaders {
     /// Like [`Readers::fetch_all`], on tokio's blocking pool: for reads that may walk many rows.
     pub(crate) async fn fetch_all_off_thread<T: FromColumns + Send + 'static>(
         &self,
-        sql: String,
-        args: Vec<OwnedArg>,
+        sql: &str,
+        args: &[Arg<'_>],
     ) -> StoreResult<Vec<T>> {
         let _turn = self.long_reads.acquire().await.map_err(backend)?;
         let readers = self.clone();
+        let sql = sql.to_owned();
+        let args: Vec<OwnedArg> = args.iter().map(OwnedArg::from).collect();
         tokio::task::spawn_blocking(move || {
             let args: Vec<Arg<'_>> = args.iter().map(OwnedArg::as_arg).collect();
             readers.fetch_all(&sql, &args)
@@ -197,15 +111,15 @@ impl SqliteReaders {
 
 /// An [`Arg`] that owns its text, to cross to another thread.
 #[derive(Clone, Debug)]
-pub(crate) enum OwnedArg {
-    Text(String),
-    Int(i64),
+enum OwnedArg {
+    Text(Option<String>),
+    Int(Option<i64>),
 }
 
 impl OwnedArg {
     fn as_arg(&self) -> Arg<'_> {
         match self {
-            OwnedArg::Text(text) => Arg::Text(text),
+            OwnedArg::Text(text) => Arg::Text(text.as_deref()),
             OwnedArg::Int(int) => Arg::Int(*int),
         }
     }
@@ -214,7 +128,7 @@ impl OwnedArg {
 impl From<&Arg<'_>> for OwnedArg {
     fn from(arg: &Arg<'_>) -> Self {
         match *arg {
-            Arg::Text(text) => OwnedArg::Text(text.to_owned()),
+            Arg::Text(text) => OwnedArg::Text(text.map(str::to_owned)),
             Arg::Int(int) => OwnedArg::Int(int),
         }
     }
@@ -313,7 +227,14 @@ impl Readers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rows::Text;
+
+    struct Text(String);
+
+    impl FromColumns for Text {
+        fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+            Ok(Self(c.text()?))
+        }
+    }
 
     struct Pair(String, Option<i64>);
 
@@ -342,7 +263,7 @@ mod tests {
         let rows: Vec<Pair> = readers
             .fetch_all(
                 "SELECT name, n FROM t WHERE n = $2 OR name = $1 ORDER BY name",
-                &[Arg::Text("b"), Arg::Int(3)],
+                &["b".into(), 3.into()],
             )
             .expect("read");
         let got: Vec<(String, Option<i64>)> = rows.into_iter().map(|p| (p.0, p.1)).collect();
@@ -354,7 +275,7 @@ mod tests {
         let (_dir, path) = database();
         let readers = SqliteReaders::open(&path).expect("readers");
         // `n` is NULL for `b`: reading it as text must fail, not panic.
-        let bad = readers.fetch_all::<Text>("SELECT n FROM t WHERE name = $1", &[Arg::Text("b")]);
+        let bad = readers.fetch_all::<Text>("SELECT n FROM t WHERE name = $1", &["b".into()]);
         assert!(matches!(bad, Err(StoreError::Backend(_))));
         assert!(readers
             .fetch_all::<Text>("SELECT nope FROM t", &[])

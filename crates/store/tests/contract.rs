@@ -1,30 +1,21 @@
-//! The store contract: every `Store` method, exercised the same way against SQLite and
-//! PostgreSQL. Each test below runs once per backend (`sqlite::…` and `postgres::…`).
+//! The store contract: every port method, exercised the same way against SQLite and
+//! PostgreSQL. Each test below runs once per database (`sqlite::…` and `postgres::…`).
 
 use std::sync::Arc;
 use taxbridge_domain::{
-    accounts::Account,
-    api_keys::{self, ApiKey, KeyHash, KeyKind},
+    accounts::{Account, AccountStore},
+    api_keys::{self, ApiKey, ApiKeyStore, KeyHash, KeyKind},
     email::Email,
     ids::{AccountId, ApiKeyId},
-    store::{Store, StoreError},
+    store::{StoreError, StoreHealth},
     time::Timestamp,
-    usage::UsageCount,
+    usage::{UsageCount, UsageStore},
 };
-use taxbridge_store::{testing, Backend};
+use taxbridge_store::Store;
+use taxbridge_testkit::{fresh_database, Database, TestDatabase, POSTGRES_ENV};
 
-macro_rules! contract_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::run(taxbridge_store::Backend::Sqlite, super::$name).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::run(taxbridge_store::Backend::Postgres, super::$name).await })*
-        }
-    };
-}
-
-contract_tests!(
+taxbridge_testkit::per_database!(
+    crate::open;
     a_new_database_answers_pings_and_has_no_accounts,
     accounts_round_trip_by_id_and_by_email,
     a_second_account_with_the_same_email_is_a_conflict,
@@ -37,20 +28,26 @@ contract_tests!(
     usage_counts_add_up_across_flushes,
 );
 
-async fn run<F, Fut>(backend: Backend, test: F)
-where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let Some(db) = testing::fresh_database(backend)
-        .await
-        .expect("test database")
-    else {
-        eprintln!("skipped: {} is not set", testing::POSTGRES_ENV);
-        return;
+/// A freshly migrated store, and the database it lives in for as long as the test runs.
+struct Opened {
+    store: Arc<Store>,
+    _db: TestDatabase,
+}
+
+impl std::ops::Deref for Opened {
+    type Target = Arc<Store>;
+    fn deref(&self) -> &Arc<Store> {
+        &self.store
+    }
+}
+
+async fn open(database: Database) -> Option<Opened> {
+    let Some(db) = fresh_database(database).await.expect("test database") else {
+        eprintln!("skipped: {POSTGRES_ENV} is not set");
+        return None;
     };
-    let store = taxbridge_store::connect(&db.url).await.expect("connect");
-    test(store).await;
+    let store = Arc::new(taxbridge_store::connect(&db.url).await.expect("connect"));
+    Some(Opened { store, _db: db })
 }
 
 fn customer(email: &str) -> Account {
@@ -77,12 +74,12 @@ fn key_for(account: &Account, name: &str, created_at: Timestamp) -> ApiKey {
     }
 }
 
-async fn a_new_database_answers_pings_and_has_no_accounts(store: Arc<dyn Store>) {
+async fn a_new_database_answers_pings_and_has_no_accounts(store: Opened) {
     store.ping().await.expect("ping");
     assert_eq!(store.count_accounts().await.expect("count"), 0);
 }
 
-async fn accounts_round_trip_by_id_and_by_email(store: Arc<dyn Store>) {
+async fn accounts_round_trip_by_id_and_by_email(store: Opened) {
     let account = customer("jane@smith-cpa.com");
     store.insert_account(&account).await.expect("insert");
     assert_eq!(
@@ -106,7 +103,7 @@ async fn accounts_round_trip_by_id_and_by_email(store: Arc<dyn Store>) {
     assert_eq!(store.count_accounts().await.expect("count"), 1);
 }
 
-async fn a_second_account_with_the_same_email_is_a_conflict(store: Arc<dyn Store>) {
+async fn a_second_account_with_the_same_email_is_a_conflict(store: Opened) {
     store
         .insert_account(&customer("jane@smith-cpa.com"))
         .await
@@ -122,7 +119,7 @@ async fn a_second_account_with_the_same_email_is_a_conflict(store: Arc<dyn Store
     assert_eq!(store.count_accounts().await.expect("count"), 1);
 }
 
-async fn a_second_partner_with_the_same_provider_key_is_a_conflict(store: Arc<dyn Store>) {
+async fn a_second_partner_with_the_same_provider_key_is_a_conflict(store: Opened) {
     let email = |e: &str| Email::parse(e).expect("email");
     let first = Account::new_partner(
         email("eng@qount.io"),
@@ -143,7 +140,7 @@ async fn a_second_partner_with_the_same_provider_key_is_a_conflict(store: Arc<dy
     }
 }
 
-async fn accounts_can_be_disabled_and_enabled(store: Arc<dyn Store>) {
+async fn accounts_can_be_disabled_and_enabled(store: Opened) {
     let account = customer("jane@smith-cpa.com");
     store.insert_account(&account).await.expect("insert");
     let at = Timestamp::from_millis(1_700_000_000_000);
@@ -173,7 +170,7 @@ async fn accounts_can_be_disabled_and_enabled(store: Arc<dyn Store>) {
         .expect("missing"));
 }
 
-async fn keys_are_found_with_their_account_by_hash_and_by_id(store: Arc<dyn Store>) {
+async fn keys_are_found_with_their_account_by_hash_and_by_id(store: Opened) {
     let account = customer("jane@smith-cpa.com");
     store.insert_account(&account).await.expect("account");
     let key = key_for(&account, "Production Integration", Timestamp::now());
@@ -209,7 +206,7 @@ async fn keys_are_found_with_their_account_by_hash_and_by_id(store: Arc<dyn Stor
     );
 }
 
-async fn an_account_lists_its_keys_oldest_first(store: Arc<dyn Store>) {
+async fn an_account_lists_its_keys_oldest_first(store: Opened) {
     let account = customer("jane@smith-cpa.com");
     let other = customer("john@smith-cpa.com");
     store.insert_account(&account).await.expect("account");
@@ -233,7 +230,7 @@ async fn an_account_lists_its_keys_oldest_first(store: Arc<dyn Store>) {
     assert_eq!(names, ["older", "newer"]);
 }
 
-async fn revoking_a_key_happens_once(store: Arc<dyn Store>) {
+async fn revoking_a_key_happens_once(store: Opened) {
     let account = customer("jane@smith-cpa.com");
     store.insert_account(&account).await.expect("account");
     let key = key_for(&account, "ci", Timestamp::now());
@@ -256,13 +253,13 @@ async fn revoking_a_key_happens_once(store: Arc<dyn Store>) {
         .expect("missing"));
 }
 
-async fn using_a_key_is_recorded_at_most_once_a_minute(store: Arc<dyn Store>) {
+async fn using_a_key_is_recorded_at_most_once_a_minute(store: Opened) {
     let account = customer("jane@smith-cpa.com");
     store.insert_account(&account).await.expect("account");
     let key = key_for(&account, "ci", Timestamp::now());
     store.insert_api_key(&key).await.expect("key");
     let t = Timestamp::from_millis(1_700_000_000_000);
-    let last_used = |store: Arc<dyn Store>, id: ApiKeyId| async move {
+    let last_used = |store: Arc<Store>, id: ApiKeyId| async move {
         store
             .grant_by_key_id(&id)
             .await
@@ -283,12 +280,12 @@ async fn using_a_key_is_recorded_at_most_once_a_minute(store: Arc<dyn Store>) {
         .await
         .expect("61 s later");
     assert_eq!(
-        last_used(store, key.id.clone()).await,
+        last_used(store.clone(), key.id.clone()).await,
         Some(t.plus_seconds(61))
     );
 }
 
-async fn usage_counts_add_up_across_flushes(store: Arc<dyn Store>) {
+async fn usage_counts_add_up_across_flushes(store: Opened) {
     let key = ApiKeyId::generate();
     let count = |day: &str, key: Option<&ApiKeyId>, op: &str, n| UsageCount {
         day: day.into(),
@@ -327,21 +324,12 @@ mod workspaces {
         accounts::AccountType,
         ids::WorkspaceId,
         lists::{Page, SortField},
+        workspaces::WorkspaceStore,
         workspaces::{Role, Workspace, WorkspaceFilters, WorkspaceKey, WorkspaceType},
     };
 
-    macro_rules! workspace_contract_tests {
-        ($($name:ident),* $(,)?) => {
-            mod sqlite {
-                $(#[tokio::test] async fn $name() { super::super::run(taxbridge_store::Backend::Sqlite, super::$name).await })*
-            }
-            mod postgres {
-                $(#[tokio::test] async fn $name() { super::super::run(taxbridge_store::Backend::Postgres, super::$name).await })*
-            }
-        };
-    }
-
-    workspace_contract_tests!(
+    taxbridge_testkit::per_database!(
+        crate::open;
         workspaces_round_trip_and_slugs_are_unique,
         slug_prefixes_are_found_by_range,
         members_are_added_idempotently_in_order_and_removed,
@@ -390,7 +378,7 @@ mod workspaces {
     /// The slugs `account` lists, read both in full and as keys only, which must agree
     /// row for row.
     async fn listed(
-        store: &Arc<dyn Store>,
+        store: &Arc<Store>,
         account: &Account,
         filters: &WorkspaceFilters,
         page: Page,
@@ -416,7 +404,7 @@ mod workspaces {
 
     /// A page past the first thousand rows takes another road on SQLite (the blocking pool);
     /// it must answer exactly like a shallow one.
-    async fn deep_pages_read_the_same_rows_as_shallow_ones(store: Arc<dyn Store>) {
+    async fn deep_pages_read_the_same_rows_as_shallow_ones(store: Opened) {
         let p = partner("deep");
         store.insert_account(&p).await.expect("partner");
         for i in 0..1_010 {
@@ -449,7 +437,7 @@ mod workspaces {
         );
     }
 
-    async fn workspaces_round_trip_and_slugs_are_unique(store: Arc<dyn Store>) {
+    async fn workspaces_round_trip_and_slugs_are_unique(store: Opened) {
         let p = partner("qount");
         store.insert_account(&p).await.expect("partner");
         let w = workspace("smith-cpa", Some(&p), 1_000);
@@ -475,7 +463,7 @@ mod workspaces {
             .is_none());
     }
 
-    async fn slug_prefixes_are_found_by_range(store: Arc<dyn Store>) {
+    async fn slug_prefixes_are_found_by_range(store: Opened) {
         for slug in ["acme", "acme-2", "acme-tax", "acmeco", "acm"] {
             store
                 .insert_workspace(&workspace(slug, None, 1))
@@ -487,7 +475,7 @@ mod workspaces {
         assert_eq!(found, ["acme", "acme-2", "acme-tax"]);
     }
 
-    async fn members_are_added_idempotently_in_order_and_removed(store: Arc<dyn Store>) {
+    async fn members_are_added_idempotently_in_order_and_removed(store: Opened) {
         let existing = customer("john@smith-cpa.com");
         store.insert_account(&existing).await.expect("account");
         let w = workspace("smith-cpa", None, 1);
@@ -544,9 +532,7 @@ mod workspaces {
         assert_eq!(role, None);
     }
 
-    async fn partners_list_what_they_created_and_customers_their_memberships(
-        store: Arc<dyn Store>,
-    ) {
+    async fn partners_list_what_they_created_and_customers_their_memberships(store: Opened) {
         let (qount, other) = (partner("qount"), partner("other"));
         store.insert_account(&qount).await.expect("qount");
         store.insert_account(&other).await.expect("other");

@@ -11,7 +11,9 @@ use taxbridge_domain::{
     identity::{reveal, Identity, IdentitySettings},
     ids::ApiKeyId,
     time::Timestamp,
+    usage::UsageStore,
 };
+use taxbridge_store::Store;
 
 #[derive(Subcommand)]
 pub enum UsersCommand {
@@ -72,14 +74,23 @@ pub enum WorkspacesCommand {
 /// Admin commands never sign tokens, so they need no shared signing secret: a random one
 /// keeps them from depending on a setting only `serve` needs.
 async fn open(settings: &Settings) -> anyhow::Result<Identity> {
-    let store = taxbridge_store::connect(&settings.database_url()).await?;
+    Ok(identity_on(open_store(settings).await?))
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Arc<Store>> {
+    Ok(Arc::new(
+        taxbridge_store::connect(&settings.database_url()).await?,
+    ))
+}
+
+fn identity_on(store: Arc<Store>) -> Identity {
     let mut unused = vec![0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut unused);
-    Ok(Identity::new(
+    Identity::new(
         store,
         &SecretSlice::from(unused),
         IdentitySettings::default(),
-    ))
+    )
 }
 
 pub async fn users(cmd: UsersCommand, settings: &Settings) -> anyhow::Result<()> {
@@ -182,11 +193,11 @@ pub async fn partners(cmd: PartnersCommand, settings: &Settings) -> anyhow::Resu
 }
 
 pub async fn usage(days: u32, settings: &Settings) -> anyhow::Result<()> {
-    let identity = open(settings).await?;
+    let store = open_store(settings).await?;
     let since = Timestamp::now()
         .plus_days(-i64::from(days.max(1) - 1))
         .day();
-    let rows = Arc::clone(identity.store()).usage_since(&since).await?;
+    let rows = store.usage_since(&since).await?;
     println!(
         "{:<10}  {:<36}  {:<24}  {:<32}  {:>8}",
         "DAY", "API KEY", "SOURCE PLATFORM", "OPERATION", "COUNT"
@@ -202,8 +213,7 @@ pub async fn usage(days: u32, settings: &Settings) -> anyhow::Result<()> {
 }
 
 pub async fn workspaces(cmd: WorkspacesCommand, settings: &Settings) -> anyhow::Result<()> {
-    let identity = open(settings).await?;
-    let workspaces = taxbridge_domain::workspaces::Workspaces::new(identity.store().clone());
+    let workspaces = taxbridge_domain::workspaces::Workspaces::new(open_store(settings).await?);
     match cmd {
         WorkspacesCommand::Create { name, admin_email } => {
             let (workspace, admin) = workspaces

@@ -25,9 +25,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         })?;
     }
     let secrets = secrets::load(&settings, backend)?;
-    let store = taxbridge_store::connect(&url).await?;
+    // The one storage handle: every service takes the port it needs from it.
+    let store = Arc::new(taxbridge_store::connect(&url).await?);
     let identity = Arc::new(Identity::new(
-        store,
+        store.clone(),
         &secrets.jwt_signing,
         IdentitySettings {
             token_lifetime_seconds: settings.auth.token_lifetime_seconds,
@@ -39,9 +40,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .await
         .context("Failed to create the owner account")?;
     let services = Arc::new(Services {
-        workspaces: Arc::new(Workspaces::new(identity.store().clone())),
+        health: store.clone(),
+        workspaces: Arc::new(Workspaces::new(store.clone())),
         identity,
-        usage: Arc::new(UsageRecorder::default()),
+        usage: Arc::new(UsageRecorder::new(store)),
         public_base_url: settings.public_base_url(),
     });
     let app = Application::build(

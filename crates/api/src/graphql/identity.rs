@@ -13,11 +13,11 @@ pub struct IdentityMutation;
 
 #[derive(SimpleObject)]
 pub struct LoginResult {
-    /// A JWT (HS256 by default) to send as `Authorization: Bearer <accessToken>`. (doc)
+    /// A JWT (HS256 by default) to send as `Authorization: Bearer <accessToken>`.
     access_token: String,
-    /// When the token stops working; log in again before then. (ours)
+    /// When the token stops working; log in again before then.
     expires_at: Date,
-    /// Always `Bearer`. (ours)
+    /// Always `Bearer`.
     token_type: String,
 }
 
@@ -59,23 +59,23 @@ impl From<&Account> for Me {
 
 #[async_graphql::ComplexObject]
 impl Me {
-    /// Workspaces the caller may act on: where it is a member, and for a partner every workspace it created. (doc)
+    /// Workspaces the caller may act on: where it is a member, and for a partner every workspace it created.
     async fn workspaces(
         &self,
         ctx: &Context<'_>,
         filters: Option<super::workspaces::WorkspaceFilters>,
         limit: Option<i32>,
         offset: Option<i32>,
-        sort_by: Option<super::workspaces::SortBy>,
-    ) -> async_graphql::Result<super::workspaces::WorkspacePage> {
+        sort_by: Option<super::lists::SortBy>,
+    ) -> Result<super::workspaces::WorkspacePage, ApiError> {
         super::workspaces::my_workspaces(ctx, filters, limit, offset, sort_by).await
     }
 }
 
 #[Object]
 impl IdentityQuery {
-    /// The account behind the access token. (doc)
-    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
+    /// The account behind the access token.
+    async fn me(&self, ctx: &Context<'_>) -> Result<Me, ApiError> {
         let caller = caller(ctx).await?;
         Ok(Me::from(caller.account()))
     }
@@ -83,17 +83,13 @@ impl IdentityQuery {
 
 #[Object]
 impl IdentityMutation {
-    /// Exchange an API key for a short-lived access token. The only operation that needs no token. (doc)
+    /// Exchange an API key for a short-lived access token. The only operation that needs no token.
     async fn login_via_personal_api_token(
         &self,
         ctx: &Context<'_>,
         token: String,
-    ) -> async_graphql::Result<LoginResult> {
-        let (issued, caller) = services(ctx)
-            .identity
-            .login(&token)
-            .await
-            .map_err(ApiError::from)?;
+    ) -> Result<LoginResult, ApiError> {
+        let (issued, caller) = services(ctx).identity.login(&token).await?;
         let _ = request(ctx).login_key.set(caller.key_id().clone());
         Ok(LoginResult {
             access_token: issued.token,

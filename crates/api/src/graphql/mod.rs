@@ -3,6 +3,7 @@
 //! the caller, call one domain service, map the result into a GraphQL type of its own.
 
 mod identity;
+pub(crate) mod lists;
 mod plain_list;
 mod scalars;
 mod workspaces;
@@ -10,7 +11,10 @@ mod workspaces;
 use crate::{error::ApiError, Services};
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
 use std::sync::{Arc, OnceLock};
-use taxbridge_domain::{identity::Caller, ids::ApiKeyId};
+use taxbridge_domain::{
+    identity::{AuthError, Caller},
+    ids::ApiKeyId,
+};
 use tokio::sync::OnceCell;
 
 pub use scalars::Date;
@@ -57,10 +61,14 @@ pub struct Mutation(identity::IdentityMutation, workspaces::WorkspaceMutation);
 
 pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// Limits that keep one request from costing the gateway more than any honest client needs.
+/// Limits that keep one request from costing the gateway more than any honest client needs,
+/// checked before execution by [`crate::cost`].
 #[derive(Clone, Copy, Debug)]
 pub struct QueryLimits {
+    /// Fields nested deeper than this are refused.
     pub max_depth: usize,
+    /// Queries that cost more are refused: about one per value the query can return, a list
+    /// counting its `limit` times its items.
     pub max_complexity: usize,
 }
 
@@ -68,18 +76,16 @@ impl Default for QueryLimits {
     fn default() -> Self {
         Self {
             max_depth: 12,
-            max_complexity: 2_000,
+            max_complexity: 20_000,
         }
     }
 }
 
 /// The schema registers no extensions: `plain_list` builds stored fields without async-graphql's
 /// per-field extension hooks, so an extension that must see every field would have to turn
-/// that path off.
-pub fn build_schema(services: Option<Arc<Services>>, limits: QueryLimits) -> GatewaySchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity);
+/// that path off. Depth and cost are checked before execution, by [`crate::cost`].
+pub fn build_schema(services: Option<Arc<Services>>) -> GatewaySchema {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription);
     if let Some(services) = services {
         builder = builder.data(services);
     }
@@ -88,7 +94,7 @@ pub fn build_schema(services: Option<Arc<Services>>, limits: QueryLimits) -> Gat
 
 /// The SDL that `/graphql` serves: what `taxbridge schema` prints and `schema.graphql` holds.
 pub fn sdl() -> String {
-    build_schema(None, QueryLimits::default()).sdl()
+    build_schema(None).sdl()
 }
 
 /// What one request carries into its resolvers, and what they leave for the handler to read
@@ -96,15 +102,10 @@ pub fn sdl() -> String {
 pub struct RequestContext {
     pub request_id: String,
     bearer: Option<String>,
-    caller: OnceCell<Result<Caller, AuthFailure>>,
+    /// The caller, or why there is none: authenticated once, on first use.
+    caller: OnceCell<Result<Caller, ApiError>>,
     /// The key a successful login used (a login request carries no token).
     pub login_key: OnceLock<ApiKeyId>,
-}
-
-#[derive(Clone)]
-enum AuthFailure {
-    Unauthenticated(String),
-    Internal(Arc<dyn std::error::Error + Send + Sync>),
 }
 
 impl RequestContext {
@@ -137,48 +138,12 @@ pub(crate) fn request<'a>(ctx: &Context<'a>) -> &'a RequestContext {
 /// The authenticated caller, established once per request from its bearer token.
 pub(crate) async fn caller<'a>(ctx: &Context<'a>) -> Result<&'a Caller, ApiError> {
     let request = request(ctx);
-    let result =
-        request
-            .caller
-            .get_or_init(|| async {
-                let Some(bearer) = request.bearer.as_deref() else {
-                    return Err(AuthFailure::Unauthenticated(
-                        taxbridge_domain::identity::AuthError::MissingToken.to_string(),
-                    ));
-                };
-                services(ctx).identity.authenticate(bearer).await.map_err(
-                    |err| match ApiError::from(err) {
-                        ApiError::Internal(cause) => AuthFailure::Internal(Arc::from(cause)),
-                        other => AuthFailure::Unauthenticated(match other {
-                            ApiError::Unauthenticated(message) => message,
-                            _ => "The access token is not valid.".to_owned(),
-                        }),
-                    },
-                )
-            })
-            .await;
-    match result {
-        Ok(caller) => Ok(caller),
-        Err(AuthFailure::Unauthenticated(message)) => {
-            Err(ApiError::Unauthenticated(message.clone()))
-        }
-        Err(AuthFailure::Internal(cause)) => {
-            Err(ApiError::Internal(Box::new(SharedError(cause.clone()))))
-        }
-    }
-}
-
-#[derive(Debug)]
-struct SharedError(Arc<dyn std::error::Error + Send + Sync>);
-
-impl std::fmt::Display for SharedError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for SharedError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
-    }
+    let outcome = request
+        .caller
+        .get_or_init(|| async {
+            let bearer = request.bearer.as_deref().ok_or(AuthError::MissingToken)?;
+            Ok(services(ctx).identity.authenticate(bearer).await?)
+        })
+        .await;
+    outcome.as_ref().map_err(Clone::clone)
 }

@@ -24,16 +24,28 @@ use async_graphql::{
 };
 
 /// Values of one GraphQL object type, some of whose fields are plain stored values.
-pub(crate) trait PlainFields: Send + Sync {
+pub(crate) trait PlainFields: Send + Sync + Sized + 'static {
     /// The GraphQL object type the values are served as.
     const TYPE_NAME: &'static str;
 
-    /// GraphQL names of the fields [`plain_field`](Self::plain_field) answers.
-    const PLAIN_FIELDS: &'static [&'static str];
+    /// The plain fields, each once: its GraphQL name and how to read its value, exactly as the
+    /// field's resolver would give it. The one list both the planner and the builder read.
+    const FIELDS: &'static [PlainField<Self>];
+}
 
-    /// The value of one of [`PLAIN_FIELDS`](Self::PLAIN_FIELDS), exactly as the field's
-    /// resolver would give it; `None` for any other name.
-    fn plain_field(&self, name: &str) -> Option<Value>;
+/// One plain field of `T`: its GraphQL name and its value's reader.
+pub(crate) type PlainField<T> = (&'static str, fn(&T) -> Value);
+
+fn is_plain<T: PlainFields>(name: &str) -> bool {
+    T::FIELDS.iter().any(|(field, _)| *field == name)
+}
+
+/// The value of a plain field of `item`; `None` for any other name.
+pub(crate) fn plain_field<T: PlainFields>(item: &T, name: &str) -> Option<Value> {
+    T::FIELDS
+        .iter()
+        .find(|(field, _)| *field == name)
+        .map(|(_, read)| read(item))
 }
 
 /// Whether every field the list field in `ctx` selects on its items is plain for `T`: what a
@@ -90,7 +102,7 @@ fn plan_selection<'a, T: PlainFields>(
             Selection::Field(field) => {
                 let field = &field.node;
                 let name = field.name.node.as_str();
-                let plain = name == "__typename" || T::PLAIN_FIELDS.contains(&name);
+                let plain = name == "__typename" || is_plain::<T>(name);
                 if !plain
                     || !field.arguments.is_empty()
                     || !field.directives.is_empty()
@@ -142,7 +154,7 @@ fn plain_value<T: PlainFields>(item: &T, plan: &[Planned<'_>]) -> Value {
         let value = if planned.field == "__typename" {
             Value::String(T::TYPE_NAME.to_owned())
         } else {
-            item.plain_field(planned.field).unwrap_or_default()
+            plain_field(item, planned.field).unwrap_or_default()
         };
         object.insert(planned.key.clone(), value);
     }

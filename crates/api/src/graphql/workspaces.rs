@@ -3,7 +3,8 @@
 
 use super::{
     caller,
-    plain_list::{resolve_items, resolve_plain, selects_only_plain, PlainFields},
+    lists::{page, SortBy},
+    plain_list::{resolve_items, resolve_plain, selects_only_plain, PlainField, PlainFields},
     services, Date,
 };
 use crate::error::ApiError;
@@ -13,34 +14,16 @@ use async_graphql::{
     SimpleObject, Value, ID,
 };
 use std::borrow::Cow;
-use taxbridge_domain::{
-    lists::{InvalidPage, Page},
-    workspaces::{self as domain, NewWorkspace, WorkspaceError, WorkspaceFilters as DomainFilters},
+use taxbridge_domain::workspaces::{
+    self as domain, NewWorkspace, WorkspaceFilters as DomainFilters,
 };
-
-impl From<WorkspaceError> for ApiError {
-    fn from(err: WorkspaceError) -> Self {
-        match err {
-            WorkspaceError::Invalid { field, message } => ApiError::bad_input(field, message),
-            WorkspaceError::Forbidden(message) => ApiError::Forbidden(message),
-            WorkspaceError::NotFound => ApiError::NotFound(WorkspaceError::NotFound.to_string()),
-            WorkspaceError::Store(store) => store.into(),
-        }
-    }
-}
-
-impl From<InvalidPage> for ApiError {
-    fn from(err: InvalidPage) -> Self {
-        ApiError::bad_input(err.field, err.message)
-    }
-}
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 #[graphql(rename_items = "lowercase")]
 pub enum WorkspaceType {
-    /// created by a partner account (doc)
+    /// Created by a partner account, which reaches it from then on.
     Partner,
-    /// created by an operator for a firm that signs up directly (ours)
+    /// Created by an operator for a firm that signs up directly.
     Customer,
 }
 
@@ -51,31 +34,6 @@ pub enum Role {
     User,
 }
 
-#[derive(Enum, Copy, Clone, Eq, PartialEq)]
-pub enum SortByOrder {
-    #[graphql(name = "ASC")]
-    Asc,
-    #[graphql(name = "DESC")]
-    Desc,
-}
-
-/// Sorting for any list; each list documents the fields it accepts, and rejects others.
-#[derive(InputObject)]
-pub struct SortBy {
-    pub field: String,
-    pub order: SortByOrder,
-}
-
-pub fn page(
-    limit: Option<i32>,
-    offset: Option<i32>,
-    sort: Option<&SortBy>,
-    name_field: &str,
-) -> Result<Page, ApiError> {
-    let sort = sort.map(|s| (s.field.as_str(), s.order == SortByOrder::Desc));
-    Ok(Page::parse(limit, offset, sort, name_field)?)
-}
-
 #[derive(InputObject, Default)]
 pub struct WorkspaceFilters {
     pub ids: Option<Vec<ID>>,
@@ -84,17 +42,17 @@ pub struct WorkspaceFilters {
 
 #[derive(InputObject)]
 pub struct CreateWorkspaceInput {
-    /// non-blank, at most 200 characters (doc)
+    /// The firm's name: not blank, at most 200 characters. The slug is derived from it.
     pub display_name: String,
-    /// a JSON object, at most 16 KiB (doc)
+    /// Your own data about the firm: a JSON object of at most 16 KiB, returned as given.
     pub metadata: Option<Json<serde_json::Value>>,
-    /// `xs` | `sm` | `md` | `lg` | `xl` (doc)
+    /// One of `xs`, `sm`, `md`, `lg`, `xl`.
     pub firm_size: Option<String>,
 }
 
 #[derive(SimpleObject)]
 pub struct WorkspaceMember {
-    /// the user's id (doc)
+    /// The user's account id.
     id: ID,
     email: String,
     name: Option<String>,
@@ -119,10 +77,10 @@ impl From<domain::Member> for WorkspaceMember {
 #[graphql(complex)]
 pub struct Workspace {
     id: ID,
-    /// URL-friendly, unique, stable; used in deep links. (doc)
+    /// URL-friendly, unique and stable; used in deep links.
     slug: String,
     display_name: String,
-    /// `active` | `suspended` (doc: `active`)
+    /// `active`, or `suspended` when an operator has paused the workspace.
     status: String,
     workspace_type: WorkspaceType,
     firm_size: Option<String>,
@@ -152,51 +110,32 @@ impl From<domain::Workspace> for Workspace {
 
 impl PlainFields for Workspace {
     const TYPE_NAME: &'static str = "Workspace";
-    const PLAIN_FIELDS: &'static [&'static str] = &[
-        "id",
-        "slug",
-        "displayName",
-        "status",
-        "workspaceType",
-        "firmSize",
-        "metadata",
-        "createdAt",
-        "updatedAt",
-    ];
-
-    fn plain_field(&self, name: &str) -> Option<Value> {
-        Some(match name {
-            "id" => Value::String(self.id.0.clone()),
-            "slug" => Value::String(self.slug.clone()),
-            "displayName" => Value::String(self.display_name.clone()),
-            "status" => Value::String(self.status.clone()),
-            "workspaceType" => self.workspace_type.to_value(),
-            "firmSize" => self.firm_size.to_value(),
-            // As `Json`'s resolver does it (its `InputType::to_value` would give a string).
-            "metadata" => self
-                .metadata
+    const FIELDS: &'static [PlainField<Self>] = &[
+        ("id", |w| Value::String(w.id.0.clone())),
+        ("slug", |w| Value::String(w.slug.clone())),
+        ("displayName", |w| Value::String(w.display_name.clone())),
+        ("status", |w| Value::String(w.status.clone())),
+        ("workspaceType", |w| w.workspace_type.to_value()),
+        ("firmSize", |w| w.firm_size.to_value()),
+        // As `Json`'s resolver does it (its `InputType::to_value` would give a string).
+        ("metadata", |w| {
+            w.metadata
                 .as_ref()
                 .and_then(|json| async_graphql::to_value(&json.0).ok())
-                .unwrap_or_default(),
-            "createdAt" => self.created_at.to_value(),
-            "updatedAt" => self.updated_at.to_value(),
-            _ => return None,
-        })
-    }
+                .unwrap_or_default()
+        }),
+        ("createdAt", |w| w.created_at.to_value()),
+        ("updatedAt", |w| w.updated_at.to_value()),
+    ];
 }
 
 /// A workspace read as its id and slug only, for selections that ask for nothing else.
 impl PlainFields for domain::WorkspaceKey {
     const TYPE_NAME: &'static str = Workspace::TYPE_NAME;
-    const PLAIN_FIELDS: &'static [&'static str] = &["id", "slug"];
-
-    fn plain_field(&self, name: &str) -> Option<Value> {
-        match name {
-            "id" => Some(Value::String(self.id.as_str().to_owned())),
-            "slug" => Some(Value::String(self.slug.clone())),
-            _ => None,
-        }
-    }
+    const FIELDS: &'static [PlainField<Self>] = &[
+        ("id", |k| Value::String(k.id.as_str().to_owned())),
+        ("slug", |k| Value::String(k.slug.clone())),
+    ];
 }
 
 /// `me.workspaces`, served as `[Workspace!]!`: whole workspaces, or only their keys when the
@@ -242,29 +181,20 @@ impl Workspace {
         ctx: &Context<'_>,
         limit: Option<i32>,
         offset: Option<i32>,
-    ) -> async_graphql::Result<Vec<WorkspaceMember>> {
+    ) -> Result<Vec<WorkspaceMember>, ApiError> {
         let access = services(ctx)
             .workspaces
             .reach(caller(ctx).await?, &self.id)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let page = page(limit, offset, None, "name")?;
-        let members = services(ctx)
-            .workspaces
-            .members(&access, page)
-            .await
-            .map_err(ApiError::from)?;
+        let members = services(ctx).workspaces.members(&access, page).await?;
         Ok(members.into_iter().map(Into::into).collect())
     }
 
-    /// A sign-in URL that lands on `path` inside this workspace, e.g. `/connect/tax-software`. (ours)
-    async fn deep_link(
-        &self,
-        ctx: &Context<'_>,
-        path: Option<String>,
-    ) -> async_graphql::Result<String> {
+    /// A sign-in URL that lands on `path` inside this workspace, e.g. `/connect/tax-software`.
+    async fn deep_link(&self, ctx: &Context<'_>, path: Option<String>) -> Result<String, ApiError> {
         let base = &services(ctx).public_base_url;
-        Ok(domain::deep_link(base, &self.slug, path.as_deref()).map_err(ApiError::from)?)
+        Ok(domain::deep_link(base, &self.slug, path.as_deref())?)
     }
 }
 
@@ -275,7 +205,7 @@ pub async fn my_workspaces(
     limit: Option<i32>,
     offset: Option<i32>,
     sort_by: Option<SortBy>,
-) -> async_graphql::Result<WorkspacePage> {
+) -> Result<WorkspacePage, ApiError> {
     let caller = caller(ctx).await?;
     let page = page(limit, offset, sort_by.as_ref(), "displayName")?;
     let filters = filters.unwrap_or_default();
@@ -289,11 +219,9 @@ pub async fn my_workspaces(
     };
     let workspaces = &services(ctx).workspaces;
     Ok(if selects_only_plain::<domain::WorkspaceKey>(ctx) {
-        let keys = workspaces.list_keys(caller, &filters, page).await;
-        WorkspacePage::Keys(keys.map_err(ApiError::from)?)
+        WorkspacePage::Keys(workspaces.list_keys(caller, &filters, page).await?)
     } else {
-        let list = workspaces.list(caller, &filters, page).await;
-        let list = list.map_err(ApiError::from)?;
+        let list = workspaces.list(caller, &filters, page).await?;
         WorkspacePage::Whole(list.into_iter().map(Into::into).collect())
     })
 }
@@ -303,97 +231,93 @@ pub struct WorkspaceMutation;
 
 #[Object]
 impl WorkspaceMutation {
-    /// Create a workspace (one tax firm). Partner accounts only. (doc)
+    /// Create a workspace (one tax firm). Partner accounts only.
     async fn create_workspace(
         &self,
         ctx: &Context<'_>,
         input: CreateWorkspaceInput,
-    ) -> async_graphql::Result<Workspace> {
+    ) -> Result<Workspace, ApiError> {
         let caller = caller(ctx).await?;
         let input = NewWorkspace {
             display_name: input.display_name,
             metadata: input.metadata.map(|j| j.0),
             firm_size: input.firm_size,
         };
-        let workspace = services(ctx)
-            .workspaces
-            .create(caller, input)
-            .await
-            .map_err(ApiError::from)?;
+        let workspace = services(ctx).workspaces.create(caller, input).await?;
         Ok(workspace.into())
     }
 
-    /// Add users by email, creating accounts that do not exist yet; no invitation email is sent. Idempotent. (doc)
+    /// Add users by email, creating accounts that do not exist yet; no invitation email is sent. Idempotent.
     async fn add_users_to_the_workspace(
         &self,
         ctx: &Context<'_>,
         workspace_id: ID,
         user_emails: Vec<String>,
-    ) -> async_graphql::Result<Vec<WorkspaceMember>> {
+    ) -> Result<Vec<WorkspaceMember>, ApiError> {
         let access = services(ctx)
             .workspaces
             .reach(caller(ctx).await?, &workspace_id)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let members = services(ctx)
             .workspaces
             .add_users(&access, &user_emails)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         Ok(members.into_iter().map(Into::into).collect())
     }
 
-    /// Remove one member from a workspace; their sessions and tokens lose access to it at once. (ours)
+    /// Remove one member from a workspace; their sessions and tokens lose access to it at once.
     async fn remove_user_from_the_workspace(
         &self,
         ctx: &Context<'_>,
         workspace_id: ID,
         user_id: ID,
-    ) -> async_graphql::Result<bool> {
+    ) -> Result<bool, ApiError> {
         let access = services(ctx)
             .workspaces
             .reach(caller(ctx).await?, &workspace_id)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(services(ctx)
+            .await?;
+        services(ctx)
             .workspaces
             .remove_user(&access, &user_id)
             .await
-            .map_err(ApiError::from)?)
+            .map_err(Into::into)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use taxbridge_domain::{ids::WorkspaceId, time::Timestamp};
+    use taxbridge_domain::ids::WorkspaceId;
 
+    /// Every plain field is a field of the served type, so the fast path can never answer a
+    /// name the schema does not have.
     #[test]
-    fn plain_fields_name_the_served_type_and_each_answers() {
+    fn plain_fields_name_the_served_type_and_its_fields() {
         assert_eq!(<Workspace as OutputType>::type_name(), Workspace::TYPE_NAME);
-        let workspace = Workspace::from(domain::Workspace {
-            id: WorkspaceId::generate(),
-            slug: "smith-cpa".into(),
-            display_name: "Smith CPA".into(),
-            status: "active".into(),
-            workspace_type: domain::WorkspaceType::Partner,
-            firm_size: Some("md".into()),
-            metadata: Some(serde_json::json!({ "crmId": "A-17" })),
-            owner_partner_id: None,
-            created_at: Timestamp::from_millis(1_705_314_600_000),
-            updated_at: Timestamp::from_millis(1_705_314_600_000),
-        });
-        for name in Workspace::PLAIN_FIELDS {
-            assert!(workspace.plain_field(name).is_some(), "{name}");
+        let sdl = crate::sdl();
+        let served = sdl
+            .split("type Workspace {")
+            .nth(1)
+            .and_then(|rest| rest.split('}').next())
+            .expect("Workspace in the SDL");
+        let names = Workspace::FIELDS
+            .iter()
+            .map(|(name, _)| *name)
+            .chain(domain::WorkspaceKey::FIELDS.iter().map(|(name, _)| *name));
+        for name in names {
+            assert!(
+                served.contains(&format!("\t{name}: ")),
+                "{name} is not a field of Workspace"
+            );
         }
-        assert!(workspace.plain_field("deepLink").is_none());
         let key = domain::WorkspaceKey {
             id: WorkspaceId::generate(),
             slug: "smith-cpa".into(),
         };
-        for name in domain::WorkspaceKey::PLAIN_FIELDS {
-            assert!(key.plain_field(name).is_some(), "{name}");
-        }
-        assert!(key.plain_field("displayName").is_none());
+        assert_eq!(
+            crate::graphql::plain_list::plain_field(&key, "slug"),
+            Some(Value::String("smith-cpa".into()))
+        );
+        assert!(crate::graphql::plain_list::plain_field(&key, "displayName").is_none());
     }
 }

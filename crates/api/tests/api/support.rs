@@ -8,42 +8,23 @@ use std::{sync::Arc, time::Duration};
 use taxbridge_api::{ApiSettings, Application, QueryLimits, Services};
 use taxbridge_domain::{
     identity::{reveal, Identity, IdentitySettings},
-    store::Store,
     usage::UsageRecorder,
     workspaces::Workspaces,
 };
-use taxbridge_store::{testing, Backend};
+use taxbridge_store::Store;
+use taxbridge_testkit::{fresh_database, Database, TestDatabase};
 
 pub const PUBLIC_BASE_URL: &str = "https://taxbridge.test";
 pub const SIGNING_SECRET: &[u8] = b"test-signing-secret-of-32-bytes!";
-
-/// Runs each named test once per backend: `sqlite::name` and `postgres::name`.
-#[macro_export]
-macro_rules! per_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-              async fn $name() {
-                  if let Some(app) = $crate::support::TestApp::spawn(taxbridge_store::Backend::Sqlite).await { super::$name(app).await }
-              })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-              async fn $name() {
-                  if let Some(app) = $crate::support::TestApp::spawn(taxbridge_store::Backend::Postgres).await { super::$name(app).await }
-              })*
-        }
-    };
-}
 
 pub struct TestApp {
     pub endpoint: String,
     pub base: String,
     pub database_url: String,
     pub identity: Arc<Identity>,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<Store>,
     pub http: reqwest::Client,
-    _db: testing::TestDatabase,
+    _db: TestDatabase,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -81,26 +62,25 @@ impl Gql {
 }
 
 impl TestApp {
-    pub async fn spawn(backend: Backend) -> Option<Self> {
-        Self::spawn_with(backend, |_| {}).await
+    pub async fn spawn(database: Database) -> Option<Self> {
+        Self::spawn_with(database, |_| {}).await
     }
 
     pub async fn spawn_with(
-        backend: Backend,
+        database: Database,
         tweak: impl FnOnce(&mut ApiSettings),
     ) -> Option<Self> {
-        let db = testing::fresh_database(backend)
-            .await
-            .expect("test database")?;
-        let store = taxbridge_store::connect(&db.url).await.expect("connect");
+        let db = fresh_database(database).await.expect("test database")?;
+        let store = Arc::new(taxbridge_store::connect(&db.url).await.expect("connect"));
         let identity = Arc::new(Identity::new(
             store.clone(),
             &SecretSlice::from(SIGNING_SECRET.to_vec()),
             IdentitySettings::default(),
         ));
         let services = Arc::new(Services {
+            health: store.clone(),
             identity: identity.clone(),
-            usage: Arc::new(UsageRecorder::default()),
+            usage: Arc::new(UsageRecorder::new(store.clone())),
             workspaces: Arc::new(Workspaces::new(store.clone())),
             public_base_url: PUBLIC_BASE_URL.into(),
         });

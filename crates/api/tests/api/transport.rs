@@ -1,13 +1,12 @@
 //! The HTTP and GraphQL transport: error codes, limits, usage counting, operational routes.
 
-mod support;
-
+use crate::support::TestApp;
 use serde_json::json;
 use std::time::{Duration, Instant};
-use support::TestApp;
-use taxbridge_domain::{ids::ApiKeyId, time::Timestamp};
+use taxbridge_domain::{ids::ApiKeyId, store::StoreHealth, time::Timestamp, usage::UsageStore};
 
-per_backend!(
+taxbridge_testkit::per_database!(
+    crate::support::TestApp::spawn;
     a_query_that_does_not_parse_is_graphql_parse_failed,
     a_query_that_does_not_fit_the_schema_is_graphql_validation_failed,
     a_missing_variable_is_graphql_validation_failed,
@@ -113,7 +112,10 @@ async fn a_repeated_query_text_answers_each_request_for_itself(app: TestApp) {
 }
 
 async fn an_over_complex_or_over_deep_query_is_query_too_complex(app: TestApp) {
-    let aliases: String = (0..1_100).map(|i| format!("f{i}: me {{ id }} ")).collect();
+    // Each alias asks for 500 workspaces: a list counts its limit times its items' fields.
+    let aliases: String = (0..25)
+        .map(|i| format!("f{i}: me {{ workspaces(limit: 500) {{ id slug }} }} "))
+        .collect();
     let mut deep = "name".to_owned();
     for _ in 0..14 {
         deep = format!("ofType {{ {deep} }}");
@@ -241,7 +243,7 @@ async fn requests_are_counted_per_day_key_platform_and_operation(app: TestApp) {
 async fn a_database_failure_is_masked_and_points_into_the_log(app: TestApp) {
     // Break the database under the running server: the login query will fail.
     let (_, secret, _) = app.customer_with_key("jane@smith-cpa.com").await;
-    let saboteur = taxbridge_store::testing::drop_table(&app.database_url, "api_keys").await;
+    let saboteur = taxbridge_testkit::drop_table(&app.database_url, "api_keys").await;
     saboteur.expect("drop table");
     let response = app.login(&secret).await;
     assert_eq!(

@@ -3,7 +3,7 @@
 
 #[test]
 fn the_committed_schema_matches_the_code() {
-    let committed = include_str!("../../../schema.graphql");
+    let committed = include_str!("../../../../schema.graphql");
     assert!(
         committed == taxbridge_api::sdl(),
         "schema.graphql is stale: run `cargo run -q -- schema > schema.graphql`"
@@ -21,5 +21,13 @@ fn every_operation_of_the_customer_guide_is_in_the_schema() {
         "name: String",
     ] {
         assert!(sdl.contains(needle), "missing `{needle}`");
+    }
+}
+
+#[test]
+fn published_descriptions_carry_no_internal_tags() {
+    let sdl = taxbridge_api::sdl();
+    for tag in ["(doc)", "(ours)"] {
+        assert!(!sdl.contains(tag), "the published schema still says {tag}");
     }
 }

@@ -1,18 +1,18 @@
 //! Login, `me` and bearer authentication, end to end over HTTP on both databases.
 
-mod support;
-
+use crate::support::TestApp;
 use serde_json::json;
 use std::time::{Duration, Instant};
-use support::TestApp;
 use taxbridge_domain::{
-    api_keys::{self, ApiKey, KeyKind},
+    accounts::AccountStore,
+    api_keys::{self, ApiKey, ApiKeyStore, KeyKind},
     identity::{Identity, IdentitySettings},
     ids::{AccountId, ApiKeyId},
     time::Timestamp,
 };
 
-per_backend!(
+taxbridge_testkit::per_database!(
+    crate::support::TestApp::spawn;
     login_returns_a_bearer_token_that_me_accepts,
     login_rejects_wrong_expired_and_revoked_keys_with_one_message,
     me_refuses_missing_malformed_forged_and_expired_tokens,
@@ -135,7 +135,7 @@ async fn me_refuses_missing_malformed_forged_and_expired_tokens(app: TestApp) {
         encode(
             &Header::default(),
             &claims,
-            &EncodingKey::from_secret(support::SIGNING_SECRET),
+            &EncodingKey::from_secret(crate::support::SIGNING_SECRET),
         )
         .expect("sign")
     };
@@ -215,7 +215,7 @@ async fn a_key_revoked_by_another_process_stops_within_five_seconds(app: TestApp
         .await
         .expect("second connection");
     let elsewhere = Identity::new(
-        elsewhere_store,
+        std::sync::Arc::new(elsewhere_store),
         &secrecy::SecretSlice::from(b"the-cli-never-signs-a-token-xxxx".to_vec()),
         IdentitySettings::default(),
     );

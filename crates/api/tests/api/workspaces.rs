@@ -1,12 +1,12 @@
 //! Workspaces, members and who reaches what (spec §3, §4, §7, §8), on both databases.
 
-mod support;
-
+use crate::support::TestApp;
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use support::TestApp;
+use taxbridge_domain::{accounts::AccountStore, workspaces::WorkspaceStore};
 
-per_backend!(
+taxbridge_testkit::per_database!(
+    crate::support::TestApp::spawn;
     the_partner_guide_flow_works_end_to_end,
     customers_cannot_create_workspaces,
     bad_workspace_input_names_the_field,
@@ -264,7 +264,7 @@ async fn lists_page_sort_and_refuse_unknown_sort_fields(app: TestApp) {
     for name in ["Charlie", "Alpha", "Bravo"] {
         app.create_workspace(&token, name).await.assert_ok();
     }
-    let names = |response: &support::Gql| -> Vec<String> {
+    let names = |response: &crate::support::Gql| -> Vec<String> {
         response.assert_ok()["me"]["workspaces"]
             .as_array()
             .map(|a| {

@@ -1,0 +1,193 @@
+//! What a query may cost, checked on the parsed document before it runs.
+//!
+//! A query's cost is about the number of values it can return: each field costs 1, plus its
+//! items' cost times its `limit` when it takes one (a list field; `limit` read from the
+//! literal or the variable, else the lists' default of 50). So `me { workspaces(limit: 500)
+//! { members(limit: 500) { id } } }` costs about 250,000 and is refused, however it is
+//! spread over aliases. Depth counts nested fields, fragments inlined.
+//!
+//! This check, not async-graphql's own complexity and depth limits, is what the gateway runs:
+//! async-graphql counts a list as one field and reports its refusals as plain messages, while
+//! this one counts multipliers and answers with its own code, `QUERY_TOO_COMPLEX`.
+
+use crate::graphql::QueryLimits;
+use async_graphql::{
+    parser::types::{DocumentOperations, ExecutableDocument, Field, Selection, SelectionSet},
+    Name, Value as ConstValue, Variables,
+};
+use async_graphql_value::Value;
+use taxbridge_domain::lists::DEFAULT_LIMIT;
+
+/// Why a query was refused, as the caller reads it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct TooComplex(pub String);
+
+/// Checks the operation that will run against `limits`.
+pub(crate) fn check(
+    document: &ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &Variables,
+    limits: QueryLimits,
+) -> Result<(), TooComplex> {
+    let operation = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) => ops.values().next(),
+    };
+    // No such operation: validation names the problem.
+    let Some(operation) = operation else {
+        return Ok(());
+    };
+    let mut walk = Walk {
+        document,
+        variables,
+        limits,
+        expanding: Vec::new(),
+    };
+    walk.set(&operation.node.selection_set.node, 0).map(drop)
+}
+
+struct Walk<'a> {
+    document: &'a ExecutableDocument,
+    variables: &'a Variables,
+    limits: QueryLimits,
+    /// Fragments being expanded: a cycle is left for validation to refuse.
+    expanding: Vec<&'a Name>,
+}
+
+impl<'a> Walk<'a> {
+    /// The cost of a selection set whose fields sit at `depth + 1`. Stops as soon as the total
+    /// passes the limit, so a document built to explode is refused after bounded work.
+    fn set(&mut self, set: &'a SelectionSet, depth: usize) -> Result<u64, TooComplex> {
+        let mut total: u64 = 0;
+        for item in &set.items {
+            let cost = match &item.node {
+                Selection::Field(field) => self.field(&field.node, depth + 1)?,
+                Selection::InlineFragment(fragment) => {
+                    self.set(&fragment.node.selection_set.node, depth)?
+                }
+                Selection::FragmentSpread(spread) => {
+                    let name = &spread.node.fragment_name.node;
+                    match self.document.fragments.get(name) {
+                        Some(fragment) if !self.expanding.contains(&name) => {
+                            self.expanding.push(name);
+                            let cost = self.set(&fragment.node.selection_set.node, depth);
+                            self.expanding.pop();
+                            cost?
+                        }
+                        _ => 0,
+                    }
+                }
+            };
+            total = total.saturating_add(cost);
+            if total > self.limits.max_complexity as u64 {
+                return Err(TooComplex(format!(
+                    "The query costs more than the {} allowed (about one per value it can return; a list field counts its `limit` times the fields selected on its items). Select fewer fields or ask for a smaller `limit` and page with `offset`.",
+                    self.limits.max_complexity
+                )));
+            }
+        }
+        Ok(total)
+    }
+
+    fn field(&mut self, field: &'a Field, depth: usize) -> Result<u64, TooComplex> {
+        if depth > self.limits.max_depth {
+            return Err(TooComplex(format!(
+                "The query nests fields more than {} deep; ask for less nesting in one request.",
+                self.limits.max_depth
+            )));
+        }
+        if field.selection_set.node.items.is_empty() {
+            return Ok(1);
+        }
+        let items = self.set(&field.selection_set.node, depth)?;
+        Ok(1u64.saturating_add(self.multiplier(field).saturating_mul(items)))
+    }
+
+    /// How many items a field can return: its `limit`, else the lists' default, for fields
+    /// that take one; 1 for the rest.
+    fn multiplier(&self, field: &Field) -> u64 {
+        let Some(limit) = field.get_argument("limit") else {
+            return 1;
+        };
+        let value = match &limit.node {
+            Value::Variable(name) => self.variables.get(name).cloned(),
+            other => other.clone().into_const(),
+        };
+        match value {
+            Some(ConstValue::Number(n)) => n.as_u64().unwrap_or(u64::MAX).max(1),
+            _ => u64::from(DEFAULT_LIMIT),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: QueryLimits = QueryLimits {
+        max_depth: 12,
+        max_complexity: 20_000,
+    };
+
+    fn check_query(query: &str, variables: serde_json::Value) -> Result<(), TooComplex> {
+        let document = async_graphql::parser::parse_query(query).expect("parses");
+        let variables = Variables::from_json(variables);
+        check(&document, None, &variables, LIMITS)
+    }
+
+    #[test]
+    fn the_docs_queries_pass() {
+        for query in [
+            "query Me { me { id name } }",
+            "{ me { workspaces(limit: 500) { id slug displayName createdAt } } }",
+            "{ me { workspaces { id members { id email name role } } } }",
+        ] {
+            assert_eq!(check_query(query, serde_json::json!({})), Ok(()), "{query}");
+        }
+    }
+
+    #[test]
+    fn nested_lists_multiply_their_limits_whether_literal_or_variable() {
+        let nested = "{ me { workspaces(limit: 500) { members(limit: 500) { id } } } }";
+        assert!(check_query(nested, serde_json::json!({})).is_err());
+        let by_variable =
+            "query($n: Int) { me { workspaces(limit: $n) { members(limit: $n) { id } } } }";
+        assert!(check_query(by_variable, serde_json::json!({ "n": 500 })).is_err());
+        assert_eq!(
+            check_query(by_variable, serde_json::json!({ "n": 10 })),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn aliases_add_up() {
+        let one = "me { workspaces(limit: 500) { id slug } }";
+        let many: String = (0..25).map(|i| format!("a{i}: {one} ")).collect();
+        assert_eq!(
+            check_query(&format!("{{ {one} }}"), serde_json::json!({})),
+            Ok(())
+        );
+        assert!(check_query(&format!("{{ {many} }}"), serde_json::json!({})).is_err());
+    }
+
+    #[test]
+    fn fragments_count_where_they_are_spread_and_cycles_end() {
+        let fragments = "fragment W on Workspace { id slug members(limit: 500) { id } } \
+                         { me { workspaces(limit: 100) { ...W } } }";
+        assert!(check_query(fragments, serde_json::json!({})).is_err());
+        let cycle = "fragment A on Query { ...B } fragment B on Query { ...A me { id } } { ...A }";
+        assert_eq!(check_query(cycle, serde_json::json!({})), Ok(()));
+    }
+
+    #[test]
+    fn depth_counts_nested_fields() {
+        let mut deep = "name".to_owned();
+        for _ in 0..14 {
+            deep = format!("ofType {{ {deep} }}");
+        }
+        let query = format!("{{ __schema {{ types {{ {deep} }} }} }}");
+        let err = check_query(&query, serde_json::json!({})).expect_err("too deep");
+        assert!(err.0.contains("12 deep"), "{}", err.0);
+    }
+}

@@ -1,0 +1,9 @@
+//! The API suite, end to end over HTTP: a real Taxbridge server on port 0 with a fresh
+//! database, once on SQLite and once on PostgreSQL for every test. One test binary, so the
+//! harness is built once.
+
+mod identity;
+mod schema;
+mod support;
+mod transport;
+mod workspaces;

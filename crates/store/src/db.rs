@@ -1,0 +1,297 @@
+//! [`Db`]: the only code that knows there are two database drivers.
+//!
+//! Store code is written as ordinary functions over a [`Db`]: SQL text, a slice of [`Arg`]s
+//! bound to its `$n` placeholders, and a row type that implements [`FromColumns`]. The same
+//! text runs on both databases (every column is TEXT or a 64-bit integer, placeholders are
+//! `$n`, upserts use `ON CONFLICT`). A query that truly has to differ asks [`Db::backend`] and
+//! `match`es on it in plain sight.
+//!
+//! - Reads ([`Db::fetch`], [`Db::fetch_optional`], [`Db::fetch_page`]) on SQLite run in place
+//!   on rusqlite connections ([`crate::read`] says why); on PostgreSQL they go through sqlx.
+//! - Writes ([`Db::execute`]) and transactions ([`Db::begin`], then [`Tx`]) go through sqlx
+//!   on both, whose SQLite driver waits for the write lock on its own threads.
+//!
+//! Errors: a unique violation becomes [`StoreError::Conflict`] whose `what` is the violated
+//! constraint (callers rename it with [`name_conflict`]); anything else is
+//! [`StoreError::Backend`].
+
+use crate::read::{Columns, FromColumns, SqliteReaders};
+use crate::Backend;
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
+use taxbridge_domain::{
+    lists::Page,
+    store::{StoreError, StoreResult},
+};
+
+/// A value bound to a `$n` placeholder. Nulls carry their column's type, which PostgreSQL needs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Arg<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
+}
+
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(value: &'a str) -> Self {
+        Arg::Text(Some(value))
+    }
+}
+
+impl<'a> From<&'a String> for Arg<'a> {
+    fn from(value: &'a String) -> Self {
+        Arg::Text(Some(value))
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(value: Option<&'a str>) -> Self {
+        Arg::Text(value)
+    }
+}
+
+impl From<i64> for Arg<'_> {
+    fn from(value: i64) -> Self {
+        Arg::Int(Some(value))
+    }
+}
+
+impl From<Option<i64>> for Arg<'_> {
+    fn from(value: Option<i64>) -> Self {
+        Arg::Int(value)
+    }
+}
+
+/// The open database: a pool per driver, plus SQLite's in-place readers.
+pub(crate) enum Db {
+    Sqlite {
+        pool: SqlitePool,
+        readers: SqliteReaders,
+    },
+    Postgres(PgPool),
+}
+
+impl Db {
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Db::Sqlite { .. } => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Every row of a read.
+    pub(crate) async fn fetch<T: FromColumns>(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Vec<T>> {
+        match self {
+            Db::Sqlite { readers, .. } => readers.fetch_all(sql, args),
+            Db::Postgres(pool) => {
+                let rows = bind(sqlx::query::<Postgres>(sql), args)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(db_error)?;
+                decode_all(&rows)
+            }
+        }
+    }
+
+    /// The first row of a read, if any.
+    pub(crate) async fn fetch_optional<T: FromColumns>(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Option<T>> {
+        Ok(self.fetch(sql, args).await?.into_iter().next())
+    }
+
+    /// A page of a list. On SQLite a page deep into a long list walks many index entries
+    /// (milliseconds at an offset of 100,000), which must not hold an async worker: it runs on
+    /// the blocking pool instead.
+    pub(crate) async fn fetch_page<T: FromColumns + Send + 'static>(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+        page: Page,
+    ) -> StoreResult<Vec<T>> {
+        match self {
+            Db::Sqlite { readers, .. } if page.offset > crate::read::DEEP_OFFSET => {
+                readers.fetch_all_off_thread(sql, args).await
+            }
+            _ => self.fetch(sql, args).await,
+        }
+    }
+
+    /// Runs one write; the number of rows it changed.
+    pub(crate) async fn execute(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
+        match self {
+            Db::Sqlite { pool, .. } => bind(sqlx::query::<Sqlite>(sql), args)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected()),
+            Db::Postgres(pool) => bind(sqlx::query::<Postgres>(sql), args)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected()),
+        }
+        .map_err(db_error)
+    }
+
+    /// Starts a transaction; it rolls back when dropped without [`Tx::commit`].
+    pub(crate) async fn begin(&self) -> StoreResult<Tx> {
+        Ok(match self {
+            Db::Sqlite { pool, .. } => Tx::Sqlite(pool.begin().await.map_err(db_error)?),
+            Db::Postgres(pool) => Tx::Postgres(pool.begin().await.map_err(db_error)?),
+        })
+    }
+}
+
+/// A transaction, with the same calls as [`Db`].
+pub(crate) enum Tx {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    pub(crate) async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
+        match self {
+            Tx::Sqlite(tx) => bind(sqlx::query::<Sqlite>(sql), args)
+                .execute(&mut **tx)
+                .await
+                .map(|done| done.rows_affected()),
+            Tx::Postgres(tx) => bind(sqlx::query::<Postgres>(sql), args)
+                .execute(&mut **tx)
+                .await
+                .map(|done| done.rows_affected()),
+        }
+        .map_err(db_error)
+    }
+
+    pub(crate) async fn fetch<T: FromColumns>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Vec<T>> {
+        match self {
+            Tx::Sqlite(tx) => {
+                let rows = bind(sqlx::query::<Sqlite>(sql), args)
+                    .fetch_all(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                decode_all(&rows)
+            }
+            Tx::Postgres(tx) => {
+                let rows = bind(sqlx::query::<Postgres>(sql), args)
+                    .fetch_all(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                decode_all(&rows)
+            }
+        }
+    }
+
+    pub(crate) async fn fetch_optional<T: FromColumns>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Option<T>> {
+        Ok(self.fetch(sql, args).await?.into_iter().next())
+    }
+
+    pub(crate) async fn commit(self) -> StoreResult<()> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Postgres(tx) => tx.commit().await,
+        }
+        .map_err(db_error)
+    }
+}
+
+/// Binds `args` to a sqlx query, in `$n` order.
+fn bind<'q, DB>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    args: &[Arg<'q>],
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    args.iter().fold(query, |query, arg| match *arg {
+        Arg::Text(text) => query.bind(text),
+        Arg::Int(int) => query.bind(int),
+    })
+}
+
+/// Columns of a row that sqlx read, in `SELECT` order.
+struct SqlxColumns<'r, R> {
+    row: &'r R,
+    next: usize,
+}
+
+impl<R: sqlx::Row> SqlxColumns<'_, R>
+where
+    usize: sqlx::ColumnIndex<R>,
+{
+    fn get<T>(&mut self) -> StoreResult<T>
+    where
+        T: for<'v> sqlx::Decode<'v, R::Database> + sqlx::Type<R::Database>,
+    {
+        let value = self.row.try_get(self.next).map_err(db_error)?;
+        self.next += 1;
+        Ok(value)
+    }
+}
+
+impl<R: sqlx::Row> Columns for SqlxColumns<'_, R>
+where
+    usize: sqlx::ColumnIndex<R>,
+    String: for<'v> sqlx::Decode<'v, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'v> sqlx::Decode<'v, R::Database> + sqlx::Type<R::Database>,
+{
+    fn text(&mut self) -> StoreResult<String> {
+        self.get()
+    }
+    fn opt_text(&mut self) -> StoreResult<Option<String>> {
+        self.get()
+    }
+    fn int(&mut self) -> StoreResult<i64> {
+        self.get()
+    }
+    fn opt_int(&mut self) -> StoreResult<Option<i64>> {
+        self.get()
+    }
+}
+
+fn decode_all<R: sqlx::Row, T: FromColumns>(rows: &[R]) -> StoreResult<Vec<T>>
+where
+    for<'r> SqlxColumns<'r, R>: Columns,
+{
+    rows.iter()
+        .map(|row| T::from_columns(&mut SqlxColumns { row, next: 0 }))
+        .collect()
+}
+
+/// A sqlx error as the domain's: unique violations become conflicts named by the constraint.
+pub(crate) fn db_error(err: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &err {
+        if db.is_unique_violation() {
+            let what = db
+                .constraint()
+                .map(str::to_owned)
+                .unwrap_or_else(|| db.message().to_owned());
+            return StoreError::Conflict { what };
+        }
+    }
+    StoreError::Backend(Box::new(err))
+}
+
+/// Renames a conflict for the caller: `what` gets the violated constraint (or, where the
+/// database names none, its message) and says what already exists.
+pub(crate) fn name_conflict(err: StoreError, what: impl FnOnce(&str) -> String) -> StoreError {
+    match err {
+        StoreError::Conflict { what: detail } => StoreError::Conflict {
+            what: what(&detail),
+        },
+        other => other,
+    }
+}

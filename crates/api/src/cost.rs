@@ -9,8 +9,12 @@
 //! This check, not async-graphql's own complexity and depth limits, is what the gateway runs:
 //! async-graphql counts a list as one field and reports its refusals as plain messages, while
 //! this one counts multipliers and answers with its own code, `QUERY_TOO_COMPLEX`.
+//!
+//! The same walk refuses directives the gateway does not know (only `@skip` and `@include`
+//! act on queries; async-graphql would ignore any other), as `GRAPHQL_VALIDATION_FAILED`.
 
-use crate::graphql::QueryLimits;
+use crate::{error::ErrorCode, graphql::QueryLimits};
+use async_graphql::{parser::types::Directive, Positioned};
 use async_graphql::{
     parser::types::{DocumentOperations, ExecutableDocument, Field, Selection, SelectionSet},
     Name, Value as ConstValue, Variables,
@@ -18,9 +22,38 @@ use async_graphql::{
 use async_graphql_value::Value;
 use taxbridge_domain::lists::DEFAULT_LIMIT;
 
-/// Why a query was refused, as the caller reads it.
+/// Why a query was refused: its code and what to fix.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct TooComplex(pub String);
+pub(crate) struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+fn too_complex(message: String) -> Refusal {
+    Refusal {
+        code: ErrorCode::QueryTooComplex,
+        message,
+    }
+}
+
+/// The directives a query may carry.
+const KNOWN_DIRECTIVES: [&str; 2] = ["skip", "include"];
+
+fn directives_known(directives: &[Positioned<Directive>]) -> Result<(), Refusal> {
+    match directives
+        .iter()
+        .find(|d| !KNOWN_DIRECTIVES.contains(&d.node.name.node.as_str()))
+    {
+        None => Ok(()),
+        Some(unknown) => Err(Refusal {
+            code: ErrorCode::GraphqlValidationFailed,
+            message: format!(
+                "Unknown directive \"@{}\": queries may use only @skip and @include.",
+                unknown.node.name.node
+            ),
+        }),
+    }
+}
 
 /// Checks the operation that will run against `limits`.
 pub(crate) fn check(
@@ -28,7 +61,7 @@ pub(crate) fn check(
     operation_name: Option<&str>,
     variables: &Variables,
     limits: QueryLimits,
-) -> Result<(), TooComplex> {
+) -> Result<(), Refusal> {
     let operation = match (&document.operations, operation_name) {
         (DocumentOperations::Single(op), _) => Some(op),
         (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
@@ -38,6 +71,10 @@ pub(crate) fn check(
     let Some(operation) = operation else {
         return Ok(());
     };
+    directives_known(&operation.node.directives)?;
+    for fragment in document.fragments.values() {
+        directives_known(&fragment.node.directives)?;
+    }
     let mut walk = Walk {
         document,
         variables,
@@ -58,15 +95,17 @@ struct Walk<'a> {
 impl<'a> Walk<'a> {
     /// The cost of a selection set whose fields sit at `depth + 1`. Stops as soon as the total
     /// passes the limit, so a document built to explode is refused after bounded work.
-    fn set(&mut self, set: &'a SelectionSet, depth: usize) -> Result<u64, TooComplex> {
+    fn set(&mut self, set: &'a SelectionSet, depth: usize) -> Result<u64, Refusal> {
         let mut total: u64 = 0;
         for item in &set.items {
             let cost = match &item.node {
                 Selection::Field(field) => self.field(&field.node, depth + 1)?,
                 Selection::InlineFragment(fragment) => {
+                    directives_known(&fragment.node.directives)?;
                     self.set(&fragment.node.selection_set.node, depth)?
                 }
                 Selection::FragmentSpread(spread) => {
+                    directives_known(&spread.node.directives)?;
                     let name = &spread.node.fragment_name.node;
                     match self.document.fragments.get(name) {
                         Some(fragment) if !self.expanding.contains(&name) => {
@@ -81,7 +120,7 @@ impl<'a> Walk<'a> {
             };
             total = total.saturating_add(cost);
             if total > self.limits.max_complexity as u64 {
-                return Err(TooComplex(format!(
+                return Err(too_complex(format!(
                     "The query costs more than the {} allowed (about one per value it can return; a list field counts its `limit` times the fields selected on its items). Select fewer fields or ask for a smaller `limit` and page with `offset`.",
                     self.limits.max_complexity
                 )));
@@ -90,9 +129,10 @@ impl<'a> Walk<'a> {
         Ok(total)
     }
 
-    fn field(&mut self, field: &'a Field, depth: usize) -> Result<u64, TooComplex> {
+    fn field(&mut self, field: &'a Field, depth: usize) -> Result<u64, Refusal> {
+        directives_known(&field.directives)?;
         if depth > self.limits.max_depth {
-            return Err(TooComplex(format!(
+            return Err(too_complex(format!(
                 "The query nests fields more than {} deep; ask for less nesting in one request.",
                 self.limits.max_depth
             )));
@@ -128,9 +168,11 @@ mod tests {
     const LIMITS: QueryLimits = QueryLimits {
         max_depth: 12,
         max_complexity: 20_000,
+        max_document_bytes: 64 * 1024,
+        max_document_tokens: 10_000,
     };
 
-    fn check_query(query: &str, variables: serde_json::Value) -> Result<(), TooComplex> {
+    fn check_query(query: &str, variables: serde_json::Value) -> Result<(), Refusal> {
         let document = async_graphql::parser::parse_query(query).expect("parses");
         let variables = Variables::from_json(variables);
         check(&document, None, &variables, LIMITS)
@@ -188,6 +230,23 @@ mod tests {
         }
         let query = format!("{{ __schema {{ types {{ {deep} }} }} }}");
         let err = check_query(&query, serde_json::json!({})).expect_err("too deep");
-        assert!(err.0.contains("12 deep"), "{}", err.0);
+        assert!(err.message.contains("12 deep"), "{}", err.message);
+        assert_eq!(err.code, ErrorCode::QueryTooComplex);
+    }
+
+    #[test]
+    fn only_skip_and_include_are_known_directives() {
+        let ok = "query($s: Boolean!) { me @skip(if: $s) { id @include(if: true) } }";
+        assert_eq!(check_query(ok, serde_json::json!({ "s": false })), Ok(()));
+        for bad in [
+            "{ me { id @foo } }",
+            "query Q @foo { me { id } }",
+            "{ ... on Query @foo { me { id } } }",
+            "fragment F on Query @foo { me { id } } { ...F }",
+        ] {
+            let err = check_query(bad, serde_json::json!({})).expect_err(bad);
+            assert_eq!(err.code, ErrorCode::GraphqlValidationFailed, "{bad}");
+            assert!(err.message.contains("@foo"), "{}", err.message);
+        }
     }
 }

@@ -1,122 +1,446 @@
-//! `POST /graphql`: read the body, parse the query (or find it parsed), execute it, ready the
-//! errors to leave ([`crate::error::finish`]), and count the request's usage.
+//! `/graphql` as the GraphQL-over-HTTP spec has it: `POST` with a JSON body, or `GET` with
+//! `query` (and `variables`, `operationName`) in the URL for queries only; `GET` without a
+//! `query` serves GraphiQL.
+//!
+//! One request goes: negotiate the answer's media type (`application/json`, what the docs'
+//! clients get, or `application/graphql-response+json` when asked for), read the body under
+//! its size and time limits, refuse a document too large to parse cheaply, parse it (or find
+//! it parsed), check its cost ([`crate::cost`]), execute it, ready the errors to leave
+//! ([`crate::error::finish`]), and count the request's usage.
+//!
+//! Status codes: a request that is not a GraphQL request is 4xx (400 malformed, 406, 408,
+//! 413, 415, 405 for a mutation over `GET`). A GraphQL request answers 200 under
+//! `application/json`, errors and all, as the docs' clients expect; under
+//! `application/graphql-response+json` a request refused before execution (parse,
+//! validation, cost) is 400 and carries no `data`.
 
 use crate::{
-    cost::{self, TooComplex},
+    cost,
+    documents::{count_tokens, ParsedQueries},
     error::{self, ErrorCode},
     graphql::{root_fields, RequestContext},
     http::{refuse, request_id, AppState},
 };
+use async_graphql::{
+    http::GraphiQLSource,
+    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
+    ServerError,
+};
 use axum::{
     body::Body,
-    extract::State,
-    http::{header, HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
-    Json,
+    extract::{Query, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode, Uri},
+    response::{Html, IntoResponse, Response},
 };
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::sync::Arc;
 use taxbridge_domain::{time::Timestamp, usage::normalise_platform};
 
-pub(crate) async fn graphql(
+/// A request refused before it became a GraphQL request: its status, code and message.
+struct Refused {
+    status: StatusCode,
+    code: ErrorCode,
+    message: String,
+    field: Option<&'static str>,
+}
+
+impl Refused {
+    fn new(status: StatusCode, code: ErrorCode, message: String) -> Self {
+        Self {
+            status,
+            code,
+            message,
+            field: None,
+        }
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        refuse(self.status, self.code, self.message, self.field)
+    }
+}
+
+/// What the answer is sent as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Media {
+    Json,
+    GraphqlResponseJson,
+}
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+
+impl Media {
+    fn content_type(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Media::Json => "application/json; charset=utf-8",
+            Media::GraphqlResponseJson => "application/graphql-response+json; charset=utf-8",
+        })
+    }
+
+    /// The first type in `Accept` that the gateway can send; `application/json` when the
+    /// header is missing or empty.
+    fn negotiate(headers: &HeaderMap) -> Result<Self, Refused> {
+        let accept = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|range| {
+                range
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .filter(|range| !range.is_empty())
+            .collect::<Vec<_>>();
+        if accept.is_empty() {
+            return Ok(Media::Json);
+        }
+        for range in &accept {
+            match range.as_str() {
+                GRAPHQL_RESPONSE_JSON => return Ok(Media::GraphqlResponseJson),
+                "application/json" | "application/*" | "*/*" => return Ok(Media::Json),
+                _ => {}
+            }
+        }
+        Err(Refused::new(
+            StatusCode::NOT_ACCEPTABLE,
+            ErrorCode::NotAcceptable,
+            format!("The gateway answers with application/json or {GRAPHQL_RESPONSE_JSON}; the Accept header allows neither."),
+        ))
+    }
+}
+
+pub(crate) async fn post(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let media = match Media::negotiate(&headers) {
+        Ok(media) => media,
+        Err(refused) => return refused.into_response(),
+    };
+    if let Err(refused) = require_json(&headers) {
+        return refused.into_response();
+    }
+    let bytes = match read_body(&state, &headers, body).await {
+        Ok(bytes) => bytes,
+        Err(refused) => return refused.into_response(),
+    };
+    let request = match parse_request(&bytes) {
+        Ok(request) => request,
+        Err(refused) => return refused.into_response(),
+    };
+    run(&state, &headers, request, media, false).await
+}
+
+/// `GET /graphql`: GraphiQL for a browser, or a query from the URL.
+pub(crate) async fn get(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Params {
+        query: Option<String>,
+        variables: Option<String>,
+        operation_name: Option<String>,
+    }
+    let params = match Query::<Params>::try_from_uri(&uri) {
+        Ok(Query(params)) => params,
+        Err(err) => {
+            return bad_request(format!("The URL's query string cannot be read: {err}."))
+                .into_response()
+        }
+    };
+    let Some(query) = params.query else {
+        return graphiql();
+    };
+    let media = match Media::negotiate(&headers) {
+        Ok(media) => media,
+        Err(refused) => return refused.into_response(),
+    };
+    let mut request = async_graphql::Request::new(query);
+    if let Some(name) = params.operation_name {
+        request = request.operation_name(name);
+    }
+    if let Some(variables) = params.variables {
+        match serde_json::from_str::<serde_json::Value>(&variables) {
+            Ok(value @ serde_json::Value::Object(_)) => {
+                request = request.variables(async_graphql::Variables::from_json(value));
+            }
+            _ => {
+                return bad_request("`variables` must be a JSON object, URL-encoded.".into())
+                    .into_response()
+            }
+        }
+    }
+    run(&state, &headers, request, media, true).await
+}
+
+fn graphiql() -> Response {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .title("Taxbridge GraphiQL")
+            .finish(),
+    )
+    .into_response()
+}
+
+fn bad_request(message: String) -> Refused {
+    Refused::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
+}
+
+/// A POST body must be JSON: this also keeps a cross-site HTML form (which cannot send
+/// `application/json`) from ever running an operation.
+fn require_json(headers: &HeaderMap) -> Result<(), Refused> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut parts = content_type.split(';').map(str::trim);
+    let media = parts.next().unwrap_or("").to_ascii_lowercase();
+    let charset_ok = parts.all(|param| match param.split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+            value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        }
+        _ => true,
+    });
+    if media == "application/json" && charset_ok {
+        return Ok(());
+    }
+    Err(Refused::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorCode::UnsupportedMediaType,
+        format!(
+            "POST /graphql takes a JSON body: send `Content-Type: application/json` (UTF-8){}.",
+            if content_type.is_empty() {
+                String::new()
+            } else {
+                format!(", not `{content_type}`")
+            }
+        ),
+    ))
+}
+
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Refused> {
     let limit = state.max_body_bytes;
-    let too_large = || {
-        refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::BadUserInput,
-            format!(
-                "The request body is larger than the {limit}-byte limit; send less per request."
-            ),
-            Some("body"),
-        )
+    let too_large = || Refused {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        code: ErrorCode::BadUserInput,
+        message: format!(
+            "The request body is larger than the {limit}-byte limit; send less per request."
+        ),
+        field: Some("body"),
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > limit) {
-        return too_large();
+        return Err(too_large());
     }
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        return too_large();
-    };
-    let parsed = serde_json::from_slice::<async_graphql::Request>(&bytes).and_then(|request| {
+    let collected =
+        tokio::time::timeout(state.body_read_timeout, Limited::new(body, limit).collect());
+    match collected.await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(_)) => Err(bad_request(
+            "The request body could not be read: it ended early or its chunked encoding is malformed.".into(),
+        )),
+        Err(_) => Err(Refused::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::RequestTimeout,
+            format!(
+                "The request body did not arrive within {} s; send it at once.",
+                state.body_read_timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+fn parse_request(bytes: &[u8]) -> Result<async_graphql::Request, Refused> {
+    let parsed = serde_json::from_slice::<async_graphql::Request>(bytes).and_then(|request| {
         if request.query.trim().is_empty() {
             Err(serde::de::Error::custom("it has no `query`"))
         } else {
             Ok(request)
         }
     });
-    let request = match parsed {
-        Ok(request) => request,
-        Err(err) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::GraphqlParseFailed,
-                format!(
-                    "The request body is not a GraphQL request ({err}). Send a JSON object such as {{\"query\": \"query Me {{ me {{ id name }} }}\", \"variables\": {{}}}}."
-                ),
-                None,
-            )
-        }
-    };
+    parsed.map_err(|err| {
+        Refused::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::GraphqlParseFailed,
+            format!(
+                "The request body is not a GraphQL request ({err}). Send a JSON object such as {{\"query\": \"query Me {{ me {{ id name }} }}\", \"variables\": {{}}}}."
+            ),
+        )
+    })
+}
 
-    let id = request_id(&headers);
-    let platform = normalise_platform(headers.get("source-platform").and_then(|v| v.to_str().ok()));
-    let context = Arc::new(RequestContext::new(id.clone(), bearer_token(&headers)));
-    let mut request = request.data(context.clone());
-    // Parsed here (or found parsed already) rather than in an async-graphql extension: execution
-    // reuses the document, the usage counter needs its root fields, and an extension would wrap
-    // every field's resolver.
-    let document = match state.documents.get(&request.query) {
-        Some(document) => Ok(document),
-        None => async_graphql::parser::parse_query(&request.query).inspect(|document| {
-            state.documents.keep(&request.query, document);
-        }),
+/// A parsed document ready to run, with what the cache needs to keep it afterwards.
+struct Prepared {
+    document: ExecutableDocument,
+    /// Its token count, when it was parsed for this request and may be kept once it validates.
+    keep: Option<usize>,
+}
+
+/// Finds the document parsed, or parses it if it is small enough to parse cheaply.
+fn prepare(state: &AppState, query: &str) -> Result<Prepared, ServerError> {
+    let limits = state.limits;
+    if query.len() > limits.max_document_bytes {
+        return Err(error::server_error(
+            format!(
+                "The query document is {} bytes; at most {} are accepted. Send a smaller query.",
+                query.len(),
+                limits.max_document_bytes
+            ),
+            ErrorCode::QueryTooComplex,
+        ));
+    }
+    if let Some(document) = state.documents.get(query) {
+        return Ok(Prepared {
+            document,
+            keep: None,
+        });
+    }
+    let Some(tokens) = count_tokens(query, limits.max_document_tokens) else {
+        return Err(error::server_error(
+            format!(
+                "The query document has more than {} tokens; send a smaller query.",
+                limits.max_document_tokens
+            ),
+            ErrorCode::QueryTooComplex,
+        ));
     };
-    let (operation, mut response) = match document {
-        Ok(document) => {
+    let document = async_graphql::parser::parse_query(query)
+        .map_err(|err| error::server_error(err.to_string(), ErrorCode::GraphqlParseFailed))?;
+    let keep = ParsedQueries::worth_keeping(query, &document).then_some(tokens);
+    Ok(Prepared { document, keep })
+}
+
+fn is_mutation(document: &ExecutableDocument, operation_name: Option<&str>) -> bool {
+    let operation = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) => ops.values().next(),
+    };
+    operation.is_some_and(|op| op.node.ty != OperationType::Query)
+}
+
+async fn run(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+    media: Media,
+    via_get: bool,
+) -> Response {
+    let id = request_id(headers);
+    let platform = normalise_platform(headers.get("source-platform").and_then(|v| v.to_str().ok()));
+    let context = Arc::new(RequestContext::new(id.clone(), bearer_token(headers)));
+    let mut request = request.data(context.clone());
+
+    let (operation, mut response) = match prepare(state, &request.query) {
+        Err(refused) => (
+            "(refused)".to_owned(),
+            async_graphql::Response::from_errors(vec![refused]),
+        ),
+        Ok(Prepared { document, keep }) => {
             let operation_name = request.operation_name.as_deref();
+            if via_get && is_mutation(&document, operation_name) {
+                let mut refused = refuse(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    ErrorCode::MethodNotAllowed,
+                    "Mutations and subscriptions are sent with POST, never GET.".into(),
+                    None,
+                );
+                refused
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
+                return refused;
+            }
             let operation = root_fields(&document, operation_name);
             match cost::check(&document, operation_name, &request.variables, state.limits) {
-                Ok(()) => {
-                    request.set_parsed_query(document);
-                    (operation, state.schema.execute(request).await)
-                }
-                Err(TooComplex(message)) => (
+                Err(refusal) => (
                     operation,
                     async_graphql::Response::from_errors(vec![error::server_error(
-                        message,
-                        ErrorCode::QueryTooComplex,
+                        refusal.message,
+                        refusal.code,
                     )]),
                 ),
+                Ok(()) => {
+                    let query = request.query.clone();
+                    let kept = keep.map(|tokens| (document.clone(), tokens));
+                    request.set_parsed_query(document);
+                    let response = state.schema.execute(request).await;
+                    if let Some((document, tokens)) = kept {
+                        if !refused_before_execution(&response) {
+                            state.documents.keep(&query, document, tokens);
+                        }
+                    }
+                    (operation, response)
+                }
             }
         }
-        Err(err) => (
-            "(unparsed)".to_owned(),
-            async_graphql::Response::from_errors(vec![error::server_error(
-                err.to_string(),
-                ErrorCode::GraphqlParseFailed,
-            )]),
-        ),
     };
 
-    for code in error::finish(&mut response.errors, &id) {
+    let codes = error::finish(&mut response.errors, &id);
+    for code in &codes {
         state
             .metrics
             .graphql_errors
             .with_label_values(&[code.as_str()])
             .inc();
     }
-
     state
         .services
         .usage
         .record(Timestamp::now(), context.key_id(), &platform, &operation);
-    Json(response).into_response()
+
+    let (status, body) =
+        if media == Media::GraphqlResponseJson && refused_before_execution(&response) {
+            let errors = serde_json::json!({ "errors": response.errors });
+            (StatusCode::BAD_REQUEST, serde_json::to_vec(&errors))
+        } else {
+            (StatusCode::OK, serde_json::to_vec(&response))
+        };
+    match body {
+        Ok(body) => (status, [(header::CONTENT_TYPE, media.content_type())], body).into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "could not serialise a response");
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::InternalServerError,
+                format!(
+                    "{} Quote request id {id} when reporting it.",
+                    error::INTERNAL_MESSAGE
+                ),
+                None,
+            )
+        }
+    }
+}
+
+/// Whether the request was refused before any resolver ran: no data, and only parse,
+/// validation or cost errors (what the GraphQL-over-HTTP spec calls a request error).
+fn refused_before_execution(response: &async_graphql::Response) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| {
+            error::code_of(e).is_none_or(|code| {
+                matches!(
+                    code,
+                    ErrorCode::GraphqlParseFailed
+                        | ErrorCode::GraphqlValidationFailed
+                        | ErrorCode::QueryTooComplex
+                )
+            })
+        })
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<String> {

@@ -34,10 +34,16 @@ pub enum ErrorCode {
     GraphqlParseFailed,
     GraphqlValidationFailed,
     InternalServerError,
+    // The HTTP layer's, for requests that never became a GraphQL request.
+    BadRequest,
+    MethodNotAllowed,
+    NotAcceptable,
+    UnsupportedMediaType,
+    RequestTimeout,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 16] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::NotFound,
@@ -49,6 +55,11 @@ impl ErrorCode {
         Self::GraphqlParseFailed,
         Self::GraphqlValidationFailed,
         Self::InternalServerError,
+        Self::BadRequest,
+        Self::MethodNotAllowed,
+        Self::NotAcceptable,
+        Self::UnsupportedMediaType,
+        Self::RequestTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +75,11 @@ impl ErrorCode {
             Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
             Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
             Self::InternalServerError => "INTERNAL_SERVER_ERROR",
+            Self::BadRequest => "BAD_REQUEST",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::NotAcceptable => "NOT_ACCEPTABLE",
+            Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Self::RequestTimeout => "REQUEST_TIMEOUT",
         }
     }
 }

@@ -4,18 +4,17 @@
 
 use crate::{
     documents::ParsedQueries,
-    endpoint::graphql,
+    endpoint,
     error::ErrorCode,
     graphql::{build_schema, GatewaySchema, QueryLimits},
     metrics::Metrics,
     ApiSettings, Services,
 };
-use async_graphql::http::GraphiQLSource;
 use axum::{
     extract::{MatchedPath, Request, State},
     http::{header, HeaderMap, HeaderName, StatusCode},
     middleware::{self, Next},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     routing::get,
     Json, Router,
 };
@@ -34,6 +33,7 @@ pub(crate) struct AppState {
     pub(crate) schema: GatewaySchema,
     pub(crate) metrics: Metrics,
     pub(crate) max_body_bytes: usize,
+    pub(crate) body_read_timeout: std::time::Duration,
     pub(crate) documents: ParsedQueries,
     pub(crate) limits: QueryLimits,
 }
@@ -44,15 +44,17 @@ pub fn router(settings: &ApiSettings, services: Arc<Services>) -> Router {
         services,
         metrics: Metrics::new(),
         max_body_bytes: settings.max_body_bytes,
+        body_read_timeout: settings.connections.body_read_timeout,
         documents: ParsedQueries::default(),
         limits: settings.query_limits,
     });
     Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql", get(endpoint::get).post(endpoint::post))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -120,15 +122,6 @@ pub(crate) fn refuse(
         .into_response()
 }
 
-async fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("Taxbridge GraphiQL")
-            .finish(),
-    )
-}
-
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
@@ -157,9 +150,19 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn not_found() -> Response {
-    (
+    refuse(
         StatusCode::NOT_FOUND,
-        Json(json!({ "error": "No such route. The GraphQL endpoint is POST /graphql." })),
+        ErrorCode::NotFound,
+        "No such route. The GraphQL endpoint is POST /graphql.".into(),
+        None,
     )
-        .into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    refuse(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
+        "This route does not take that method: /graphql takes POST (and GET for queries), the others GET.".into(),
+        None,
+    )
 }

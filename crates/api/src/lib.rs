@@ -13,6 +13,7 @@ pub mod error;
 pub mod graphql;
 mod http;
 mod metrics;
+mod server;
 
 use anyhow::Context;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -22,6 +23,7 @@ use taxbridge_domain::{
 use tokio::net::TcpListener;
 
 pub use graphql::{sdl, QueryLimits};
+pub use server::ConnectionLimits;
 
 /// The domain services every request may use.
 pub struct Services {
@@ -42,6 +44,7 @@ pub struct ApiSettings {
     /// Request bodies over this many bytes answer 413.
     pub max_body_bytes: usize,
     pub query_limits: QueryLimits,
+    pub connections: ConnectionLimits,
     /// How often counted usage is written to the database.
     pub usage_flush_interval: Duration,
 }
@@ -52,6 +55,7 @@ impl Default for ApiSettings {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 1024 * 1024,
             query_limits: QueryLimits::default(),
+            connections: ConnectionLimits::default(),
             usage_flush_interval: Duration::from_secs(5),
         }
     }
@@ -60,6 +64,7 @@ impl Default for ApiSettings {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    connections: ConnectionLimits,
     services: Arc<Services>,
     usage_flush_interval: Duration,
 }
@@ -73,6 +78,7 @@ impl Application {
         Ok(Self {
             listener,
             router,
+            connections: settings.connections,
             services,
             usage_flush_interval: settings.usage_flush_interval,
         })
@@ -95,15 +101,12 @@ impl Application {
             services.clone(),
             self.usage_flush_interval,
         ));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("The HTTP server failed");
+        server::serve(self.listener, self.router, self.connections, shutdown).await;
         flusher.abort();
         if let Err(err) = services.usage.flush().await {
             tracing::warn!(error = %err, "could not write the last usage counts");
         }
-        served
+        Ok(())
     }
 }
 

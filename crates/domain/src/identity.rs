@@ -238,6 +238,12 @@ impl Identity {
                         .into(),
             });
         }
+        if let Some(why) = crate::text::unprintable(name) {
+            return Err(IdentityError::Invalid {
+                field: "name",
+                message: format!("the key's name {why}"),
+            });
+        }
         if expires_in_days == Some(0) {
             return Err(IdentityError::Invalid {
                 field: "expiresInDays",
@@ -311,6 +317,12 @@ fn clean_name(name: Option<String>) -> Result<Option<String>, IdentityError> {
         return Err(IdentityError::Invalid {
             field: "name",
             message: "a name has at most 200 characters".into(),
+        });
+    }
+    if let Some(why) = name.as_deref().and_then(crate::text::unprintable) {
+        return Err(IdentityError::Invalid {
+            field: "name",
+            message: format!("the name {why}"),
         });
     }
     Ok(name)

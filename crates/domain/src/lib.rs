@@ -19,6 +19,7 @@ pub mod identity;
 pub mod ids;
 pub mod lists;
 pub mod store;
+pub mod text;
 pub mod time;
 pub mod tokens;
 pub mod ttl_map;

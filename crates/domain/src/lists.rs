@@ -19,6 +19,23 @@ pub struct Page {
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
+/// The most values one list filter (`ids`, `slugs`, …) may name.
+pub const MAX_FILTER_VALUES: usize = 500;
+
+/// Every list filter goes through this: a filter naming more values than a page can hold is
+/// a mistake (or an attempt to make the database bind tens of thousands of parameters).
+pub fn check_filter<T>(field: &'static str, values: Option<&[T]>) -> Result<(), InvalidPage> {
+    match values {
+        Some(values) if values.len() > MAX_FILTER_VALUES => Err(InvalidPage {
+            field,
+            message: format!(
+                "{field} names {} values; a filter takes at most {MAX_FILTER_VALUES}. Split the request.",
+                values.len()
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
 
 /// A paging argument that cannot be served, naming the argument.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -122,6 +139,17 @@ mod tests {
                 .field,
             "offset"
         );
+    }
+
+    #[test]
+    fn filters_are_capped_and_name_their_field() {
+        let ids = vec![0; MAX_FILTER_VALUES];
+        assert!(check_filter("filters.ids", Some(&ids[..])).is_ok());
+        assert!(check_filter::<u8>("filters.ids", None).is_ok());
+        let too_many = vec![0; MAX_FILTER_VALUES + 1];
+        let err = check_filter("filters.ids", Some(&too_many[..])).expect_err("capped");
+        assert_eq!(err.field, "filters.ids");
+        assert!(err.message.contains("501"), "{}", err.message);
     }
 
     #[test]

@@ -8,9 +8,9 @@
 //! [`WorkspaceError::NotFound`], exactly like one that does not exist.
 
 use crate::{
-    accounts::{Account, AccountType},
+    accounts::{Account, AccountStore, AccountType},
     email::Email,
-    identity::Caller,
+    identity::{Caller, OWNER_EMAIL},
     ids::{AccountId, WorkspaceId},
     lists::Page,
     store::{StoreError, StoreResult},
@@ -24,8 +24,6 @@ use std::sync::Arc;
 pub trait WorkspaceStore: Send + Sync + 'static {
     /// Fails with [`StoreError::Conflict`] when the slug is taken.
     async fn insert_workspace(&self, workspace: &Workspace) -> StoreResult<()>;
-    /// Slugs equal to `base` or starting with `base-`.
-    async fn slugs_starting_with(&self, base: &str) -> StoreResult<Vec<String>>;
     /// A workspace and, if the account is a member, its role there.
     async fn workspace_with_role(
         &self,
@@ -72,6 +70,8 @@ pub const MAX_DISPLAY_NAME: usize = 200;
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 pub const FIRM_SIZES: [&str; 5] = ["xs", "sm", "md", "lg", "xl"];
 pub const MAX_EMAILS_PER_CALL: usize = 500;
+/// The longest path a deep link may carry.
+pub const MAX_DEEP_LINK_PATH: usize = 2 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WorkspaceType {
@@ -254,18 +254,16 @@ fn fold_accent(c: char) -> Vec<char> {
     vec![folded]
 }
 
-/// The next free slug for `base`, given the taken slugs that start with it.
-pub fn next_free_slug(base: &str, taken: &[String]) -> String {
-    let taken_base = taken.iter().any(|s| s == base);
-    if !taken_base {
-        return base.to_owned();
-    }
-    let highest = taken
-        .iter()
-        .filter_map(|s| s.strip_prefix(base)?.strip_prefix('-')?.parse::<u64>().ok())
-        .max()
-        .unwrap_or(1);
-    format!("{base}-{}", highest + 1)
+/// `base` with a random suffix of six lower-case letters and digits (36^6, about 2 billion):
+/// the slug of a workspace whose base slug is taken.
+pub fn suffixed_slug(base: &str) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    let suffix: String = (0..6)
+        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+        .collect();
+    format!("{base}-{suffix}")
 }
 
 /// A deep link into a workspace (spec §8): `<base>/sign-in?deep_link=<encoded /w/{slug}{path}>`.
@@ -275,6 +273,12 @@ pub fn deep_link(
     path: Option<&str>,
 ) -> Result<String, WorkspaceError> {
     let path = path.unwrap_or("");
+    if path.len() > MAX_DEEP_LINK_PATH {
+        return Err(invalid(
+            "path",
+            format!("a deep link's path has at most {MAX_DEEP_LINK_PATH} bytes"),
+        ));
+    }
     if !path.is_empty() {
         let bad = !path.starts_with('/')
             || path.starts_with("//")
@@ -317,11 +321,15 @@ pub struct NewWorkspace {
 
 pub struct Workspaces {
     store: Arc<dyn WorkspaceStore>,
+    accounts: Arc<dyn AccountStore>,
 }
 
 impl Workspaces {
-    pub fn new(store: Arc<dyn WorkspaceStore>) -> Self {
-        Self { store }
+    pub fn new<S: WorkspaceStore + AccountStore>(store: Arc<S>) -> Self {
+        Self {
+            store: store.clone(),
+            accounts: store,
+        }
     }
 
     /// The caller's access to a workspace, or NotFound when it is out of reach or missing.
@@ -411,6 +419,9 @@ impl Workspaces {
                 format!("displayName has at most {MAX_DISPLAY_NAME} characters"),
             ));
         }
+        if let Some(why) = crate::text::unprintable(&display_name) {
+            return Err(invalid("input.displayName", format!("displayName {why}")));
+        }
         if let Some(metadata) = &input.metadata {
             if !metadata.is_object() {
                 return Err(invalid(
@@ -432,13 +443,17 @@ impl Workspaces {
         }
         let base = slugify(&display_name);
         let now = Timestamp::now();
-        // Pick the next free slug and let the unique index settle races: on a collision,
-        // look again. Bounded, so a pathological stream of collisions fails rather than spins.
-        for _ in 0..50 {
-            let taken = self.store.slugs_starting_with(&base).await?;
+        // The base slug if it is free, else the base with a random suffix: a counter would
+        // tell a caller how many other tenants use the name, and a crafted name could block
+        // it for everyone. The unique index settles races; a few tries always find one free.
+        for attempt in 0..8 {
             let workspace = Workspace {
                 id: WorkspaceId::generate(),
-                slug: next_free_slug(&base, &taken),
+                slug: if attempt == 0 {
+                    base.clone()
+                } else {
+                    suffixed_slug(&base)
+                },
                 display_name: display_name.clone(),
                 status: "active".into(),
                 workspace_type,
@@ -454,9 +469,9 @@ impl Workspaces {
                 Err(err) => return Err(err.into()),
             }
         }
-        Err(WorkspaceError::Store(StoreError::Conflict {
-            what: format!("a workspace slug starting with `{base}`"),
-        }))
+        Err(WorkspaceError::Store(StoreError::Backend(
+            format!("no free slug for `{base}` after 8 tries").into(),
+        )))
     }
 
     /// `addUsersToTheWorkspace`: every email valid or none added; existing accounts reused;
@@ -485,10 +500,31 @@ impl Workspaces {
                 .map_err(|err| invalid(&format!("userEmails[{i}]"), err.to_string()))?;
             parsed.push(email);
         }
-        let members = self
+        // Only a firm's staff can be members: a partner's account, or the operator's own,
+        // joining a workspace would reach into a tenant it does not belong to.
+        let existing = self.accounts.accounts_by_emails(&parsed).await?;
+        for (i, email) in parsed.iter().enumerate() {
+            let found = existing.iter().find(|a| &a.email == email);
+            if found.is_some_and(|a| a.account_type != AccountType::Customer)
+                || email.as_str() == OWNER_EMAIL
+            {
+                return Err(invalid(
+                    &format!("userEmails[{i}]"),
+                    format!("{email} belongs to a partner or operator account, which cannot be a workspace member; add the firm's staff by their own emails"),
+                ));
+            }
+        }
+        let mut members = self
             .store
             .add_members(&access.workspace.id, &parsed, Role::User, Timestamp::now())
             .await?;
+        // An account that existed before this call may have a name its owner gave it, in
+        // another tenant: the answer does not repeat it.
+        for member in &mut members {
+            if existing.iter().any(|a| a.id == member.account.id) {
+                member.account.name = None;
+            }
+        }
         Ok(members)
     }
 
@@ -559,17 +595,15 @@ mod tests {
     }
 
     #[test]
-    fn collisions_take_the_next_number() {
-        assert_eq!(next_free_slug("acme", &[]), "acme");
-        assert_eq!(next_free_slug("acme", &["acme".into()]), "acme-2");
-        assert_eq!(
-            next_free_slug("acme", &["acme".into(), "acme-2".into(), "acme-tax".into()]),
-            "acme-3"
-        );
-        assert_eq!(
-            next_free_slug("acme", &["acme".into(), "acme-9".into()]),
-            "acme-10"
-        );
+    fn collisions_take_a_random_suffix() {
+        let a = suffixed_slug("acme");
+        let b = suffixed_slug("acme");
+        assert_ne!(a, b);
+        for slug in [a, b] {
+            let suffix = slug.strip_prefix("acme-").expect("base kept");
+            assert_eq!(suffix.len(), 6);
+            assert!(suffix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        }
     }
 
     #[test]
@@ -600,6 +634,7 @@ mod tests {
             "https://evil.com",
             "/a\\b",
             "/a b",
+            &format!("/{}", "a".repeat(MAX_DEEP_LINK_PATH)),
         ] {
             assert!(deep_link("http://h", "s", Some(bad)).is_err(), "{bad}");
         }

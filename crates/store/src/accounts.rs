@@ -140,6 +140,20 @@ impl AccountStore for Store {
         row.map(TryInto::try_into).transpose()
     }
 
+    async fn accounts_by_emails(&self, emails: &[Email]) -> StoreResult<Vec<Account>> {
+        if emails.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (1..=emails.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.email IN ({})",
+            marks.join(", ")
+        );
+        let args: Vec<Arg<'_>> = emails.iter().map(|e| e.as_str().into()).collect();
+        let rows: Vec<AccountRow> = self.db.fetch(&sql, &args).await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
     async fn set_account_disabled(
         &self,
         id: &AccountId,

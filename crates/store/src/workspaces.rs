@@ -124,15 +124,6 @@ impl FromColumns for WorkspaceRoleRow {
     }
 }
 
-/// A lone text column.
-struct Text(String);
-
-impl FromColumns for Text {
-    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
-        Ok(Self(c.text()?))
-    }
-}
-
 /// `ORDER BY` for a page of workspaces; the id breaks ties so pages never overlap.
 fn workspace_order(page: Page) -> String {
     let column = match page.sort {
@@ -236,19 +227,6 @@ impl WorkspaceStore for Store {
                 })
             })?;
         Ok(())
-    }
-
-    async fn slugs_starting_with(&self, base: &str) -> StoreResult<Vec<String>> {
-        // A range rather than LIKE, so both databases walk the unique index ('.' follows '-').
-        let (dash, dot) = (format!("{base}-"), format!("{base}."));
-        let rows: Vec<Text> = self
-            .db
-            .fetch(
-                "SELECT slug FROM workspaces WHERE slug = $1 OR (slug >= $2 AND slug < $3)",
-                &[base.into(), (&dash).into(), (&dot).into()],
-            )
-            .await?;
-        Ok(rows.into_iter().map(|slug| slug.0).collect())
     }
 
     async fn workspace_with_role(

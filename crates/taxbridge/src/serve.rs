@@ -4,7 +4,7 @@
 use crate::{secrets, settings::Settings};
 use anyhow::Context;
 use std::{sync::Arc, time::Duration};
-use taxbridge_api::{ApiSettings, Application, QueryLimits, Services};
+use taxbridge_api::{ApiSettings, Application, ConnectionLimits, QueryLimits, Services};
 use taxbridge_domain::{
     identity::{reveal, Identity, IdentitySettings},
     usage::UsageRecorder,
@@ -14,6 +14,7 @@ use taxbridge_store::Backend;
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     init_logging(&settings.log_format, &settings.log_level);
+    raise_open_file_limit();
     let url = settings.database_url();
     let backend = Backend::of_url(&url)?;
     if backend == Backend::Sqlite {
@@ -53,6 +54,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             query_limits: QueryLimits {
                 max_depth: settings.limits.max_query_depth,
                 max_complexity: settings.limits.max_query_complexity,
+                max_document_bytes: settings.limits.max_query_bytes,
+                max_document_tokens: settings.limits.max_query_tokens,
+            },
+            connections: ConnectionLimits {
+                header_read_timeout: Duration::from_secs(
+                    settings.limits.header_read_timeout_seconds.max(1),
+                ),
+                idle_timeout: Duration::from_secs(settings.limits.idle_timeout_seconds.max(1)),
+                body_read_timeout: Duration::from_secs(
+                    settings.limits.body_read_timeout_seconds.max(1),
+                ),
+                max_connections: settings.limits.max_connections.max(1),
             },
             usage_flush_interval: Duration::from_secs(settings.usage.flush_interval_seconds.max(1)),
         },
@@ -78,6 +91,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     println!("Taxbridge is serving GraphQL on {endpoint}");
     app.run_until(shutdown_signal()).await
+}
+
+/// Every connection holds a file descriptor: lift the soft limit to the hard one, so the
+/// connection cap, not a low default, decides how many clients are served at once.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open-file limit raised to the hard limit"),
+        Err(err) => tracing::warn!(error = %err, "could not raise the open-file limit"),
+    }
 }
 
 fn init_logging(format: &str, level: &str) {

@@ -63,6 +63,18 @@ pub struct LimitSettings {
     pub max_body_bytes: usize,
     pub max_query_depth: usize,
     pub max_query_complexity: usize,
+    /// Query documents longer than this are refused before parsing.
+    pub max_query_bytes: usize,
+    /// Query documents with more tokens than this are refused before parsing.
+    pub max_query_tokens: usize,
+    /// A new connection must send its first request's headers within this.
+    pub header_read_timeout_seconds: u64,
+    /// A kept-alive connection idle this long is closed.
+    pub idle_timeout_seconds: u64,
+    /// A request body must arrive within this.
+    pub body_read_timeout_seconds: u64,
+    /// Connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -103,7 +115,13 @@ impl Default for LimitSettings {
         Self {
             max_body_bytes: 1024 * 1024,
             max_query_depth: 12,
-            max_query_complexity: 2000,
+            max_query_complexity: 20_000,
+            max_query_bytes: 64 * 1024,
+            max_query_tokens: 10_000,
+            header_read_timeout_seconds: 10,
+            idle_timeout_seconds: 30,
+            body_read_timeout_seconds: 10,
+            max_connections: 4_096,
         }
     }
 }

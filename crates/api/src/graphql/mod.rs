@@ -70,6 +70,11 @@ pub struct QueryLimits {
     /// Queries that cost more are refused: about one per value the query can return, a list
     /// counting its `limit` times its items.
     pub max_complexity: usize,
+    /// Query documents longer than this are refused before parsing.
+    pub max_document_bytes: usize,
+    /// Query documents with more tokens than this are refused before parsing: a parsed tree
+    /// costs a few hundred bytes a token.
+    pub max_document_tokens: usize,
 }
 
 impl Default for QueryLimits {
@@ -77,6 +82,8 @@ impl Default for QueryLimits {
         Self {
             max_depth: 12,
             max_complexity: 20_000,
+            max_document_bytes: 64 * 1024,
+            max_document_tokens: 10_000,
         }
     }
 }

@@ -14,8 +14,9 @@ use async_graphql::{
     SimpleObject, Value, ID,
 };
 use std::borrow::Cow;
-use taxbridge_domain::workspaces::{
-    self as domain, NewWorkspace, WorkspaceFilters as DomainFilters,
+use taxbridge_domain::{
+    lists::check_filter,
+    workspaces::{self as domain, NewWorkspace, WorkspaceFilters as DomainFilters},
 };
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
@@ -209,6 +210,8 @@ pub async fn my_workspaces(
     let caller = caller(ctx).await?;
     let page = page(limit, offset, sort_by.as_ref(), "displayName")?;
     let filters = filters.unwrap_or_default();
+    check_filter("filters.ids", filters.ids.as_deref())?;
+    check_filter("filters.slugs", filters.slugs.as_deref())?;
     let filters = DomainFilters {
         ids: filters.ids.map(|ids| {
             ids.into_iter()

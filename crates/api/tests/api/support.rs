@@ -5,7 +5,7 @@
 use secrecy::SecretSlice;
 use serde_json::{json, Value};
 use std::{sync::Arc, time::Duration};
-use taxbridge_api::{ApiSettings, Application, QueryLimits, Services};
+use taxbridge_api::{ApiSettings, Application, ConnectionLimits, QueryLimits, Services};
 use taxbridge_domain::{
     identity::{reveal, Identity, IdentitySettings},
     usage::UsageRecorder,
@@ -88,6 +88,7 @@ impl TestApp {
             listen: "127.0.0.1:0".into(),
             max_body_bytes: 64 * 1024,
             query_limits: QueryLimits::default(),
+            connections: ConnectionLimits::default(),
             usage_flush_interval: Duration::from_millis(100),
         };
         tweak(&mut settings);

@@ -25,7 +25,13 @@ mod tests {
 
     #[test]
     fn ordinary_names_pass_in_any_script() {
-        for name in ["Smith & Associates", "Müller GmbH", "株式会社", "مكتب", "O'Brien"] {
+        for name in [
+            "Smith & Associates",
+            "Müller GmbH",
+            "株式会社",
+            "مكتب",
+            "O'Brien",
+        ] {
             assert_eq!(unprintable(name), None, "{name}");
         }
     }

@@ -602,7 +602,9 @@ mod tests {
         for slug in [a, b] {
             let suffix = slug.strip_prefix("acme-").expect("base kept");
             assert_eq!(suffix.len(), 6);
-            assert!(suffix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+            assert!(suffix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
         }
     }
 

@@ -117,7 +117,11 @@ async fn accounts_are_found_by_a_list_of_emails(store: Opened) {
     let mut found = store.accounts_by_emails(&asked).await.expect("read");
     found.sort_by(|a, b| a.email.as_str().cmp(b.email.as_str()));
     assert_eq!(found, [jane, joe]);
-    assert!(store.accounts_by_emails(&[]).await.expect("none").is_empty());
+    assert!(store
+        .accounts_by_emails(&[])
+        .await
+        .expect("none")
+        .is_empty());
 }
 
 async fn a_second_account_with_the_same_email_is_a_conflict(store: Opened) {

@@ -41,7 +41,9 @@ async fn the_partner_guide_flow_works_end_to_end(app: TestApp) {
         .strip_prefix("smith-associates-tax-firm-")
         .unwrap_or_default();
     assert_eq!(suffix.len(), 6, "{second_slug}");
-    assert!(suffix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+    assert!(suffix
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
 
     let members = app
         .add_users(

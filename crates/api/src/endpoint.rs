@@ -28,12 +28,15 @@ use async_graphql::{
 };
 use axum::{
     body::Body,
-    extract::{Query, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode, Uri},
+    extract::{ConnectInfo, Query, Request, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{Html, IntoResponse, Response},
 };
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use std::sync::Arc;
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 use taxbridge_domain::{time::Timestamp, usage::normalise_platform};
 
 /// A request refused before it became a GraphQL request: its status, code and message.
@@ -114,19 +117,17 @@ impl Media {
     }
 }
 
-pub(crate) async fn post(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let media = match Media::negotiate(&headers) {
+pub(crate) async fn post(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let (headers, client) = (&parts.headers, client_of(&parts.extensions));
+    let media = match Media::negotiate(headers) {
         Ok(media) => media,
         Err(refused) => return refused.into_response(),
     };
-    if let Err(refused) = require_json(&headers) {
+    if let Err(refused) = require_json(headers) {
         return refused.into_response();
     }
-    let bytes = match read_body(&state, &headers, body).await {
+    let bytes = match read_body(&state, headers, body).await {
         Ok(bytes) => bytes,
         Err(refused) => return refused.into_response(),
     };
@@ -134,15 +135,20 @@ pub(crate) async fn post(
         Ok(request) => request,
         Err(refused) => return refused.into_response(),
     };
-    run(&state, &headers, request, media, false).await
+    run(&state, headers, client, request, media, false).await
+}
+
+/// The client's address, as the accept loop recorded it.
+fn client_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
 }
 
 /// `GET /graphql`: GraphiQL for a browser, or a query from the URL.
-pub(crate) async fn get(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
+pub(crate) async fn get(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let (headers, client, uri) = (&parts.headers, client_of(&parts.extensions), &parts.uri);
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Params {
@@ -150,7 +156,7 @@ pub(crate) async fn get(
         variables: Option<String>,
         operation_name: Option<String>,
     }
-    let params = match Query::<Params>::try_from_uri(&uri) {
+    let params = match Query::<Params>::try_from_uri(uri) {
         Ok(Query(params)) => params,
         Err(err) => {
             return bad_request(format!("The URL's query string cannot be read: {err}."))
@@ -160,7 +166,7 @@ pub(crate) async fn get(
     let Some(query) = params.query else {
         return graphiql();
     };
-    let media = match Media::negotiate(&headers) {
+    let media = match Media::negotiate(headers) {
         Ok(media) => media,
         Err(refused) => return refused.into_response(),
     };
@@ -179,7 +185,7 @@ pub(crate) async fn get(
             }
         }
     }
-    run(&state, &headers, request, media, true).await
+    run(&state, headers, client, request, media, true).await
 }
 
 fn graphiql() -> Response {
@@ -336,13 +342,18 @@ fn is_mutation(document: &ExecutableDocument, operation_name: Option<&str>) -> b
 async fn run(
     state: &AppState,
     headers: &HeaderMap,
+    client: Option<IpAddr>,
     request: async_graphql::Request,
     media: Media,
     via_get: bool,
 ) -> Response {
     let id = request_id(headers);
     let platform = normalise_platform(headers.get("source-platform").and_then(|v| v.to_str().ok()));
-    let context = Arc::new(RequestContext::new(id.clone(), bearer_token(headers)));
+    let context = Arc::new(RequestContext::new(
+        id.clone(),
+        bearer_token(headers),
+        client,
+    ));
     let mut request = request.data(context.clone());
 
     let (operation, mut response) = match prepare(state, &request.query) {
@@ -402,6 +413,9 @@ async fn run(
         .usage
         .record(Timestamp::now(), context.key_id(), &platform, &operation);
 
+    if codes.contains(&ErrorCode::RateLimited) {
+        return rate_limited(&response, media);
+    }
     let (status, body) =
         if media == Media::GraphqlResponseJson && refused_before_execution(&response) {
             let errors = serde_json::json!({ "errors": response.errors });
@@ -424,6 +438,29 @@ async fn run(
             )
         }
     }
+}
+
+/// A rate-limited answer: 429, with `Retry-After` the longest wait any error names.
+fn rate_limited(response: &async_graphql::Response, media: Media) -> Response {
+    let wait = response
+        .errors
+        .iter()
+        .filter_map(|e| match e.extensions.as_ref()?.get("retryAfterSeconds")? {
+            async_graphql::Value::Number(n) => n.as_u64(),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(1);
+    let body = serde_json::to_vec(response).unwrap_or_default();
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [
+            (header::CONTENT_TYPE, media.content_type()),
+            (header::RETRY_AFTER, HeaderValue::from(wait)),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// Whether the request was refused before any resolver ran: no data, and only parse,

@@ -8,6 +8,7 @@ use crate::{
     error::ErrorCode,
     graphql::{build_schema, GatewaySchema, QueryLimits},
     metrics::Metrics,
+    rate_limits::RateLimits,
     ApiSettings, Services,
 };
 use axum::{
@@ -38,17 +39,23 @@ pub(crate) struct AppState {
     pub(crate) limits: QueryLimits,
 }
 
-pub fn router(settings: &ApiSettings, services: Arc<Services>) -> Router {
+/// The routes, and the rate limits they enforce (the caller forgets idle keys now and then).
+pub fn router(settings: &ApiSettings, services: Arc<Services>) -> (Router, Arc<RateLimits>) {
+    let counters = Metrics::new();
+    let rate_limits = Arc::new(RateLimits::new(
+        settings.rate_limits,
+        counters.rate_limited.clone(),
+    ));
     let state = Arc::new(AppState {
-        schema: build_schema(Some(services.clone())),
+        schema: build_schema(Some(services.clone()), Some(rate_limits.clone())),
         services,
-        metrics: Metrics::new(),
+        metrics: counters,
         max_body_bytes: settings.max_body_bytes,
         body_read_timeout: settings.connections.body_read_timeout,
         documents: ParsedQueries::default(),
         limits: settings.query_limits,
     });
-    Router::new()
+    let router = Router::new()
         .route("/graphql", get(endpoint::get).post(endpoint::post))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -73,7 +80,8 @@ pub fn router(settings: &ApiSettings, services: Arc<Services>) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .with_state(state)
+        .with_state(state);
+    (router, rate_limits)
 }
 
 /// Counts and times every request by route.

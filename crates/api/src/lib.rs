@@ -13,6 +13,7 @@ pub mod error;
 pub mod graphql;
 mod http;
 mod metrics;
+mod rate_limits;
 mod server;
 
 use anyhow::Context;
@@ -23,6 +24,7 @@ use taxbridge_domain::{
 use tokio::net::TcpListener;
 
 pub use graphql::{sdl, QueryLimits};
+pub use rate_limits::RateLimitSettings;
 pub use server::ConnectionLimits;
 
 /// The domain services every request may use.
@@ -45,6 +47,7 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
     pub query_limits: QueryLimits,
     pub connections: ConnectionLimits,
+    pub rate_limits: RateLimitSettings,
     /// How often counted usage is written to the database.
     pub usage_flush_interval: Duration,
 }
@@ -56,6 +59,7 @@ impl Default for ApiSettings {
             max_body_bytes: 1024 * 1024,
             query_limits: QueryLimits::default(),
             connections: ConnectionLimits::default(),
+            rate_limits: RateLimitSettings::default(),
             usage_flush_interval: Duration::from_secs(5),
         }
     }
@@ -65,6 +69,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     connections: ConnectionLimits,
+    rate_limits: Arc<rate_limits::RateLimits>,
     services: Arc<Services>,
     usage_flush_interval: Duration,
 }
@@ -74,11 +79,12 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen))?;
-        let router = http::router(&settings, services.clone());
+        let (router, rate_limits) = http::router(&settings, services.clone());
         Ok(Self {
             listener,
             router,
             connections: settings.connections,
+            rate_limits,
             services,
             usage_flush_interval: settings.usage_flush_interval,
         })
@@ -101,8 +107,17 @@ impl Application {
             services.clone(),
             self.usage_flush_interval,
         ));
+        let rate_limits = self.rate_limits.clone();
+        let forgetter = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                ticker.tick().await;
+                rate_limits.forget_idle();
+            }
+        });
         server::serve(self.listener, self.router, self.connections, shutdown).await;
         flusher.abort();
+        forgetter.abort();
         if let Err(err) = services.usage.flush().await {
             tracing::warn!(error = %err, "could not write the last usage counts");
         }

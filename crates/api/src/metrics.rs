@@ -12,6 +12,8 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     pub graphql_errors: IntCounterVec,
+    /// Requests refused by a rate limit, by limit.
+    pub rate_limited: IntCounterVec,
     /// The hot path's series, resolved once: a label lookup hashes its labels every time.
     graphql_ok: IntCounter,
     graphql_duration: Histogram,
@@ -42,10 +44,19 @@ impl Metrics {
             &["code"],
         )
         .unwrap_or_else(|_| unreachable!("fixed, valid metric names"));
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "rate_limited_total",
+                "Requests refused with RATE_LIMITED, by limit",
+            ),
+            &["limit"],
+        )
+        .unwrap_or_else(|_| unreachable!("fixed, valid metric names"));
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
             Box::new(graphql_errors.clone()),
+            Box::new(rate_limited.clone()),
         ] {
             registry
                 .register(collector)
@@ -58,6 +69,7 @@ impl Metrics {
             http_requests,
             http_duration,
             graphql_errors,
+            rate_limited,
         }
     }
 

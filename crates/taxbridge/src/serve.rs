@@ -4,7 +4,9 @@
 use crate::{secrets, settings::Settings};
 use anyhow::Context;
 use std::{sync::Arc, time::Duration};
-use taxbridge_api::{ApiSettings, Application, ConnectionLimits, QueryLimits, Services};
+use taxbridge_api::{
+    ApiSettings, Application, ConnectionLimits, QueryLimits, RateLimitSettings, Services,
+};
 use taxbridge_domain::{
     identity::{reveal, Identity, IdentitySettings},
     usage::UsageRecorder,
@@ -66,6 +68,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     settings.limits.body_read_timeout_seconds.max(1),
                 ),
                 max_connections: settings.limits.max_connections.max(1),
+            },
+            rate_limits: RateLimitSettings {
+                failed_logins_per_minute: settings.rate_limits.failed_logins_per_minute,
+                requests_per_second: settings.rate_limits.requests_per_second,
+                request_burst: settings.rate_limits.request_burst,
             },
             usage_flush_interval: Duration::from_secs(settings.usage.flush_interval_seconds.max(1)),
         },

@@ -32,7 +32,29 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub encryption: EncryptionSettings,
     pub limits: LimitSettings,
+    pub rate_limits: RateLimitSettings,
     pub usage: UsageSettings,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RateLimitSettings {
+    /// Failed logins one client address, or one key prefix, may make in a minute.
+    pub failed_logins_per_minute: u32,
+    /// Requests one API key may make each second, sustained.
+    pub requests_per_second: u32,
+    /// Requests one API key may make at once above the sustained rate.
+    pub request_burst: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            failed_logins_per_minute: 20,
+            requests_per_second: 50,
+            request_burst: 100,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -95,6 +117,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             encryption: EncryptionSettings::default(),
             limits: LimitSettings::default(),
+            rate_limits: RateLimitSettings::default(),
             usage: UsageSettings::default(),
         }
     }

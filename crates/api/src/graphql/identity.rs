@@ -1,9 +1,12 @@
 //! Login and `me`: the customer guide's steps 2 and 3.
 
-use super::{caller, request, services, Date};
+use super::{caller, rate_limits, request, services, Date};
 use crate::error::ApiError;
 use async_graphql::{Context, Enum, Object, SimpleObject, ID};
-use taxbridge_domain::accounts::{Account, AccountType as DomainAccountType};
+use taxbridge_domain::{
+    accounts::{Account, AccountType as DomainAccountType},
+    identity::AuthError,
+};
 
 #[derive(Default)]
 pub struct IdentityQuery;
@@ -89,7 +92,17 @@ impl IdentityMutation {
         ctx: &Context<'_>,
         token: String,
     ) -> Result<LoginResult, ApiError> {
-        let (issued, caller) = services(ctx).identity.login(&token).await?;
+        let (limits, client) = (rate_limits(ctx), request(ctx).client);
+        limits.login_allowed(client, &token)?;
+        let (issued, caller) = match services(ctx).identity.login(&token).await {
+            Ok(done) => done,
+            Err(err) => {
+                if matches!(err, AuthError::InvalidApiKey) {
+                    limits.login_failed(client, &token);
+                }
+                return Err(err.into());
+            }
+        };
         let _ = request(ctx).login_key.set(caller.key_id().clone());
         Ok(LoginResult {
             access_token: issued.token,

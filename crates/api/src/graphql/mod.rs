@@ -8,7 +8,7 @@ mod plain_list;
 mod scalars;
 mod workspaces;
 
-use crate::{error::ApiError, Services};
+use crate::{error::ApiError, rate_limits::RateLimits, Services};
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
 use std::sync::{Arc, OnceLock};
 use taxbridge_domain::{
@@ -91,17 +91,23 @@ impl Default for QueryLimits {
 /// The schema registers no extensions: `plain_list` builds stored fields without async-graphql's
 /// per-field extension hooks, so an extension that must see every field would have to turn
 /// that path off. Depth and cost are checked before execution, by [`crate::cost`].
-pub fn build_schema(services: Option<Arc<Services>>) -> GatewaySchema {
+pub fn build_schema(
+    services: Option<Arc<Services>>,
+    rate_limits: Option<Arc<RateLimits>>,
+) -> GatewaySchema {
     let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription);
     if let Some(services) = services {
         builder = builder.data(services);
+    }
+    if let Some(rate_limits) = rate_limits {
+        builder = builder.data(rate_limits);
     }
     builder.finish()
 }
 
 /// The SDL that `/graphql` serves: what `taxbridge schema` prints and `schema.graphql` holds.
 pub fn sdl() -> String {
-    build_schema(None).sdl()
+    build_schema(None, None).sdl()
 }
 
 /// What one request carries into its resolvers, and what they leave for the handler to read
@@ -109,6 +115,8 @@ pub fn sdl() -> String {
 pub struct RequestContext {
     pub request_id: String,
     bearer: Option<String>,
+    /// The client's address, for per-address limits.
+    pub client: Option<std::net::IpAddr>,
     /// The caller, or why there is none: authenticated once, on first use.
     caller: OnceCell<Result<Caller, ApiError>>,
     /// The key a successful login used (a login request carries no token).
@@ -116,10 +124,15 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    pub fn new(request_id: String, bearer: Option<String>) -> Self {
+    pub fn new(
+        request_id: String,
+        bearer: Option<String>,
+        client: Option<std::net::IpAddr>,
+    ) -> Self {
         Self {
             request_id,
             bearer,
+            client,
             caller: OnceCell::new(),
             login_key: OnceLock::new(),
         }
@@ -142,6 +155,10 @@ pub(crate) fn request<'a>(ctx: &Context<'a>) -> &'a RequestContext {
     ctx.data_unchecked::<Arc<RequestContext>>()
 }
 
+pub(crate) fn rate_limits<'a>(ctx: &Context<'a>) -> &'a RateLimits {
+    ctx.data_unchecked::<Arc<RateLimits>>()
+}
+
 /// The authenticated caller, established once per request from its bearer token.
 pub(crate) async fn caller<'a>(ctx: &Context<'a>) -> Result<&'a Caller, ApiError> {
     let request = request(ctx);
@@ -149,7 +166,9 @@ pub(crate) async fn caller<'a>(ctx: &Context<'a>) -> Result<&'a Caller, ApiError
         .caller
         .get_or_init(|| async {
             let bearer = request.bearer.as_deref().ok_or(AuthError::MissingToken)?;
-            Ok(services(ctx).identity.authenticate(bearer).await?)
+            let caller = services(ctx).identity.authenticate(bearer).await?;
+            rate_limits(ctx).request(caller.key_id())?;
+            Ok(caller)
         })
         .await;
     outcome.as_ref().map_err(Clone::clone)

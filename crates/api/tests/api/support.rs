@@ -5,7 +5,9 @@
 use secrecy::SecretSlice;
 use serde_json::{json, Value};
 use std::{sync::Arc, time::Duration};
-use taxbridge_api::{ApiSettings, Application, ConnectionLimits, QueryLimits, Services};
+use taxbridge_api::{
+    ApiSettings, Application, ConnectionLimits, QueryLimits, RateLimitSettings, Services,
+};
 use taxbridge_domain::{
     identity::{reveal, Identity, IdentitySettings},
     usage::UsageRecorder,
@@ -89,6 +91,7 @@ impl TestApp {
             max_body_bytes: 64 * 1024,
             query_limits: QueryLimits::default(),
             connections: ConnectionLimits::default(),
+            rate_limits: RateLimitSettings::default(),
             usage_flush_interval: Duration::from_millis(100),
         };
         tweak(&mut settings);

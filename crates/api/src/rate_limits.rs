@@ -1,0 +1,241 @@
+//! Rate limits, per node, with `governor` (GCRA, keyed, lock-free reads):
+//!
+//! - **failed logins** per client address and per key prefix (the first characters of what
+//!   was sent as a key, malformed or not): past the quota, logins from that address (or for
+//!   that prefix) answer `RATE_LIMITED` until the quota refills, so guessing keys is slow.
+//!   Only failures count: a client that logs in often with a good key is never refused.
+//! - **requests** per API key (so per access token): a quota per second with a burst, high
+//!   enough that the docs' polling clients never meet it.
+//!
+//! A refusal is `RATE_LIMITED` with `extensions.retryAfterSeconds` (whole seconds, at least
+//! 1), HTTP 429 and `Retry-After`, and is counted in `/metrics`. Each node counts on its own:
+//! behind a load balancer spreading clients over N nodes, a client can reach up to N times
+//! the quota (the README says so).
+
+use crate::error::ApiError;
+use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::{
+    net::IpAddr,
+    num::NonZeroU32,
+    time::{Duration, Instant},
+};
+use taxbridge_domain::{ids::ApiKeyId, ttl_map::TtlMap};
+
+/// The quotas, from settings.
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimitSettings {
+    /// Failed logins one client address (or one key prefix) may make in a minute.
+    pub failed_logins_per_minute: u32,
+    /// Requests one API key may make each second, sustained.
+    pub requests_per_second: u32,
+    /// Requests one API key may make at once, above the sustained rate.
+    pub request_burst: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            failed_logins_per_minute: 20,
+            requests_per_second: 50,
+            request_burst: 100,
+        }
+    }
+}
+
+/// How much of a presented key names its "prefix" for the failed-login limit: the type
+/// prefix and a few characters, as the key's display prefix shows.
+const KEY_PREFIX_CHARS: usize = 11;
+
+/// Which limit refused a request, for the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    LoginAddress,
+    LoginKeyPrefix,
+    Requests,
+}
+
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::LoginAddress => "failed_logins_per_address",
+            Limit::LoginKeyPrefix => "failed_logins_per_key_prefix",
+            Limit::Requests => "requests_per_key",
+        }
+    }
+}
+
+pub struct RateLimits {
+    failed_by_address: DefaultKeyedRateLimiter<IpAddr>,
+    failed_by_prefix: DefaultKeyedRateLimiter<String>,
+    /// Addresses and prefixes over their failed-login quota, and until when.
+    blocked_addresses: TtlMap<IpAddr, Instant>,
+    blocked_prefixes: TtlMap<String, Instant>,
+    requests: DefaultKeyedRateLimiter<ApiKeyId>,
+    refused: prometheus::IntCounterVec,
+}
+
+fn nonzero(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN)
+}
+
+/// Whole seconds to wait, at least 1.
+fn whole_seconds(wait: Duration) -> u64 {
+    let rounded_up = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    rounded_up.max(1)
+}
+
+impl RateLimits {
+    pub fn new(settings: RateLimitSettings, refused: prometheus::IntCounterVec) -> Self {
+        let logins = Quota::per_minute(nonzero(settings.failed_logins_per_minute));
+        let requests = Quota::per_second(nonzero(settings.requests_per_second))
+            .allow_burst(nonzero(settings.request_burst));
+        Self {
+            failed_by_address: RateLimiter::dashmap(logins),
+            failed_by_prefix: RateLimiter::dashmap(logins),
+            blocked_addresses: TtlMap::new(Duration::from_secs(60), 100_000),
+            blocked_prefixes: TtlMap::new(Duration::from_secs(60), 100_000),
+            requests: RateLimiter::dashmap(requests),
+            refused,
+        }
+    }
+
+    fn refuse(&self, limit: Limit, wait: Duration) -> ApiError {
+        self.refused.with_label_values(&[limit.as_str()]).inc();
+        ApiError::RateLimited {
+            retry_after_seconds: whole_seconds(wait),
+        }
+    }
+
+    fn prefix_of(key: &str) -> String {
+        key.chars().take(KEY_PREFIX_CHARS).collect()
+    }
+
+    /// Before a login: refused while the address or the key's prefix is over its quota.
+    pub fn login_allowed(&self, address: Option<IpAddr>, key: &str) -> Result<(), ApiError> {
+        let now = Instant::now();
+        if let Some(until) = address.and_then(|a| self.blocked_addresses.get(&a)) {
+            if until > now {
+                return Err(self.refuse(Limit::LoginAddress, until - now));
+            }
+        }
+        if let Some(until) = self.blocked_prefixes.get(&Self::prefix_of(key)) {
+            if until > now {
+                return Err(self.refuse(Limit::LoginKeyPrefix, until - now));
+            }
+        }
+        Ok(())
+    }
+
+    /// After a failed login: counts it against the address and the prefix.
+    pub fn login_failed(&self, address: Option<IpAddr>, key: &str) {
+        let clock = self.failed_by_address.clock();
+        if let Some(address) = address {
+            if let Err(not_until) = self.failed_by_address.check_key(&address) {
+                let wait = not_until.wait_time_from(clock.now());
+                self.blocked_addresses
+                    .insert(address, Instant::now() + wait);
+            }
+        }
+        let prefix = Self::prefix_of(key);
+        if let Err(not_until) = self.failed_by_prefix.check_key(&prefix) {
+            let wait = not_until.wait_time_from(self.failed_by_prefix.clock().now());
+            self.blocked_prefixes.insert(prefix, Instant::now() + wait);
+        }
+    }
+
+    /// One request by an authenticated key.
+    pub fn request(&self, key: &ApiKeyId) -> Result<(), ApiError> {
+        self.requests.check_key(key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.requests.clock().now());
+            self.refuse(Limit::Requests, wait)
+        })
+    }
+
+    /// Forgets keys whose quota is full again, so the maps hold only recent callers.
+    pub fn forget_idle(&self) {
+        self.failed_by_address.retain_recent();
+        self.failed_by_prefix.retain_recent();
+        self.requests.retain_recent();
+        self.failed_by_address.shrink_to_fit();
+        self.failed_by_prefix.shrink_to_fit();
+        self.requests.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(settings: RateLimitSettings) -> RateLimits {
+        let counter =
+            prometheus::IntCounterVec::new(prometheus::Opts::new("refused", "test"), &["limit"])
+                .expect("counter");
+        RateLimits::new(settings, counter)
+    }
+
+    fn retry_after(err: ApiError) -> u64 {
+        match err {
+            ApiError::RateLimited {
+                retry_after_seconds,
+            } => retry_after_seconds,
+            other => panic!("expected RATE_LIMITED, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn waits_are_whole_seconds_and_at_least_one() {
+        assert_eq!(whole_seconds(Duration::ZERO), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(2_001)), 3);
+        assert_eq!(whole_seconds(Duration::from_secs(3)), 3);
+    }
+
+    #[test]
+    fn failed_logins_past_the_quota_block_the_address_not_others() {
+        let limits = limits(RateLimitSettings::default());
+        let attacker: IpAddr = [10, 0, 0, 1].into();
+        let other: IpAddr = [10, 0, 0, 2].into();
+        for i in 0..20 {
+            assert!(limits.login_allowed(Some(attacker), "x").is_ok(), "try {i}");
+            limits.login_failed(Some(attacker), &format!("tb_pat_guess{i:04}"));
+        }
+        // The 21st failure goes over: from then on the address waits.
+        limits.login_failed(Some(attacker), "tb_pat_guess0021");
+        let wait = retry_after(
+            limits
+                .login_allowed(Some(attacker), "tb_pat_good")
+                .expect_err("blocked"),
+        );
+        assert!((1..=60).contains(&wait), "{wait}");
+        assert!(limits.login_allowed(Some(other), "tb_pat_good").is_ok());
+    }
+
+    #[test]
+    fn failures_against_one_key_prefix_block_it_from_every_address() {
+        let limits = limits(RateLimitSettings::default());
+        for i in 0..21u8 {
+            limits.login_failed(Some([10, 0, 1, i].into()), "tb_pat_AAAAxxxxxxxx");
+        }
+        assert!(limits
+            .login_allowed(Some([10, 9, 9, 9].into()), "tb_pat_AAAAyyyy")
+            .is_err());
+        assert!(limits
+            .login_allowed(Some([10, 9, 9, 9].into()), "tb_pat_BBBByyyy")
+            .is_ok());
+    }
+
+    #[test]
+    fn requests_past_the_burst_wait_for_the_rate() {
+        let limits = limits(RateLimitSettings {
+            failed_logins_per_minute: 20,
+            requests_per_second: 1,
+            request_burst: 5,
+        });
+        let key = ApiKeyId::generate();
+        for _ in 0..5 {
+            assert!(limits.request(&key).is_ok());
+        }
+        assert_eq!(retry_after(limits.request(&key).expect_err("over")), 1);
+        assert!(limits.request(&ApiKeyId::generate()).is_ok());
+    }
+}

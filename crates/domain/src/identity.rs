@@ -85,6 +85,15 @@ impl Default for IdentitySettings {
     }
 }
 
+/// How long a grant read from the database is trusted, given how soon a revocation must take
+/// effect: the promise less the time a read and the request around it take, so a grant read
+/// just before a revocation committed is dropped within the promise, not just after it.
+fn trusted_for(promise: Duration) -> Duration {
+    promise
+        .saturating_sub(Duration::from_millis(250))
+        .max(Duration::from_millis(100))
+}
+
 pub struct Identity {
     accounts: Arc<dyn AccountStore>,
     keys: Arc<dyn ApiKeyStore>,
@@ -111,8 +120,8 @@ impl Identity {
             accounts: store.clone(),
             keys: store,
             tokens: TokenIssuer::new(signing_secret, settings.token_lifetime_seconds),
-            grants: TtlMap::new(settings.grant_cache_ttl, 100_000),
-            logins: TtlMap::new(settings.grant_cache_ttl, 100_000),
+            grants: TtlMap::new(trusted_for(settings.grant_cache_ttl), 100_000),
+            logins: TtlMap::new(trusted_for(settings.grant_cache_ttl), 100_000),
             touched: TtlMap::new(Duration::from_secs(60), 100_000),
         }
     }

@@ -71,6 +71,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    private_files();
     let cli = Cli::parse();
     if let Command::Schema = cli.command {
         print!("{}", taxbridge_api::sdl());
@@ -96,6 +97,24 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Everything Taxbridge writes under its data dir (the database and its WAL, secrets, blobs)
+/// is for its own user alone: files are created 0600 and folders 0700, by the process's
+/// creation mask rather than a chmod afterwards, so no other user can open one even for an
+/// instant.
+fn private_files() {
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
+/// Creates `dir` (and its parents) readable by this user alone.
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {

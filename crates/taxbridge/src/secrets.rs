@@ -86,7 +86,7 @@ fn read_or_create(path: &Path) -> anyhow::Result<SecretSlice<u8>> {
         return Ok(SecretSlice::from(bytes));
     }
     let dir = path.parent().context("a secret file has a parent folder")?;
-    std::fs::create_dir_all(dir)?;
+    crate::create_private_dir(dir)?;
     let mut bytes = vec![0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     write_private(path, &STANDARD.encode(&bytes))?;

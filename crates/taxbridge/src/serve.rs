@@ -20,7 +20,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let url = settings.database_url();
     let backend = Backend::of_url(&url)?;
     if backend == Backend::Sqlite {
-        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        crate::create_private_dir(&settings.data_dir).with_context(|| {
             format!(
                 "Failed to create the data directory {}",
                 settings.data_dir.display()

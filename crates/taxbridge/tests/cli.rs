@@ -212,6 +212,60 @@ fn first_start_prints_a_working_key_and_curl_once() {
     assert!(me["data"]["me"]["id"].is_string(), "{me}");
 }
 
+/// The data dir, `secrets/` and every file the server creates there are its user's alone,
+/// created that way (the process's creation mask), not changed afterwards.
+#[cfg(unix)]
+#[test]
+fn everything_under_the_data_dir_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = serve(&data);
+    let key = server.first_key.clone().expect("first key");
+    // A write, so the WAL and its index exist too.
+    token(&server.endpoint, &key);
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&data), 0o700, "the data dir");
+    assert_eq!(mode(&data.join("secrets")), 0o700, "secrets/");
+    let mut files = Vec::new();
+    let mut folders = vec![data.clone()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                assert_eq!(mode(&path), 0o700, "{}", path.display());
+                folders.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    let names: Vec<String> = files
+        .iter()
+        .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    for expected in [
+        "taxbridge.db",
+        "taxbridge.db-wal",
+        "taxbridge.db-shm",
+        "jwt-signing.key",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
+    }
+    for file in &files {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+}
+
 #[test]
 fn admin_commands_manage_keys_beside_a_running_server() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -17,7 +17,7 @@ taxbridge_testkit::per_database!(
     login_rejects_wrong_expired_and_revoked_keys_with_one_message,
     me_refuses_missing_malformed_forged_and_expired_tokens,
     a_revoked_keys_tokens_stop_at_once_on_the_revoking_node,
-    a_key_revoked_by_another_process_stops_within_five_seconds,
+    a_key_revoked_by_another_process_stops_within_the_promised_seconds,
     a_key_that_expires_stops_its_tokens,
     a_disabled_accounts_tokens_stop,
     login_records_when_a_key_was_last_used,
@@ -205,38 +205,56 @@ async fn a_revoked_keys_tokens_stop_at_once_on_the_revoking_node(app: TestApp) {
     );
 }
 
-async fn a_key_revoked_by_another_process_stops_within_five_seconds(app: TestApp) {
-    let (_, secret, key_id) = app.customer_with_key("jane@smith-cpa.com").await;
-    let token = app.token_for(&secret).await;
-    app.me(Some(&token)).await.assert_ok();
-
+/// The setting promises that a key revoked on another node (or with the CLI) stops within
+/// `revocation_check_seconds` (2 s here). Twenty keys, each in use right up to its revocation,
+/// measured from the revocation's commit to the first refusal.
+async fn a_key_revoked_by_another_process_stops_within_the_promised_seconds(app: TestApp) {
+    let promise = IdentitySettings::default().grant_cache_ttl;
     // Another node or the CLI: its own connection to the same database, its own cache.
     let elsewhere_store = taxbridge_store::connect(&app.database_url)
         .await
         .expect("second connection");
-    let elsewhere = Identity::new(
+    let elsewhere = std::sync::Arc::new(Identity::new(
         std::sync::Arc::new(elsewhere_store),
         &secrecy::SecretSlice::from(b"the-cli-never-signs-a-token-xxxx".to_vec()),
         IdentitySettings::default(),
-    );
-    assert!(elsewhere
-        .revoke_key(&ApiKeyId::from_string(key_id))
-        .await
-        .expect("revoke"));
-    let revoked_at = Instant::now();
-    loop {
-        let response = app.me(Some(&token)).await;
-        if response.code() == "UNAUTHENTICATED" {
-            break;
-        }
-        response.assert_ok();
-        assert!(
-            revoked_at.elapsed() < Duration::from_secs(5),
-            "still accepted 5 s after revocation"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    ));
+    let app = std::sync::Arc::new(app);
+    let mut trials = Vec::new();
+    for trial in 0..20 {
+        let (app, elsewhere) = (app.clone(), elsewhere.clone());
+        trials.push(tokio::spawn(async move {
+            let (_, secret, key_id) = app
+                .customer_with_key(&format!("user{trial}@smith-cpa.com"))
+                .await;
+            let token = app.token_for(&secret).await;
+            // In use right up to the revocation, so this node holds a fresh grant.
+            tokio::time::sleep(Duration::from_millis(50 * trial)).await;
+            app.me(Some(&token)).await.assert_ok();
+            assert!(elsewhere
+                .revoke_key(&ApiKeyId::from_string(key_id))
+                .await
+                .expect("revoke"));
+            let revoked_at = Instant::now();
+            loop {
+                let response = app.me(Some(&token)).await;
+                if response.code() == "UNAUTHENTICATED" {
+                    break revoked_at.elapsed();
+                }
+                response.assert_ok();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }));
     }
-    assert_eq!(app.login(&secret).await.code(), "UNAUTHENTICATED");
+    let mut took = Vec::new();
+    for trial in trials {
+        took.push(trial.await.expect("trial"));
+    }
+    let slowest = took.iter().max().copied().unwrap_or_default();
+    assert!(
+        slowest <= promise,
+        "a revoked key still worked {slowest:?} after revocation (promise: {promise:?}; all: {took:?})"
+    );
 }
 
 async fn a_key_that_expires_stops_its_tokens(app: TestApp) {

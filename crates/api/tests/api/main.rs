@@ -2,6 +2,7 @@
 //! database, once on SQLite and once on PostgreSQL for every test. One test binary, so the
 //! harness is built once.
 
+mod bad_input;
 mod identity;
 mod schema;
 mod support;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check Taxbridge has, as CI does: formatting, lints, the committed schema, the test
 # suites on SQLite and on a throwaway PostgreSQL, and the doc pages' example programs against a
-# real server. Installs what it needs (PostgreSQL, the TypeScript compiler, Python requests).
+# real server, and graphql-http's GraphQL-over-HTTP audit of a live server. Installs what it needs
+# (PostgreSQL, the TypeScript compiler and graphql-http from npm, Python requests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,3 +31,6 @@ cargo test --workspace
 
 step "the doc pages' example programs against a running server"
 python3 scripts/seeds/run.py --bin target/debug/taxbridge
+
+step "GraphQL-over-HTTP conformance (graphql-http's server audit, 0 warnings)"
+scripts/audit/run.sh target/debug/taxbridge

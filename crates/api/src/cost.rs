@@ -169,7 +169,8 @@ mod tests {
         max_depth: 12,
         max_complexity: 20_000,
         max_document_bytes: 64 * 1024,
-        max_document_tokens: 10_000,
+        max_document_tokens: 4_000,
+        max_response_bytes: 16 * 1024 * 1024,
     };
 
     fn check_query(query: &str, variables: serde_json::Value) -> Result<(), Refusal> {

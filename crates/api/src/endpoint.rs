@@ -18,7 +18,7 @@ use crate::{
     cost,
     documents::{count_tokens, ParsedQueries},
     error::{self, ErrorCode},
-    graphql::{root_fields, RequestContext},
+    graphql::{root_fields, QueryLimits, RequestContext},
     http::{refuse, request_id, AppState},
 };
 use async_graphql::{
@@ -33,6 +33,7 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::json;
 use std::{
     net::{IpAddr, SocketAddr},
     sync::Arc,
@@ -298,7 +299,25 @@ struct Prepared {
 
 /// Finds the document parsed, or parses it if it is small enough to parse cheaply.
 fn prepare(state: &AppState, query: &str) -> Result<Prepared, ServerError> {
-    let limits = state.limits;
+    if query.len() <= state.limits.max_document_bytes {
+        if let Some(document) = state.documents.get(query) {
+            return Ok(Prepared {
+                document,
+                keep: None,
+            });
+        }
+    }
+    let (document, tokens) = read_document(query, state.limits)?;
+    let keep = ParsedQueries::worth_keeping(query, &document).then_some(tokens);
+    Ok(Prepared { document, keep })
+}
+
+/// Parses a query document, refusing first (by size, then by a token count) one that would
+/// cost too much to parse. Returns the document and its token count.
+fn read_document(
+    query: &str,
+    limits: QueryLimits,
+) -> Result<(ExecutableDocument, usize), ServerError> {
     if query.len() > limits.max_document_bytes {
         return Err(error::server_error(
             format!(
@@ -308,12 +327,6 @@ fn prepare(state: &AppState, query: &str) -> Result<Prepared, ServerError> {
             ),
             ErrorCode::QueryTooComplex,
         ));
-    }
-    if let Some(document) = state.documents.get(query) {
-        return Ok(Prepared {
-            document,
-            keep: None,
-        });
     }
     let Some(tokens) = count_tokens(query, limits.max_document_tokens) else {
         return Err(error::server_error(
@@ -326,8 +339,7 @@ fn prepare(state: &AppState, query: &str) -> Result<Prepared, ServerError> {
     };
     let document = async_graphql::parser::parse_query(query)
         .map_err(|err| error::server_error(err.to_string(), ErrorCode::GraphqlParseFailed))?;
-    let keep = ParsedQueries::worth_keeping(query, &document).then_some(tokens);
-    Ok(Prepared { document, keep })
+    Ok((document, tokens))
 }
 
 fn is_mutation(document: &ExecutableDocument, operation_name: Option<&str>) -> bool {
@@ -424,6 +436,31 @@ async fn run(
             (StatusCode::OK, serde_json::to_vec(&response))
         };
     match body {
+        Ok(body) if body.len() > state.limits.max_response_bytes => {
+            // The last line against amplification: the cost check should have refused it.
+            tracing::warn!(
+                bytes = body.len(),
+                "refused an answer over the response size cap"
+            );
+            let refused = json!({ "errors": [{
+                "message": format!(
+                    "The answer would be {} bytes, more than the {} allowed. Ask for fewer fields or a smaller `limit`, and page with `offset`.",
+                    body.len(),
+                    state.limits.max_response_bytes
+                ),
+                "extensions": { "code": ErrorCode::QueryTooComplex.as_str() },
+            }]});
+            let status = match media {
+                Media::Json => StatusCode::OK,
+                Media::GraphqlResponseJson => StatusCode::BAD_REQUEST,
+            };
+            (
+                status,
+                [(header::CONTENT_TYPE, media.content_type())],
+                refused.to_string(),
+            )
+                .into_response()
+        }
         Ok(body) => (status, [(header::CONTENT_TYPE, media.content_type())], body).into_response(),
         Err(err) => {
             tracing::error!(error = %err, "could not serialise a response");
@@ -486,4 +523,70 @@ fn bearer_token(headers: &HeaderMap) -> Option<String> {
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn query_limits() -> QueryLimits {
+        QueryLimits {
+            max_document_tokens: 200,
+            ..QueryLimits::default()
+        }
+    }
+
+    proptest! {
+        /// Whatever bytes arrive as a body, the reader answers a request or a typed 400.
+        #[test]
+        fn any_body_is_a_request_or_a_typed_400(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Err(refused) = parse_request(&body) {
+                prop_assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+                prop_assert_eq!(refused.code, ErrorCode::GraphqlParseFailed);
+                prop_assert!(!refused.message.is_empty());
+            }
+        }
+
+        /// Whatever text arrives as a query, reading it gives a document or a typed refusal,
+        /// and a document's cost can always be checked.
+        #[test]
+        fn any_query_text_is_a_document_or_a_typed_refusal(
+            query in "[{}()\\[\\]:$@!.,=#\"a-z0-9 \\n]{0,300}"
+        ) {
+            match read_document(&query, query_limits()) {
+                Ok((document, _)) => {
+                    let _ = cost::check(&document, None, &async_graphql::Variables::default(), query_limits());
+                }
+                Err(refused) => {
+                    let code = error::code_of(&refused);
+                    prop_assert!(
+                        matches!(code, Some(ErrorCode::GraphqlParseFailed | ErrorCode::QueryTooComplex)),
+                        "{:?}", code
+                    );
+                }
+            }
+        }
+
+        /// The same with arbitrary Unicode.
+        #[test]
+        fn any_unicode_query_is_read_without_panic(query in "\\PC{0,200}") {
+            let _ = read_document(&query, query_limits());
+            let _ = count_tokens(&query, 1_000);
+        }
+    }
+
+    #[test]
+    fn a_wellformed_body_is_read() {
+        let request = parse_request(br#"{"query": "{ me { id } }", "variables": {"a": 1}}"#);
+        assert!(request.is_ok());
+        for bad in [
+            &b"nonsense"[..],
+            b"[1, 2]",
+            b"{\"variables\": {}}",
+            b"{\"query\": \"  \"}",
+        ] {
+            assert!(parse_request(bad).is_err());
+        }
+    }
 }

@@ -84,6 +84,9 @@ impl ErrorCode {
     }
 }
 
+/// The most errors one answer lists.
+pub const MAX_ERRORS: usize = 50;
+
 /// The message every internal error shows; the handler appends the request id.
 pub const INTERNAL_MESSAGE: &str =
     "Something went wrong inside Taxbridge; nothing you sent was at fault.";
@@ -188,7 +191,20 @@ pub fn code_of(error: &ServerError) -> Option<ErrorCode> {
 /// Readies a response's errors to leave: each gets its code (ours carry theirs; those
 /// async-graphql raised before execution are validation failures), and internal ones the
 /// request id to quote. Returns the codes, for the metrics.
-pub fn finish(errors: &mut [ServerError], request_id: &str) -> Vec<ErrorCode> {
+pub fn finish(errors: &mut Vec<ServerError>, request_id: &str) -> Vec<ErrorCode> {
+    // A document of a thousand wrong fields gets a thousand validation errors: the first few
+    // say what to fix, and the answer stays small.
+    if errors.len() > MAX_ERRORS {
+        let more = errors.len() - MAX_ERRORS;
+        errors.truncate(MAX_ERRORS);
+        let mut last = ServerError::new(format!("…and {more} more errors like these."), None);
+        if let Some(code) = errors.last().and_then(code_of) {
+            last.extensions
+                .get_or_insert_with(Default::default)
+                .set("code", code.as_str());
+        }
+        errors.push(last);
+    }
     errors
         .iter_mut()
         .map(|error| {
@@ -324,6 +340,11 @@ mod tests {
             ApiError::Forbidden("no".into()).into_server_error_for_test(),
         ];
         let codes = finish(&mut errors, "req-1");
+        let mut many: Vec<ServerError> = (0..1_000)
+            .map(|_| ServerError::new("Unknown field", None))
+            .collect();
+        assert_eq!(finish(&mut many, "req-2").len(), MAX_ERRORS + 1);
+        assert!(many[MAX_ERRORS].message.contains("950 more"));
         assert_eq!(
             codes,
             [

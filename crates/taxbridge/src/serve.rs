@@ -58,6 +58,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 max_complexity: settings.limits.max_query_complexity,
                 max_document_bytes: settings.limits.max_query_bytes,
                 max_document_tokens: settings.limits.max_query_tokens,
+                max_response_bytes: settings.limits.max_response_bytes,
             },
             connections: ConnectionLimits {
                 header_read_timeout: Duration::from_secs(

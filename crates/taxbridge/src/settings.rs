@@ -89,6 +89,8 @@ pub struct LimitSettings {
     pub max_query_bytes: usize,
     /// Query documents with more tokens than this are refused before parsing.
     pub max_query_tokens: usize,
+    /// Answers longer than this are refused with QUERY_TOO_COMPLEX.
+    pub max_response_bytes: usize,
     /// A new connection must send its first request's headers within this.
     pub header_read_timeout_seconds: u64,
     /// A kept-alive connection idle this long is closed.
@@ -140,7 +142,8 @@ impl Default for LimitSettings {
             max_query_depth: 12,
             max_query_complexity: 20_000,
             max_query_bytes: 64 * 1024,
-            max_query_tokens: 10_000,
+            max_query_tokens: 4_000,
+            max_response_bytes: 16 * 1024 * 1024,
             header_read_timeout_seconds: 10,
             idle_timeout_seconds: 30,
             body_read_timeout_seconds: 10,

@@ -75,6 +75,9 @@ pub struct QueryLimits {
     /// Query documents with more tokens than this are refused before parsing: a parsed tree
     /// costs a few hundred bytes a token.
     pub max_document_tokens: usize,
+    /// Answers longer than this are replaced by a `QUERY_TOO_COMPLEX` error: the last line
+    /// behind the cost check.
+    pub max_response_bytes: usize,
 }
 
 impl Default for QueryLimits {
@@ -83,7 +86,8 @@ impl Default for QueryLimits {
             max_depth: 12,
             max_complexity: 20_000,
             max_document_bytes: 64 * 1024,
-            max_document_tokens: 10_000,
+            max_document_tokens: 4_000,
+            max_response_bytes: 16 * 1024 * 1024,
         }
     }
 }

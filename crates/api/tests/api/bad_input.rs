@@ -28,6 +28,7 @@ taxbridge_testkit::per_database!(
     a_partner_reaches_another_partners_workspace_as_not_found,
     list_filters_over_five_hundred_values_are_bad_user_input,
     nested_lists_spread_over_aliases_are_too_complex,
+    answers_over_the_size_cap_are_refused,
     wrong_api_keys_are_rate_limited_after_twenty_failures,
     requests_past_a_keys_quota_answer_429,
 );
@@ -36,6 +37,7 @@ taxbridge_testkit::per_database!(
 pub async fn strict(database: Database) -> Option<TestApp> {
     TestApp::spawn_with(database, |settings| {
         settings.max_body_bytes = 4 * 1024 * 1024;
+        settings.query_limits.max_response_bytes = 64 * 1024;
         settings.connections = ConnectionLimits {
             header_read_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(2),
@@ -483,6 +485,38 @@ async fn nested_lists_spread_over_aliases_are_too_complex(app: TestApp) {
         "{}",
         response.message()
     );
+}
+
+async fn answers_over_the_size_cap_are_refused(app: TestApp) {
+    let aliases: String = (0..40)
+        .map(|i| {
+            format!(
+                "s{i}: __schema {{ types {{ name description fields {{ name description }} }} }} "
+            )
+        })
+        .collect();
+    let response = app
+        .graphql(json!({ "query": format!("{{ {aliases} }}") }), None, None)
+        .await;
+    assert_eq!(
+        response.code(),
+        "QUERY_TOO_COMPLEX",
+        "{}",
+        response.message()
+    );
+    assert!(
+        response.message().contains("65536"),
+        "{}",
+        response.message()
+    );
+    let small = app
+        .graphql(
+            json!({ "query": "{ __schema { queryType { name } } }" }),
+            None,
+            None,
+        )
+        .await;
+    small.assert_ok();
 }
 
 async fn wrong_api_keys_are_rate_limited_after_twenty_failures(app: TestApp) {

@@ -62,6 +62,7 @@ pub fn router(settings: &ApiSettings, services: Arc<Services>) -> (Router, Arc<R
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(check_head))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -82,6 +83,43 @@ pub fn router(settings: &ApiSettings, services: Arc<Services>) -> (Router, Arc<R
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state);
     (router, rate_limits)
+}
+
+/// The longest URI and the most header bytes a request may have; past them the answer is a
+/// JSON 414 or 431. hyper itself refuses far larger heads (a 64 KiB URI, 200 headers, 400 KiB),
+/// with bodiless answers no handler can shape: these limits keep every refusal a client can
+/// meet in practice typed.
+const MAX_URI_BYTES: usize = 8 * 1024;
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// The header count hyper enforces (above its default of 100, so [`check_head`] answers first).
+pub(crate) const HYPER_MAX_HEADERS: usize = 200;
+const MAX_HEADERS: usize = 100;
+
+/// Refuses a request whose URI or headers are longer than any client of the gateway sends.
+async fn check_head(request: Request, next: Next) -> Response {
+    let uri = request.uri().to_string().len();
+    if uri > MAX_URI_BYTES {
+        return refuse(
+            StatusCode::URI_TOO_LONG,
+            ErrorCode::BadRequest,
+            format!("The URI is {uri} bytes; at most {MAX_URI_BYTES} are accepted. Send long queries with POST."),
+            None,
+        );
+    }
+    let headers = request.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return refuse(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorCode::BadRequest,
+            format!("The request has {} headers in {bytes} bytes; at most {MAX_HEADERS} headers in {MAX_HEADER_BYTES} bytes are accepted.", headers.len()),
+            None,
+        );
+    }
+    next.run(request).await
 }
 
 /// Counts and times every request by route.

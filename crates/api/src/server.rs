@@ -120,6 +120,7 @@ async fn serve_connection(
     let mut connection = pin!(http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.idle_timeout)
+        .max_headers(crate::http::HYPER_MAX_HEADERS)
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
 

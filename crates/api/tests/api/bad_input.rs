@@ -212,6 +212,24 @@ async fn transport_mistakes_answer_typed_json(app: TestApp) {
             .as_str()
             .is_some_and(|m| !m.is_empty()));
     }
+    // Heads longer than any client sends: typed 414 and 431.
+    let long_uri = app
+        .http
+        .get(format!("{}/graphql?query={}", app.base, "a".repeat(20_000)))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(long_uri.status(), 414);
+    let body: Value = long_uri.json().await.expect("JSON");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_REQUEST");
+    let mut many = app.http.get(format!("{}/healthz", app.base));
+    for i in 0..150 {
+        many = many.header(format!("x-h{i}"), "v");
+    }
+    let many = many.send().await.expect("send");
+    assert_eq!(many.status(), 431);
+    let body: Value = many.json().await.expect("JSON");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_REQUEST");
     // A chunked body that breaks off is malformed (400), not "too large" (413).
     let answer = raw_exchange(
         &app,

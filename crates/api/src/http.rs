@@ -97,7 +97,7 @@ const MAX_HEADERS: usize = 100;
 
 /// Refuses a request whose URI or headers are longer than any client of the gateway sends.
 async fn check_head(request: Request, next: Next) -> Response {
-    let uri = request.uri().to_string().len();
+    let uri = request.uri().path().len() + request.uri().query().map_or(0, str::len);
     if uri > MAX_URI_BYTES {
         return refuse(
             StatusCode::URI_TOO_LONG,

@@ -30,9 +30,7 @@ BLOCK = re.compile(r"^([ \t]*)```(\w+)(?: ([^\n]*?))?(?: theme=\{null\})?\n(.*?)
 
 # Doc pages whose operations the gateway does not serve yet, with the reason. Each entry must
 # name the issue that removes it; the runner fails if a listed page starts passing unnoticed.
-PENDING = {
-    "start-provider-connection.md": "startProviderConnection arrives with provider connections (spec section 5)",
-}
+PENDING = {}
 
 
 def free_port():
@@ -182,6 +180,44 @@ class Runner:
         if compiled.returncode == 0:
             self.run(f"{page} complete example TypeScript", ["node", os.path.join(self.workdir, "ts-out", "complete.js")], [success])
 
+    def provider_connection(self, binary, data_dir):
+        """start-provider-connection.md: a partner (registered with the CLI, as an operator
+        does) starts a connection on its workspace. Only the host, the token and the page's two
+        placeholders (`workspace_123456`, `<partner_key>`) are replaced."""
+        page = "start-provider-connection.md"
+        partner_key = "seedpartner"
+        created = subprocess.run(
+            [binary, "--data-dir", data_dir, "partners", "create", "--name", "Seed Partner",
+             "--provider-key", partner_key, "--email", "eng@seedpartner.example"],
+            capture_output=True, text=True, timeout=60,
+        )
+        if created.returncode != 0:
+            self.check(f"{page} partner registered", False, created.stderr)
+            return
+        token = post(self.endpoint, {
+            "query": "mutation L($k: String!) { loginViaPersonalApiToken(token: $k) { accessToken } }",
+            "variables": {"k": created.stdout.strip()},
+        })["data"]["loginViaPersonalApiToken"]["accessToken"]
+        workspace = post(self.endpoint, {
+            "query": "mutation { createWorkspace(input: {displayName: \"Seed Firm\"}) { id } }",
+        }, token)["data"]["createWorkspace"]["id"]
+        blocks_ = blocks(page)
+        doc = next(code for _, lang, _, code in blocks_ if lang == "graphql")
+        curl = next(code for _, lang, title, code in blocks_ if lang == "bash" and title == "cURL")
+        sample = json.loads(next(code for _, lang, _, code in blocks_ if lang == "json"))
+        variables = {"workspaceId": workspace, "providerKey": partner_key,
+                     "inputs": {"apiKey": "firm-specific-api-key-12345", "baseUrl": "https://api.canopy.com"}}
+        got = post(self.endpoint, {"query": doc, "variables": variables}, token)
+        ok = "errors" not in got and got["data"]["startProviderConnection"]["status"] == "pending"
+        self.check(f"{page} GraphQL document", ok, json.dumps(got))
+        self.check(f"{page} response has the documented shape", shape(got) == shape(sample), f"{shape(got)} != {shape(sample)}")
+        script = (curl.replace(DOC_ENDPOINT, self.endpoint)
+                      .replace("<accessToken>", token)
+                      .replace("workspace_123456", workspace)
+                      .replace("<partner_key>", partner_key))
+        self.run(f"{page} cURL", ["bash", self.write("start.sh", script)],
+                 ['"status":"pending"', '"action":"collect"', f'"providerKey":"{partner_key}"'])
+
     def pending_pages(self):
         for page, reason in PENDING.items():
             count = len(blocks(page))
@@ -200,6 +236,7 @@ def main():
     runner = Runner(endpoint, key, workdir, tsc)
     try:
         runner.customer_guide()
+        runner.provider_connection(args.bin, data_dir)
         runner.pending_pages()
     finally:
         proc.terminate()

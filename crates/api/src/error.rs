@@ -14,6 +14,7 @@
 use async_graphql::{ErrorExtensions, ServerError};
 use std::sync::Arc;
 use taxbridge_domain::{
+    connections::ConnectionError,
     identity::{AuthError, IdentityError},
     lists::InvalidPage,
     store::StoreError,
@@ -256,6 +257,18 @@ impl From<WorkspaceError> for ApiError {
             WorkspaceError::Forbidden(message) => Self::Forbidden(message),
             WorkspaceError::NotFound => Self::NotFound(WorkspaceError::NotFound.to_string()),
             WorkspaceError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<ConnectionError> for ApiError {
+    fn from(err: ConnectionError) -> Self {
+        match err {
+            ConnectionError::Invalid { field, message } => Self::bad_input(field, message),
+            ConnectionError::Forbidden(message) => Self::Forbidden(message),
+            ConnectionError::NotFound => Self::NotFound(ConnectionError::NotFound.to_string()),
+            ConnectionError::Workspace(workspace) => workspace.into(),
+            ConnectionError::Store(store) => store.into(),
         }
     }
 }

@@ -19,7 +19,8 @@ mod server;
 use anyhow::Context;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use taxbridge_domain::{
-    identity::Identity, store::StoreHealth, usage::UsageRecorder, workspaces::Workspaces,
+    connections::Connections, identity::Identity, store::StoreHealth, usage::UsageRecorder,
+    workspaces::Workspaces,
 };
 use tokio::net::TcpListener;
 
@@ -34,6 +35,7 @@ pub struct Services {
     pub identity: Arc<Identity>,
     pub usage: Arc<UsageRecorder>,
     pub workspaces: Arc<Workspaces>,
+    pub connections: Arc<Connections>,
     /// Where users reach this gateway's web pages, e.g. `https://taxbridge.example.com`; deep
     /// links start with it.
     pub public_base_url: String,

@@ -14,6 +14,10 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn insert_account(&self, account: &Account) -> StoreResult<()>;
     async fn account_by_id(&self, id: &AccountId) -> StoreResult<Option<Account>>;
     async fn account_by_email(&self, email: &Email) -> StoreResult<Option<Account>>;
+    /// The partner account holding `provider_key`, if any.
+    async fn partner_by_provider_key(&self, provider_key: &str) -> StoreResult<Option<Account>>;
+    /// Every partner account, by provider key.
+    async fn partners(&self) -> StoreResult<Vec<Account>>;
     /// The accounts that exist among `emails` (at most a few hundred), in no set order.
     async fn accounts_by_emails(&self, emails: &[Email]) -> StoreResult<Vec<Account>>;
     /// Disables (`Some`) or re-enables (`None`) an account; false when there is no such account.

@@ -54,6 +54,11 @@ id_type!(
     WorkspaceId,
     "wsp_"
 );
+id_type!(
+    /// A provider connection: a workspace's link to one provider's platform.
+    ConnectionId,
+    "con_"
+);
 
 #[cfg(test)]
 mod tests {

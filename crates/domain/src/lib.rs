@@ -14,10 +14,13 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod connections;
+pub mod crypto;
 pub mod email;
 pub mod identity;
 pub mod ids;
 pub mod lists;
+pub mod providers;
 pub mod store;
 pub mod text;
 pub mod time;

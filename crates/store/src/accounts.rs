@@ -140,6 +140,24 @@ impl AccountStore for Store {
         row.map(TryInto::try_into).transpose()
     }
 
+    async fn partner_by_provider_key(&self, provider_key: &str) -> StoreResult<Option<Account>> {
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.provider_key = $1 \
+             AND a.account_type = 'partner'"
+        );
+        let row: Option<AccountRow> = self.db.fetch_optional(&sql, &[provider_key.into()]).await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn partners(&self) -> StoreResult<Vec<Account>> {
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.account_type = 'partner' \
+             ORDER BY a.provider_key"
+        );
+        let rows: Vec<AccountRow> = self.db.fetch(&sql, &[]).await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
     async fn accounts_by_emails(&self, emails: &[Email]) -> StoreResult<Vec<Account>> {
         if emails.is_empty() {
             return Ok(Vec::new());

@@ -17,6 +17,7 @@
 
 mod accounts;
 mod api_keys;
+mod connections;
 mod db;
 mod members;
 mod read;

@@ -8,7 +8,10 @@ use taxbridge_api::{
     ApiSettings, Application, ConnectionLimits, QueryLimits, RateLimitSettings, Services,
 };
 use taxbridge_domain::{
+    connections::Connections,
+    crypto::KeyRing,
     identity::{reveal, Identity, IdentitySettings},
+    providers::Catalog,
     usage::UsageRecorder,
     workspaces::Workspaces,
 };
@@ -28,6 +31,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         })?;
     }
     let secrets = secrets::load(&settings, backend)?;
+    let catalog = Arc::new(load_catalog(&settings)?);
+    let keys = Arc::new(
+        KeyRing::new(&secrets.encryption_key, &[])
+            .context("encryption.key must be 32 bytes in base64")?,
+    );
     // The one storage handle: every service takes the port it needs from it.
     let store = Arc::new(taxbridge_store::connect(&url).await?);
     let identity = Arc::new(Identity::new(
@@ -42,9 +50,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .bootstrap_owner()
         .await
         .context("Failed to create the owner account")?;
+    let workspaces = Arc::new(Workspaces::new(store.clone()));
     let services = Arc::new(Services {
         health: store.clone(),
-        workspaces: Arc::new(Workspaces::new(store.clone())),
+        connections: Arc::new(Connections::new(
+            store.clone(),
+            workspaces.clone(),
+            catalog,
+            keys,
+        )),
+        workspaces,
         identity,
         usage: Arc::new(UsageRecorder::new(store)),
         public_base_url: settings.public_base_url(),
@@ -99,6 +114,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     println!("Taxbridge is serving GraphQL on {endpoint}");
     app.run_until(shutdown_signal()).await
+}
+
+/// The built-in provider catalog, with the operator's file (`providers_file`) added. A file
+/// that cannot be read or used stops the start, naming the file and the line.
+pub fn load_catalog(settings: &Settings) -> anyhow::Result<Catalog> {
+    let Some(path) = &settings.providers_file else {
+        return Ok(Catalog::built_in());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("Failed to read the provider catalog {}", path.display()))?;
+    Ok(Catalog::with_operator_file(
+        &text,
+        &path.display().to_string(),
+    )?)
 }
 
 /// Every connection holds a file descriptor: lift the soft limit to the hard one, so the

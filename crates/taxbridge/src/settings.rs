@@ -25,6 +25,8 @@ pub struct Settings {
     /// Where users reach this gateway, e.g. `https://taxbridge.example.com`; deep links start
     /// with it. Unset means `http://<listen>`.
     pub public_base_url: Option<String>,
+    /// A TOML file of providers that adds to (or overrides by key) the built-in catalog.
+    pub providers_file: Option<PathBuf>,
     /// `text` (readable) or `json` (one object a line, for log shippers).
     pub log_format: String,
     /// Which log lines to write, as a tracing filter: `info`, `debug`, `info,sqlx=warn`, ….
@@ -114,6 +116,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./taxbridge-data"),
             database_url: None,
             public_base_url: None,
+            providers_file: None,
             log_format: "text".into(),
             log_level: "info,sqlx=warn".into(),
             auth: AuthSettings::default(),

@@ -2,6 +2,7 @@
 //! fields; they are merged into [`Query`] and [`Mutation`] here. Resolvers stay thin: find
 //! the caller, call one domain service, map the result into a GraphQL type of its own.
 
+mod connections;
 mod identity;
 pub(crate) mod lists;
 mod plain_list;
@@ -54,10 +55,14 @@ pub fn root_fields(document: &ExecutableDocument, operation_name: Option<&str>) 
 }
 
 #[derive(MergedObject, Default)]
-pub struct Query(identity::IdentityQuery);
+pub struct Query(identity::IdentityQuery, connections::ConnectionQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(identity::IdentityMutation, workspaces::WorkspaceMutation);
+pub struct Mutation(
+    identity::IdentityMutation,
+    workspaces::WorkspaceMutation,
+    connections::ConnectionMutation,
+);
 
 pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
 

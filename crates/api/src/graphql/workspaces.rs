@@ -192,6 +192,22 @@ impl Workspace {
         Ok(members.into_iter().map(Into::into).collect())
     }
 
+    /// This workspace's provider connections; sort by createdAt, updatedAt or displayName.
+    async fn connections(
+        &self,
+        ctx: &Context<'_>,
+        filters: Option<super::connections::ConnectionFilters>,
+        limit: Option<i32>,
+        offset: Option<i32>,
+        sort_by: Option<SortBy>,
+    ) -> Result<Vec<super::connections::ProviderConnection>, ApiError> {
+        let access = services(ctx)
+            .workspaces
+            .reach(caller(ctx).await?, &self.id)
+            .await?;
+        super::connections::of_workspace(ctx, &access, filters, limit, offset, sort_by).await
+    }
+
     /// A sign-in URL that lands on `path` inside this workspace, e.g. `/connect/tax-software`.
     async fn deep_link(&self, ctx: &Context<'_>, path: Option<String>) -> Result<String, ApiError> {
         let base = &services(ctx).public_base_url;

@@ -3,6 +3,7 @@
 //! harness is built once.
 
 mod bad_input;
+mod connections;
 mod identity;
 mod schema;
 mod support;

@@ -9,7 +9,10 @@ use taxbridge_api::{
     ApiSettings, Application, ConnectionLimits, QueryLimits, RateLimitSettings, Services,
 };
 use taxbridge_domain::{
+    connections::Connections,
+    crypto::KeyRing,
     identity::{reveal, Identity, IdentitySettings},
+    providers::Catalog,
     usage::UsageRecorder,
     workspaces::Workspaces,
 };
@@ -79,11 +82,19 @@ impl TestApp {
             &SecretSlice::from(SIGNING_SECRET.to_vec()),
             IdentitySettings::default(),
         ));
+        let workspaces = Arc::new(Workspaces::new(store.clone()));
+        let keys = KeyRing::new(&SecretSlice::from(vec![7u8; 32]), &[]).expect("key ring");
         let services = Arc::new(Services {
+            connections: Arc::new(Connections::new(
+                store.clone(),
+                workspaces.clone(),
+                Arc::new(Catalog::built_in()),
+                Arc::new(keys),
+            )),
             health: store.clone(),
             identity: identity.clone(),
             usage: Arc::new(UsageRecorder::new(store.clone())),
-            workspaces: Arc::new(Workspaces::new(store.clone())),
+            workspaces,
             public_base_url: PUBLIC_BASE_URL.into(),
         });
         let mut settings = ApiSettings {
@@ -181,6 +192,18 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// A connection's credentials as stored (sealed), if any.
+    pub async fn stored_credentials(&self, connection_id: &str) -> Option<String> {
+        use taxbridge_domain::connections::ConnectionStore;
+        self.store
+            .connection_by_id(&taxbridge_domain::ids::ConnectionId::from_string(
+                connection_id,
+            ))
+            .await
+            .expect("read")
+            .and_then(|c| c.credentials)
+    }
+
     /// A partner account logged in; returns its access token.
     pub async fn partner_token(&self, provider_key: &str) -> String {
         let (_, _, secret) = self

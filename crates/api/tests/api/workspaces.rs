@@ -451,8 +451,20 @@ async fn deep_links_refuse_paths_outside_the_workspace(app: TestApp) {
 /// Every operation that takes a workspace id, with the variables to send. The matrix below
 /// runs each against each kind of outsider; a new operation with an `ID!` argument that is not
 /// registered here fails `every_id_taking_operation_is_in_the_isolation_registry`.
-fn id_operations(workspace_id: &str, member_id: &str) -> Vec<(&'static str, Value)> {
+fn id_operations(
+    workspace_id: &str,
+    member_id: &str,
+    connection_id: &str,
+) -> Vec<(&'static str, Value)> {
     vec![
+        (
+            "startProviderConnection",
+            json!({ "query": "mutation($w: ID!) { startProviderConnection(workspaceId: $w, providerKey: \"canopy\", inputs: {apiKey: \"x\"}) { id } }", "variables": { "w": workspace_id } }),
+        ),
+        (
+            "disconnectProviderConnection",
+            json!({ "query": "mutation($c: ID!) { disconnectProviderConnection(connectionId: $c) { id } }", "variables": { "c": connection_id } }),
+        ),
         (
             "addUsersToTheWorkspace",
             json!({ "query": "mutation($w: ID!) { addUsersToTheWorkspace(workspaceId: $w, userEmails: [\"intruder@evil.com\"]) { id } }", "variables": { "w": workspace_id } }),
@@ -472,7 +484,7 @@ fn every_id_taking_operation_is_in_the_isolation_registry() {
         .nth(1)
         .and_then(|rest| rest.split("\n}").next())
         .unwrap_or_default();
-    let registered: HashSet<&str> = id_operations("w", "u")
+    let registered: HashSet<&str> = id_operations("w", "u", "c")
         .into_iter()
         .map(|(name, _)| name)
         .collect();
@@ -528,6 +540,17 @@ async fn foreign_ids_answer_not_found_and_change_nothing(app: TestApp) {
         .await
         .assert_ok();
 
+    let connection = app
+        .graphql(
+            json!({ "query": "mutation($w: ID!) { startProviderConnection(workspaceId: $w, providerKey: \"qount\", inputs: {apiKey: \"k\"}) { id } }", "variables": { "w": ws } }),
+            Some(&owner),
+            None,
+        )
+        .await
+        .assert_ok()["startProviderConnection"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let members_before = member_count(&app, &ws).await;
     let outsiders = [
         ("another partner", &other_partner),
@@ -535,7 +558,7 @@ async fn foreign_ids_answer_not_found_and_change_nothing(app: TestApp) {
         ("a removed member", &gone),
     ];
     for (who, token) in outsiders {
-        for (operation, request) in id_operations(&ws, &member_id) {
+        for (operation, request) in id_operations(&ws, &member_id, &connection) {
             let response = app.graphql(request, Some(token), None).await;
             assert_eq!(
                 response.code(),
@@ -545,7 +568,7 @@ async fn foreign_ids_answer_not_found_and_change_nothing(app: TestApp) {
             );
             let missing = app
                 .graphql(
-                    id_operations("wsp_does_not_exist", &member_id)
+                    id_operations("wsp_does_not_exist", &member_id, "con_does_not_exist")
                         .into_iter()
                         .find(|(o, _)| *o == operation)
                         .map(|(_, r)| r)
@@ -570,6 +593,10 @@ async fn foreign_ids_answer_not_found_and_change_nothing(app: TestApp) {
     }
     let members_after = member_count(&app, &ws).await;
     assert_eq!(members_before, members_after, "nothing changed");
+    assert!(
+        app.stored_credentials(&connection).await.is_some(),
+        "the connection was not disconnected"
+    );
     assert!(
         app.identity
             .account_by_email("intruder@evil.com")

@@ -1,0 +1,379 @@
+//! Provider connections (spec §5): a workspace's link to one provider's platform, started with
+//! the firm's credentials, verified by a live call (collect), and listed on the workspace.
+//!
+//! Who may start one (spec §3): a member of the workspace, with any catalog provider; a partner,
+//! on its own workspaces and only with its own provider key. An unknown provider key is
+//! `Invalid` for every caller and checked first; `Forbidden` is only for another existing key.
+//!
+//! Inputs split in two: settings (`baseUrl`, `firmReferenceId`, and what the provider declares
+//! not secret), kept as JSON and returned by the API; and secrets, sealed together with the
+//! [`KeyRing`] and bound to the connection id. Secrets are never returned, logged, or put in an
+//! error.
+
+use crate::{
+    accounts::{AccountStore, AccountType},
+    crypto::KeyRing,
+    identity::Caller,
+    ids::{ConnectionId, WorkspaceId},
+    lists::Page,
+    providers::{partner_entry, Catalog, Provider},
+    store::{StoreError, StoreResult},
+    time::Timestamp,
+    workspaces::{WorkspaceAccess, WorkspaceError, Workspaces},
+};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// The most bytes a connection's `inputs` may have, as JSON.
+pub const MAX_INPUT_BYTES: usize = 16 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionStatus {
+    Pending,
+    Active,
+    Failed,
+    Disconnected,
+}
+
+impl ConnectionStatus {
+    pub const ALL: [ConnectionStatus; 4] = [
+        Self::Pending,
+        Self::Active,
+        Self::Failed,
+        Self::Disconnected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Failed => "failed",
+            Self::Disconnected => "disconnected",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+
+    /// The next step a caller takes: `collect` while pending, `reconnect` when failed.
+    pub fn action(self) -> Option<&'static str> {
+        match self {
+            Self::Pending => Some("collect"),
+            Self::Failed => Some("reconnect"),
+            Self::Active | Self::Disconnected => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Connection {
+    pub id: ConnectionId,
+    pub workspace_id: WorkspaceId,
+    pub provider_key: String,
+    /// The provider's category when the connection started: what `categories` filters by.
+    pub category: String,
+    pub status: ConnectionStatus,
+    pub display_name: Option<String>,
+    /// The non-secret inputs, a JSON object.
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// The secret inputs, sealed; `None` once disconnected (or when there were none).
+    pub credentials: Option<String>,
+    pub status_detail: Option<String>,
+    pub last_verified_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What `Workspace.connections(filters)` narrows by; each list is capped by the API.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionFilters {
+    pub ids: Option<Vec<ConnectionId>>,
+    pub statuses: Option<Vec<ConnectionStatus>>,
+    pub provider_keys: Option<Vec<String>>,
+    pub categories: Option<Vec<String>>,
+}
+
+/// Where connections are kept.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync + 'static {
+    async fn insert_connection(&self, connection: &Connection) -> StoreResult<()>;
+    async fn connection_by_id(&self, id: &ConnectionId) -> StoreResult<Option<Connection>>;
+    /// A page of a workspace's connections.
+    async fn connections_of(
+        &self,
+        workspace: &WorkspaceId,
+        filters: &ConnectionFilters,
+        page: Page,
+    ) -> StoreResult<Vec<Connection>>;
+    /// Writes a connection's status, settings, credentials, detail, verification time,
+    /// display name and `updated_at`; false when there is no such connection.
+    async fn update_connection(&self, connection: &Connection) -> StoreResult<bool>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("No connection has this id, or it is not one you can reach.")]
+    NotFound,
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ConnectionError {
+    ConnectionError::Invalid {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// A connection together with the provider it connects to.
+#[derive(Clone, Debug)]
+pub struct ConnectionView {
+    pub connection: Connection,
+    pub provider: Provider,
+}
+
+pub struct Connections {
+    store: Arc<dyn ConnectionStore>,
+    accounts: Arc<dyn AccountStore>,
+    workspaces: Arc<Workspaces>,
+    catalog: Arc<Catalog>,
+    keys: Arc<KeyRing>,
+}
+
+impl Connections {
+    pub fn new<S: ConnectionStore + AccountStore>(
+        store: Arc<S>,
+        workspaces: Arc<Workspaces>,
+        catalog: Arc<Catalog>,
+        keys: Arc<KeyRing>,
+    ) -> Self {
+        Self {
+            store: store.clone(),
+            accounts: store,
+            workspaces,
+            catalog,
+            keys,
+        }
+    }
+
+    /// A provider by its key: the catalog's, or a registered partner's.
+    pub async fn provider(&self, key: &str) -> Result<Option<Provider>, ConnectionError> {
+        if let Some(provider) = self.catalog.get(key) {
+            return Ok(Some(provider.clone()));
+        }
+        Ok(self
+            .accounts
+            .partner_by_provider_key(key)
+            .await?
+            .map(|partner| partner_entry(key, partner.name.as_deref().unwrap_or(key))))
+    }
+
+    /// `providers(categories)`: the catalog and every registered partner, by key.
+    pub async fn providers(
+        &self,
+        categories: Option<&[String]>,
+    ) -> Result<Vec<Provider>, ConnectionError> {
+        let mut all: Vec<Provider> = self.catalog.iter().cloned().collect();
+        for partner in self.accounts.partners().await? {
+            if let Some(key) = partner.provider_key.as_deref() {
+                if self.catalog.get(key).is_none() {
+                    all.push(partner_entry(key, partner.name.as_deref().unwrap_or(key)));
+                }
+            }
+        }
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        if let Some(categories) = categories {
+            all.retain(|p| categories.contains(&p.category));
+        }
+        Ok(all)
+    }
+
+    async fn view(&self, connection: Connection) -> Result<ConnectionView, ConnectionError> {
+        let provider = self
+            .provider(&connection.provider_key)
+            .await?
+            .unwrap_or_else(|| Provider {
+                key: connection.provider_key.clone(),
+                name: connection.provider_key.clone(),
+                category: connection.category.clone(),
+                base_url: None,
+                inputs: Vec::new(),
+            });
+        Ok(ConnectionView {
+            connection,
+            provider,
+        })
+    }
+
+    /// `startProviderConnection`. The provider key is checked first, for every caller: the
+    /// catalog is public, so an unknown key says nothing about anyone's workspaces.
+    pub async fn start(
+        &self,
+        caller: &Caller,
+        workspace_id: &str,
+        provider_key: &str,
+        inputs: Option<serde_json::Value>,
+    ) -> Result<ConnectionView, ConnectionError> {
+        let provider = self.provider(provider_key).await?.ok_or_else(|| {
+            invalid(
+                "providerKey",
+                format!("`{provider_key}` is not a provider key this gateway knows (keys are case-sensitive); the `providers` query lists them"),
+            )
+        })?;
+        let access = self.workspaces.reach(caller, workspace_id).await?;
+        let account = caller.account();
+        if account.account_type == AccountType::Partner
+            && account.provider_key.as_deref() != Some(provider_key)
+        {
+            return Err(ConnectionError::Forbidden(format!(
+                "A partner connects workspaces with its own provider key only: this account holds `{}`.",
+                account.provider_key.as_deref().unwrap_or_default()
+            )));
+        }
+        let inputs = match inputs {
+            None | Some(serde_json::Value::Null) => serde_json::Map::new(),
+            Some(serde_json::Value::Object(map)) => map,
+            Some(_) => {
+                return Err(invalid(
+                    "inputs",
+                    "inputs must be a JSON object, e.g. {\"apiKey\": \"…\", \"baseUrl\": \"https://…\"}",
+                ))
+            }
+        };
+        if serde_json::to_vec(&inputs).map_or(0, |v| v.len()) > MAX_INPUT_BYTES {
+            return Err(invalid("inputs", "inputs are larger than 16 KiB"));
+        }
+        let id = ConnectionId::generate();
+        let (settings, credentials) = self.split(&provider, &id, inputs, None)?;
+        let now = Timestamp::now();
+        let connection = Connection {
+            id,
+            workspace_id: access.workspace().id.clone(),
+            provider_key: provider.key.clone(),
+            category: provider.category.clone(),
+            status: ConnectionStatus::Pending,
+            display_name: None,
+            settings,
+            credentials,
+            status_detail: None,
+            last_verified_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.insert_connection(&connection).await?;
+        Ok(ConnectionView {
+            connection,
+            provider,
+        })
+    }
+
+    /// Splits inputs into settings and sealed secrets, merging into `existing` secrets.
+    #[allow(clippy::type_complexity)]
+    fn split(
+        &self,
+        provider: &Provider,
+        id: &ConnectionId,
+        inputs: serde_json::Map<String, serde_json::Value>,
+        existing: Option<serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<(serde_json::Map<String, serde_json::Value>, Option<String>), ConnectionError> {
+        let mut settings = serde_json::Map::new();
+        let mut secrets = existing.unwrap_or_default();
+        for (name, value) in inputs {
+            if provider.is_secret(&name) {
+                secrets.insert(name, value);
+            } else {
+                if name == "baseUrl" && !value.is_string() {
+                    return Err(invalid("inputs.baseUrl", "baseUrl must be a URL string"));
+                }
+                settings.insert(name, value);
+            }
+        }
+        let credentials = (!secrets.is_empty()).then(|| {
+            let plaintext = serde_json::to_vec(&secrets).unwrap_or_default();
+            self.keys.seal(&plaintext, id.as_str())
+        });
+        Ok((settings, credentials))
+    }
+
+    /// The connection with this id, if the caller reaches its workspace; `NotFound` otherwise,
+    /// exactly as for a missing one.
+    pub async fn reach(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(Connection, WorkspaceAccess), ConnectionError> {
+        let connection = self
+            .store
+            .connection_by_id(&ConnectionId::from_string(id))
+            .await?
+            .ok_or(ConnectionError::NotFound)?;
+        let access = match self
+            .workspaces
+            .reach(caller, connection.workspace_id.as_str())
+            .await
+        {
+            Ok(access) => access,
+            Err(WorkspaceError::NotFound) => return Err(ConnectionError::NotFound),
+            Err(other) => return Err(other.into()),
+        };
+        Ok((connection, access))
+    }
+
+    /// `disconnectProviderConnection`: erases the credentials; the connection stays, listed as
+    /// `disconnected`.
+    pub async fn disconnect(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<ConnectionView, ConnectionError> {
+        let (mut connection, _) = self.reach(caller, id).await?;
+        connection.status = ConnectionStatus::Disconnected;
+        connection.credentials = None;
+        connection.status_detail = None;
+        connection.updated_at = Timestamp::now();
+        self.store.update_connection(&connection).await?;
+        self.view(connection).await
+    }
+
+    /// `Workspace.connections`.
+    pub async fn list(
+        &self,
+        access: &WorkspaceAccess,
+        filters: &ConnectionFilters,
+        page: Page,
+    ) -> Result<Vec<ConnectionView>, ConnectionError> {
+        let connections = self
+            .store
+            .connections_of(&access.workspace().id, filters, page)
+            .await?;
+        let mut views = Vec::with_capacity(connections.len());
+        for connection in connections {
+            views.push(self.view(connection).await?);
+        }
+        Ok(views)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_follow_the_status() {
+        assert_eq!(ConnectionStatus::Pending.action(), Some("collect"));
+        assert_eq!(ConnectionStatus::Failed.action(), Some("reconnect"));
+        assert_eq!(ConnectionStatus::Active.action(), None);
+        assert_eq!(ConnectionStatus::Disconnected.action(), None);
+        for status in ConnectionStatus::ALL {
+            assert_eq!(ConnectionStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(ConnectionStatus::parse("Active"), None);
+    }
+}

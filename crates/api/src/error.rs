@@ -266,6 +266,7 @@ impl From<ConnectionError> for ApiError {
         match err {
             ConnectionError::Invalid { field, message } => Self::bad_input(field, message),
             ConnectionError::Forbidden(message) => Self::Forbidden(message),
+            ConnectionError::Conflict(message) => Self::Conflict(message),
             ConnectionError::NotFound => Self::NotFound(ConnectionError::NotFound.to_string()),
             ConnectionError::Workspace(workspace) => workspace.into(),
             ConnectionError::Store(store) => store.into(),

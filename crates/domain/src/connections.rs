@@ -22,7 +22,7 @@ use crate::{
     workspaces::{WorkspaceAccess, WorkspaceError, Workspaces},
 };
 use async_trait::async_trait;
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 /// The most bytes a connection's `inputs` may have, as JSON.
 pub const MAX_INPUT_BYTES: usize = 16 * 1024;
@@ -111,12 +111,50 @@ pub trait ConnectionStore: Send + Sync + 'static {
     async fn update_connection(&self, connection: &Connection) -> StoreResult<bool>;
 }
 
+/// One `GET /v1/verify` of partner protocol v1: where, with what, for whom.
+pub struct VerifyCall<'a> {
+    pub base_url: &'a str,
+    pub api_key: Option<&'a str>,
+    pub security_token: Option<&'a str>,
+    pub workspace_id: &'a str,
+    pub firm_reference: Option<&'a str>,
+}
+
+/// What a platform said about the firm whose credentials it accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedFirm {
+    pub firm_id: String,
+    pub firm_name: Option<String>,
+}
+
+/// The outbound side of partner protocol v1, as the domain sees it: implemented over the
+/// egress policy in the outbound crate. The error is what went wrong, in words an integrator
+/// can act on (`Rejected` is the credentials' fault, the rest the platform's or the URL's).
+#[async_trait]
+pub trait PartnerPlatform: Send + Sync + 'static {
+    async fn verify(&self, call: VerifyCall<'_>) -> Result<VerifiedFirm, VerifyFailure>;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyFailure {
+    #[error("the platform rejected the credentials (HTTP {0}); check the apiKey and securityToken, then collect again")]
+    Rejected(u16),
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("the platform answered HTTP {0}; try again later or check the baseUrl")]
+    Status(u16),
+    #[error("the platform's answer was not a partner protocol v1 verify answer: {0}")]
+    BadAnswer(String),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
     #[error("{message}")]
     Invalid { field: String, message: String },
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("No connection has this id, or it is not one you can reach.")]
     NotFound,
     #[error(transparent)]
@@ -145,6 +183,9 @@ pub struct Connections {
     workspaces: Arc<Workspaces>,
     catalog: Arc<Catalog>,
     keys: Arc<KeyRing>,
+    platform: Arc<dyn PartnerPlatform>,
+    /// One collect at a time per connection on this node.
+    collecting: std::sync::Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Connections {
@@ -153,6 +194,7 @@ impl Connections {
         workspaces: Arc<Workspaces>,
         catalog: Arc<Catalog>,
         keys: Arc<KeyRing>,
+        platform: Arc<dyn PartnerPlatform>,
     ) -> Self {
         Self {
             store: store.clone(),
@@ -160,6 +202,8 @@ impl Connections {
             workspaces,
             catalog,
             keys,
+            platform,
+            collecting: std::sync::Mutex::default(),
         }
     }
 
@@ -324,6 +368,112 @@ impl Connections {
             Err(other) => return Err(other.into()),
         };
         Ok((connection, access))
+    }
+
+    /// `collectProviderConnection`: merges `inputs` into the connection, then verifies the
+    /// stored credentials with one live call. The mutation succeeds either way: the outcome is
+    /// the connection's status (`active`, or `failed` with `statusDetail` saying why). Two
+    /// collects of one connection on this node run one after the other.
+    pub async fn collect(
+        &self,
+        caller: &Caller,
+        id: &str,
+        inputs: Option<serde_json::Value>,
+    ) -> Result<ConnectionView, ConnectionError> {
+        let (connection, _) = self.reach(caller, id).await?;
+        let turn = {
+            let mut collecting = self.collecting.lock().unwrap_or_else(|p| p.into_inner());
+            collecting.retain(|_, lock| Arc::strong_count(lock) > 1);
+            collecting.entry(connection.id.clone()).or_default().clone()
+        };
+        let _turn = turn.lock().await;
+        // Read again under the turn: an earlier collect may have changed it.
+        let mut connection = self
+            .store
+            .connection_by_id(&connection.id)
+            .await?
+            .ok_or(ConnectionError::NotFound)?;
+        if connection.status == ConnectionStatus::Disconnected {
+            return Err(ConnectionError::Conflict(
+                "This connection is disconnected and its credentials are erased; start a new one with startProviderConnection.".into(),
+            ));
+        }
+        let provider = self.view(connection.clone()).await?.provider;
+        let inputs = match inputs {
+            None | Some(serde_json::Value::Null) => serde_json::Map::new(),
+            Some(serde_json::Value::Object(map)) => map,
+            Some(_) => return Err(invalid("inputs", "inputs must be a JSON object")),
+        };
+        if serde_json::to_vec(&inputs).map_or(0, |v| v.len()) > MAX_INPUT_BYTES {
+            return Err(invalid("inputs", "inputs are larger than 16 KiB"));
+        }
+        let secrets = self.secrets_of(&connection)?;
+        let (new_settings, credentials) =
+            self.split(&provider, &connection.id, inputs, Some(secrets.clone()))?;
+        connection.settings.extend(new_settings);
+        connection.credentials = credentials;
+        let secrets = self.secrets_of(&connection)?;
+        let text = |map: &serde_json::Map<String, serde_json::Value>, name: &str| {
+            map.get(name).and_then(|v| v.as_str()).map(str::to_owned)
+        };
+        let base_url = text(&connection.settings, "baseUrl").or(provider.base_url.clone());
+        let outcome = match &base_url {
+            None => Err(VerifyFailure::Unreachable(
+                "no base URL is known for this provider: collect again with inputs {\"baseUrl\": \"https://…\"}".into(),
+            )),
+            Some(base_url) => {
+                self.platform
+                    .verify(VerifyCall {
+                        base_url,
+                        api_key: text(&secrets, "apiKey").as_deref(),
+                        security_token: text(&secrets, "securityToken").as_deref(),
+                        workspace_id: connection.workspace_id.as_str(),
+                        firm_reference: text(&connection.settings, "firmReferenceId").as_deref(),
+                    })
+                    .await
+            }
+        };
+        let now = Timestamp::now();
+        match outcome {
+            Ok(firm) => {
+                connection.status = ConnectionStatus::Active;
+                connection.status_detail = None;
+                connection.last_verified_at = Some(now);
+                if connection.display_name.is_none() {
+                    connection.display_name = firm.firm_name;
+                }
+            }
+            Err(failure) => {
+                connection.status = ConnectionStatus::Failed;
+                connection.status_detail = Some(failure.to_string());
+            }
+        }
+        connection.updated_at = now;
+        self.store.update_connection(&connection).await?;
+        Ok(ConnectionView {
+            connection,
+            provider,
+        })
+    }
+
+    /// The connection's secrets, opened.
+    fn secrets_of(
+        &self,
+        connection: &Connection,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, ConnectionError> {
+        let Some(sealed) = &connection.credentials else {
+            return Ok(serde_json::Map::new());
+        };
+        let plaintext = self
+            .keys
+            .open(sealed, connection.id.as_str())
+            .map_err(|err| ConnectionError::Store(StoreError::Backend(Box::new(err))))?;
+        match serde_json::from_slice(&plaintext) {
+            Ok(serde_json::Value::Object(map)) => Ok(map),
+            _ => Err(ConnectionError::Store(StoreError::Backend(
+                format!("connection {} has unreadable credentials", connection.id).into(),
+            ))),
+        }
     }
 
     /// `disconnectProviderConnection`: erases the credentials; the connection stays, listed as

@@ -14,9 +14,11 @@
 //!
 //! The operator's `allow_cidrs` (for local demos and tests) come before the refusals.
 
+pub mod partner;
 pub mod policy;
 
 use bytes::Bytes;
+pub use partner::PartnerProtocol;
 use policy::{Blocked, Policy};
 use reqwest::{dns, redirect};
 use std::{net::SocketAddr, sync::Arc, time::Duration};

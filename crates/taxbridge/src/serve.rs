@@ -15,6 +15,7 @@ use taxbridge_domain::{
     usage::UsageRecorder,
     workspaces::Workspaces,
 };
+use taxbridge_outbound::{policy::Policy, Egress, EgressSettings, PartnerProtocol};
 use taxbridge_store::Backend;
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -50,6 +51,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .bootstrap_owner()
         .await
         .context("Failed to create the owner account")?;
+    let platform = Arc::new(PartnerProtocol::new(egress(&settings)?));
     let workspaces = Arc::new(Workspaces::new(store.clone()));
     let services = Arc::new(Services {
         health: store.clone(),
@@ -58,6 +60,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             workspaces.clone(),
             catalog,
             keys,
+            platform,
         )),
         workspaces,
         identity,
@@ -128,6 +131,18 @@ pub fn load_catalog(settings: &Settings) -> anyhow::Result<Catalog> {
         &text,
         &path.display().to_string(),
     )?)
+}
+
+/// The client every outbound call goes through, under the egress policy.
+fn egress(settings: &Settings) -> anyhow::Result<Egress> {
+    let allow_cidrs = Policy::parse_allow_list(&settings.egress.allow_cidrs)
+        .map_err(|why| anyhow::anyhow!("egress.allow_cidrs: {why}"))?;
+    Ok(Egress::new(EgressSettings {
+        allow_cidrs,
+        connect_timeout: Duration::from_secs(settings.egress.connect_timeout_seconds.max(1)),
+        total_timeout: Duration::from_secs(settings.egress.timeout_seconds.max(1)),
+        max_response_bytes: settings.egress.max_response_bytes.max(1024),
+    })?)
 }
 
 /// Every connection holds a file descriptor: lift the soft limit to the hard one, so the

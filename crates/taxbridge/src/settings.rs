@@ -35,7 +35,31 @@ pub struct Settings {
     pub encryption: EncryptionSettings,
     pub limits: LimitSettings,
     pub rate_limits: RateLimitSettings,
+    pub egress: EgressSettings,
     pub usage: UsageSettings,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct EgressSettings {
+    /// Ranges the gateway may call although they are loopback or private (local demos, tests).
+    pub allow_cidrs: Vec<String>,
+    pub connect_timeout_seconds: u64,
+    /// The whole outbound call, from connecting to the last byte.
+    pub timeout_seconds: u64,
+    /// Outbound answers longer than this are refused.
+    pub max_response_bytes: usize,
+}
+
+impl Default for EgressSettings {
+    fn default() -> Self {
+        Self {
+            allow_cidrs: Vec::new(),
+            connect_timeout_seconds: 5,
+            timeout_seconds: 15,
+            max_response_bytes: 4 * 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -123,6 +147,7 @@ impl Default for Settings {
             encryption: EncryptionSettings::default(),
             limits: LimitSettings::default(),
             rate_limits: RateLimitSettings::default(),
+            egress: EgressSettings::default(),
             usage: UsageSettings::default(),
         }
     }

@@ -200,6 +200,21 @@ impl ConnectionMutation {
         Ok(view.into())
     }
 
+    /// Verify the stored credentials with one live call to the provider; `active` on success, `failed` otherwise.
+    async fn collect_provider_connection(
+        &self,
+        ctx: &Context<'_>,
+        connection_id: ID,
+        inputs: Option<Json<serde_json::Value>>,
+    ) -> Result<ProviderConnection, ApiError> {
+        let caller = caller(ctx).await?;
+        let view = services(ctx)
+            .connections
+            .collect(caller, &connection_id, inputs.map(|j| j.0))
+            .await?;
+        Ok(view.into())
+    }
+
     /// Stop using a connection and erase its credentials; status becomes `disconnected`.
     async fn disconnect_provider_connection(
         &self,

@@ -381,3 +381,304 @@ async fn disconnecting_erases_the_credentials(app: TestApp) {
     );
     assert_eq!(app.stored_credentials(&id).await, None);
 }
+
+/// An independent fake platform (not the reference partner): partner protocol v1's verify,
+/// with a misbehaviour per path prefix, recording what it was sent.
+mod fake {
+    use axum::{
+        extract::{Path, State},
+        http::{HeaderMap, StatusCode},
+        response::{IntoResponse, Response},
+        routing::get,
+        Router,
+    };
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    };
+
+    pub const GOOD_KEY: &str = "good-platform-key-0001";
+    pub const GOOD_TOKEN: &str = "good-security-token";
+
+    #[derive(Default)]
+    pub struct Platform {
+        pub seen: Mutex<Vec<HeaderMap>>,
+        in_flight: AtomicUsize,
+        pub most_at_once: AtomicUsize,
+        port: AtomicUsize,
+    }
+
+    async fn verify(
+        State(platform): State<Arc<Platform>>,
+        Path(mode): Path<String>,
+        headers: HeaderMap,
+    ) -> Response {
+        let now = platform.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        platform.most_at_once.fetch_max(now, Ordering::SeqCst);
+        platform
+            .seen
+            .lock()
+            .map(|mut s| s.push(headers.clone()))
+            .ok();
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let port = platform.port.load(Ordering::SeqCst);
+        let answer = match mode.as_str() {
+            "ok" => {
+                let key = headers.get("authorization").and_then(|v| v.to_str().ok());
+                let token = headers
+                    .get("x-security-token")
+                    .and_then(|v| v.to_str().ok());
+                if key != Some(&format!("Bearer {GOOD_KEY}")) {
+                    StatusCode::UNAUTHORIZED.into_response()
+                } else if token != Some(GOOD_TOKEN) {
+                    StatusCode::FORBIDDEN.into_response()
+                } else {
+                    axum::Json(
+                        serde_json::json!({ "firmId": "f-1", "firmName": "Smith CPA (platform)" }),
+                    )
+                    .into_response()
+                }
+            }
+            "error500" => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            "hang" => {
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                StatusCode::OK.into_response()
+            }
+            "huge" => "x".repeat(100 * 1024).into_response(),
+            "notjson" => "hello".into_response(),
+            "redirect" => (
+                StatusCode::FOUND,
+                [("location", format!("http://127.0.0.2:{port}/ok/v1/verify"))],
+            )
+                .into_response(),
+            _ => StatusCode::NOT_FOUND.into_response(),
+        };
+        platform.in_flight.fetch_sub(1, Ordering::SeqCst);
+        answer
+    }
+
+    /// Starts the platform on 127.0.0.1 and 127.0.0.2 (same port); returns it and the port.
+    pub async fn start() -> (Arc<Platform>, u16) {
+        let platform = Arc::new(Platform::default());
+        let first = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = first.local_addr().expect("addr").port();
+        platform.port.store(usize::from(port), Ordering::SeqCst);
+        let second = tokio::net::TcpListener::bind(("127.0.0.2", port))
+            .await
+            .ok();
+        let router = Router::new()
+            .route("/{mode}/v1/verify", get(verify))
+            .with_state(platform.clone());
+        let serving = router.clone();
+        tokio::spawn(async move { axum::serve(first, serving).await });
+        if let Some(second) = second {
+            tokio::spawn(async move { axum::serve(second, router).await });
+        }
+        (platform, port)
+    }
+}
+
+const COLLECT: &str = "mutation CollectProviderConnection($connectionId: ID!, $inputs: JSON) { collectProviderConnection(connectionId: $connectionId, inputs: $inputs) { id status action displayName settings statusDetail lastVerifiedAt } }";
+
+async fn collect(app: &TestApp, token: &str, id: &str, inputs: Value) -> Gql {
+    app.graphql(
+        json!({ "query": COLLECT, "variables": { "connectionId": id, "inputs": inputs } }),
+        Some(token),
+        None,
+    )
+    .await
+}
+
+/// A qount connection to the fake platform at `base` on the partner's workspace.
+async fn connection_to(app: &TestApp, partner: &(String, String), base: &str, key: &str) -> String {
+    let (token, workspace) = partner;
+    let inputs = json!({ "apiKey": key, "securityToken": fake::GOOD_TOKEN, "baseUrl": base });
+    started(&start(app, token, workspace, "qount", inputs).await)["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+mod collect {
+    taxbridge_testkit::per_database!(
+        crate::support::TestApp::spawn;
+        collect_with_good_credentials_makes_the_connection_active,
+    a_failed_collect_says_why_and_a_new_one_with_fixed_inputs_succeeds,
+    collects_of_one_connection_never_interleave,
+        a_disconnected_connection_cannot_be_collected,
+    );
+    use super::*;
+}
+
+async fn collect_with_good_credentials_makes_the_connection_active(app: TestApp) {
+    let (platform, port) = fake::start().await;
+    let base = format!("http://127.0.0.1:{port}/ok");
+    let partner = partner_with_workspace(&app, "qount").await;
+    let id = connection_to(&app, &partner, &base, fake::GOOD_KEY).await;
+    let (token, workspace) = partner;
+    let response = collect(&app, &token, &id, json!({ "firmReferenceId": "F-77" })).await;
+    let done = response.assert_ok()["collectProviderConnection"].clone();
+    assert_eq!(done["status"], "active", "{done}");
+    assert_eq!(done["action"], Value::Null);
+    assert_eq!(done["statusDetail"], Value::Null);
+    assert_eq!(done["displayName"], "Smith CPA (platform)");
+    assert!(done["lastVerifiedAt"].is_string());
+    assert_eq!(
+        done["settings"],
+        json!({ "baseUrl": base, "firmReferenceId": "F-77" })
+    );
+    let seen = platform.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let sent = seen.last().expect("one call");
+    let header = |name: &str| sent.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert_eq!(
+        header("authorization"),
+        format!("Bearer {}", fake::GOOD_KEY)
+    );
+    assert_eq!(header("x-security-token"), fake::GOOD_TOKEN);
+    assert_eq!(header("x-taxbridge-workspace"), workspace);
+    assert_eq!(header("x-taxbridge-firm-reference"), "F-77");
+}
+
+async fn a_failed_collect_says_why_and_a_new_one_with_fixed_inputs_succeeds(app: TestApp) {
+    let (_platform, port) = fake::start().await;
+    let cases = [
+        (
+            format!("http://127.0.0.1:{port}/ok"),
+            "wrong-key",
+            "rejected the credentials (HTTP 401)",
+        ),
+        (
+            format!("http://127.0.0.1:{port}/error500"),
+            fake::GOOD_KEY,
+            "HTTP 500",
+        ),
+        (
+            format!("http://127.0.0.1:{port}/hang"),
+            fake::GOOD_KEY,
+            "did not answer",
+        ),
+        (
+            format!("http://127.0.0.1:{port}/huge"),
+            fake::GOOD_KEY,
+            "larger than",
+        ),
+        (
+            format!("http://127.0.0.1:{port}/notjson"),
+            fake::GOOD_KEY,
+            "not JSON",
+        ),
+        (
+            format!("http://127.0.0.1:{port}/redirect"),
+            fake::GOOD_KEY,
+            "loopback",
+        ),
+        (
+            format!("http://127.0.0.2:{port}/ok"),
+            fake::GOOD_KEY,
+            "loopback",
+        ),
+        (
+            "file:///etc/passwd".to_owned(),
+            fake::GOOD_KEY,
+            "http and https",
+        ),
+    ];
+    let partner = partner_with_workspace(&app, "qount").await;
+    let token = partner.0.clone();
+    for (base, key, says) in cases {
+        let id = connection_to(&app, &partner, &base, key).await;
+        let response = collect(&app, &token, &id, Value::Null).await;
+        let done = response.assert_ok()["collectProviderConnection"].clone();
+        assert_eq!(done["status"], "failed", "{base}: {done}");
+        assert_eq!(done["action"], "reconnect");
+        let detail = done["statusDetail"].as_str().unwrap_or_default();
+        assert!(detail.contains(says), "{base}: {detail}");
+        assert!(!response.body.to_string().contains(key) || key == fake::GOOD_KEY);
+        assert!(!response.body.to_string().contains(fake::GOOD_TOKEN));
+    }
+    // A wrong security token is rejected too; collecting again with the right one succeeds.
+    let id = connection_to(
+        &app,
+        &partner,
+        &format!("http://127.0.0.1:{port}/ok"),
+        fake::GOOD_KEY,
+    )
+    .await;
+    let wrong = collect(&app, &token, &id, json!({ "securityToken": "nope" })).await;
+    assert_eq!(
+        wrong.assert_ok()["collectProviderConnection"]["status"],
+        "failed"
+    );
+    let fixed = collect(
+        &app,
+        &token,
+        &id,
+        json!({ "securityToken": fake::GOOD_TOKEN }),
+    )
+    .await;
+    assert_eq!(
+        fixed.assert_ok()["collectProviderConnection"]["status"],
+        "active"
+    );
+}
+
+async fn collects_of_one_connection_never_interleave(app: TestApp) {
+    let (platform, port) = fake::start().await;
+    let partner = partner_with_workspace(&app, "qount").await;
+    let id = connection_to(
+        &app,
+        &partner,
+        &format!("http://127.0.0.1:{port}/ok"),
+        fake::GOOD_KEY,
+    )
+    .await;
+    let token = partner.0;
+    let app = std::sync::Arc::new(app);
+    let mut calls = Vec::new();
+    for _ in 0..5 {
+        let (app, token, id) = (app.clone(), token.clone(), id.clone());
+        calls.push(tokio::spawn(async move {
+            collect(&app, &token, &id, Value::Null).await
+        }));
+    }
+    for call in calls {
+        let response = call.await.expect("task");
+        assert_eq!(
+            response.assert_ok()["collectProviderConnection"]["status"],
+            "active"
+        );
+    }
+    assert_eq!(
+        platform
+            .most_at_once
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "two verifications of one connection overlapped"
+    );
+    assert_eq!(platform.seen.lock().map(|s| s.len()).unwrap_or(0), 5);
+}
+
+async fn a_disconnected_connection_cannot_be_collected(app: TestApp) {
+    let (_platform, port) = fake::start().await;
+    let partner = partner_with_workspace(&app, "qount").await;
+    let id = connection_to(
+        &app,
+        &partner,
+        &format!("http://127.0.0.1:{port}/ok"),
+        fake::GOOD_KEY,
+    )
+    .await;
+    let token = partner.0;
+    app.graphql(
+        json!({ "query": "mutation D($id: ID!) { disconnectProviderConnection(connectionId: $id) { id } }", "variables": { "id": id } }),
+        Some(&token),
+        None,
+    )
+    .await
+    .assert_ok();
+    let response = collect(&app, &token, &id, Value::Null).await;
+    assert_eq!(response.code(), "CONFLICT", "{}", response.body);
+    assert!(response.message().contains("disconnected"));
+}

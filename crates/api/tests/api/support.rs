@@ -16,6 +16,7 @@ use taxbridge_domain::{
     usage::UsageRecorder,
     workspaces::Workspaces,
 };
+use taxbridge_outbound::{Egress, EgressSettings, PartnerProtocol};
 use taxbridge_store::Store;
 use taxbridge_testkit::{fresh_database, Database, TestDatabase};
 
@@ -90,6 +91,15 @@ impl TestApp {
                 workspaces.clone(),
                 Arc::new(Catalog::built_in()),
                 Arc::new(keys),
+                Arc::new(PartnerProtocol::new(
+                    Egress::new(EgressSettings {
+                        allow_cidrs: vec!["127.0.0.1/32".parse().expect("cidr")],
+                        connect_timeout: Duration::from_secs(1),
+                        total_timeout: Duration::from_secs(2),
+                        max_response_bytes: 64 * 1024,
+                    })
+                    .expect("egress"),
+                )),
             )),
             health: store.clone(),
             identity: identity.clone(),

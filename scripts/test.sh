@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "tools"
-python3 -c 'import requests' 2>/dev/null || python3 -m pip install --quiet requests
+python3 -c 'import requests, yaml, jsonschema' 2>/dev/null || python3 -m pip install --quiet requests pyyaml jsonschema
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 (cd scripts/seeds && npm ci --no-audit --no-fund --loglevel=error)
 eval "$(scripts/test-postgres.sh start)"
@@ -22,7 +22,7 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "schema.graphql matches the code"
-cargo build --quiet -p taxbridge
+cargo build --quiet -p taxbridge -p reference-partner
 ./target/debug/taxbridge schema | diff -u schema.graphql - \
   || { echo "schema.graphql is stale: run ./target/debug/taxbridge schema > schema.graphql"; exit 1; }
 
@@ -34,3 +34,6 @@ python3 scripts/seeds/run.py --bin target/debug/taxbridge
 
 step "GraphQL-over-HTTP conformance (graphql-http's server audit, 0 warnings)"
 scripts/audit/run.sh target/debug/taxbridge
+
+step "the reference partner answers what docs/partner-protocol.openapi.yaml says"
+python3 scripts/partner/check_openapi.py --bin target/debug/reference-partner

@@ -42,9 +42,11 @@ def free_port():
 def start_server(binary):
     data_dir = tempfile.mkdtemp(prefix="taxbridge-seeds-")
     port = free_port()
+    # The reference partner runs on loopback: the egress policy must allow it.
+    env = dict(os.environ, TAXBRIDGE_EGRESS__ALLOW_CIDRS='["127.0.0.0/8"]')
     proc = subprocess.Popen(
         [binary, "--data-dir", data_dir, "serve", "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
     )
     key = None
     for line in proc.stdout:
@@ -217,6 +219,39 @@ class Runner:
                       .replace("<partner_key>", partner_key))
         self.run(f"{page} cURL", ["bash", self.write("start.sh", script)],
                  ['"status":"pending"', '"action":"collect"', f'"providerKey":"{partner_key}"'])
+        self.collect_against_reference_partner(binary, token, workspace, partner_key)
+
+    def collect_against_reference_partner(self, binary, token, workspace, partner_key):
+        """The next steps of the partner guide against the reference partner: collect, then
+        list the workspace's connections."""
+        partner_bin = os.path.join(os.path.dirname(binary), "reference-partner")
+        proc = subprocess.Popen([partner_bin, "--listen", "127.0.0.1:0", "--api-key", "demo-key",
+                                 "--security-token", "demo-token"], stdout=subprocess.PIPE, text=True)
+        try:
+            base = proc.stdout.readline().strip().rsplit(" ", 1)[-1]
+            start_doc = next(code for _, lang, _, code in blocks("start-provider-connection.md") if lang == "graphql")
+            started = post(self.endpoint, {"query": start_doc, "variables": {
+                "workspaceId": workspace, "providerKey": partner_key,
+                "inputs": {"apiKey": "demo-key", "securityToken": "demo-token", "baseUrl": base}}}, token)
+            connection = started["data"]["startProviderConnection"]["id"]
+            collected = post(self.endpoint, {
+                "query": "mutation CollectProviderConnection($connectionId: ID!, $inputs: JSON) { collectProviderConnection(connectionId: $connectionId, inputs: $inputs) { id status action displayName } }",
+                "variables": {"connectionId": connection, "inputs": {"firmReferenceId": "F-1"}},
+            }, token)
+            done = collected.get("data", {}).get("collectProviderConnection") or {}
+            self.check("partner guide: collect against the reference partner",
+                       done.get("status") == "active" and done.get("displayName") == "Smith & Associates Tax Firm",
+                       json.dumps(collected))
+            listed = post(self.endpoint, {
+                "query": "query Connections($ids: [ID!]) { me { workspaces(filters: {ids: $ids}) { connections { id providerKey status provider { name category } } } } }",
+                "variables": {"ids": [workspace]},
+            }, token)
+            rows = listed["data"]["me"]["workspaces"][0]["connections"]
+            self.check("partner guide: the workspace lists the active connection",
+                       any(r["id"] == connection and r["status"] == "active" for r in rows), json.dumps(listed))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
     def pending_pages(self):
         for page, reason in PENDING.items():

@@ -82,18 +82,27 @@ fn files_of(client_id: &str, base: &str) -> Vec<Value> {
         .collect()
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
+/// An error answer: `{"error": "…"}` with its status.
+struct Refusal(StatusCode, &'static str);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn error(status: StatusCode, message: &'static str) -> Response {
+    Refusal(status, message).into_response()
 }
 
 /// Checks the caller's credentials: 401 for a missing or wrong key, 403 for a wrong token.
-fn authorise(platform: &Platform, headers: &HeaderMap) -> Result<(), Response> {
+fn authorise(platform: &Platform, headers: &HeaderMap) -> Result<(), Refusal> {
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if bearer != Some(platform.api_key.as_str()) {
-        return Err(error(
+        return Err(Refusal(
             StatusCode::UNAUTHORIZED,
             "unknown or missing API key",
         ));
@@ -103,7 +112,7 @@ fn authorise(platform: &Platform, headers: &HeaderMap) -> Result<(), Response> {
             .get("x-security-token")
             .and_then(|v| v.to_str().ok());
         if sent != Some(expected.as_str()) {
-            return Err(error(StatusCode::FORBIDDEN, "wrong security token"));
+            return Err(Refusal(StatusCode::FORBIDDEN, "wrong security token"));
         }
     }
     Ok(())
@@ -117,10 +126,10 @@ struct Paging {
     kind: Option<String>,
 }
 
-fn page(items: Vec<Value>, paging: &Paging) -> Result<Vec<Value>, Response> {
+fn page(items: Vec<Value>, paging: &Paging) -> Result<Vec<Value>, Refusal> {
     let limit = paging.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(error(
+        return Err(Refusal(
             StatusCode::BAD_REQUEST,
             "limit must be between 1 and 500",
         ));
@@ -134,7 +143,7 @@ fn page(items: Vec<Value>, paging: &Paging) -> Result<Vec<Value>, Response> {
 
 async fn verify(State(platform): State<Arc<Platform>>, headers: HeaderMap) -> Response {
     if let Err(refused) = authorise(&platform, &headers) {
-        return refused;
+        return refused.into_response();
     }
     Json(json!({ "firmId": "firm-0001", "firmName": platform.firm_name })).into_response()
 }
@@ -145,7 +154,7 @@ async fn clients(
     Query(paging): Query<Paging>,
 ) -> Response {
     if let Err(refused) = authorise(&platform, &headers) {
-        return refused;
+        return refused.into_response();
     }
     let matching: Vec<Value> = platform
         .clients
@@ -155,7 +164,7 @@ async fn clients(
         .collect();
     match page(matching, &paging) {
         Ok(clients) => Json(json!({ "clients": clients })).into_response(),
-        Err(refused) => refused,
+        Err(refused) => refused.into_response(),
     }
 }
 
@@ -165,7 +174,7 @@ async fn client(
     Path(id): Path<String>,
 ) -> Response {
     if let Err(refused) = authorise(&platform, &headers) {
-        return refused;
+        return refused.into_response();
     }
     match platform.clients.iter().find(|c| c["id"] == id.as_str()) {
         Some(client) => Json(client.clone()).into_response(),
@@ -180,7 +189,7 @@ async fn files(
     Query(paging): Query<Paging>,
 ) -> Response {
     if let Err(refused) = authorise(&platform, &headers) {
-        return refused;
+        return refused.into_response();
     }
     if !platform.clients.iter().any(|c| c["id"] == id.as_str()) {
         return error(StatusCode::NOT_FOUND, "no such client");
@@ -191,7 +200,7 @@ async fn files(
         .unwrap_or("localhost");
     match page(files_of(&id, &format!("http://{host}")), &paging) {
         Ok(files) => Json(json!({ "files": files })).into_response(),
-        Err(refused) => refused,
+        Err(refused) => refused.into_response(),
     }
 }
 

@@ -67,14 +67,20 @@ fn free_port() -> u16 {
 
 /// Starts `taxbridge serve` and reads its stdout until it says it is serving.
 fn serve(data_dir: &Path) -> Server {
+    serve_with(data_dir, &[], Stdio::null())
+}
+
+/// [`serve`] with extra environment, and its log (stderr) sent to `log`.
+fn serve_with(data_dir: &Path, env: &[(&str, &str)], log: impl Into<Stdio>) -> Server {
     let listen = format!("127.0.0.1:{}", free_port());
     let mut child = Command::new(BIN)
         .arg("--data-dir")
         .arg(data_dir)
         .args(["serve", "--listen", &listen])
         .env_remove("TAXBRIDGE_DATABASE_URL")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("spawn serve");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
@@ -210,6 +216,131 @@ fn first_start_prints_a_working_key_and_curl_once() {
         Some(&access),
     );
     assert!(me["data"]["me"]["id"].is_string(), "{me}");
+}
+
+/// An operator's provider catalog with a mistake stops `serve`, naming the file and the line.
+#[test]
+fn a_bad_provider_catalog_stops_serve_naming_the_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = dir.path().join("providers.toml");
+    std::fs::write(
+        &catalog,
+        "[[provider]]\nkey = \"acme\"\nname = \"Acme\"\ncategory = 7\n",
+    )
+    .expect("write");
+    let output = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("TAXBRIDGE_PROVIDERS_FILE", &catalog)
+        .env_remove("TAXBRIDGE_DATABASE_URL")
+        .output()
+        .expect("run serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&catalog.display().to_string()), "{stderr}");
+    assert!(stderr.contains("line 4"), "{stderr}");
+}
+
+/// Provider credentials never reach the disk or the log in the clear: after starting,
+/// collecting and disconnecting connections with debug logging on, no file under the data dir
+/// and no log line holds a secret's bytes.
+#[test]
+fn provider_secrets_never_reach_the_data_dir_or_the_log() {
+    const API_KEY: &str = "plaintext-api-key-7f3a9c";
+    const TOKEN: &str = "plaintext-security-token-41be";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let log_path = dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let server = serve_with(
+        &data,
+        &[
+            ("TAXBRIDGE_LOG_LEVEL", "debug"),
+            ("TAXBRIDGE_EGRESS__ALLOW_CIDRS", "[\"127.0.0.0/8\"]"),
+        ],
+        log,
+    );
+    let partner_key = stdout(&taxbridge(
+        &data,
+        &[
+            "partners",
+            "create",
+            "--name",
+            "Qount",
+            "--provider-key",
+            "qount",
+            "--email",
+            "eng@qount.example",
+        ],
+    ));
+    let access = token(&server.endpoint, partner_key.trim());
+    let workspace = post(
+        &server.endpoint,
+        json!({ "query": "mutation { createWorkspace(input: {displayName: \"Smith CPA\"}) { id } }" }),
+        Some(&access),
+    )["data"]["createWorkspace"]["id"]
+        .as_str()
+        .expect("workspace")
+        .to_owned();
+    let start = "mutation S($w: ID!, $i: JSON) { startProviderConnection(workspaceId: $w, providerKey: \"qount\", inputs: $i) { id } }";
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let started = post(
+            &server.endpoint,
+            json!({ "query": start, "variables": { "w": workspace, "i": { "apiKey": API_KEY, "securityToken": TOKEN, "baseUrl": "http://127.0.0.1:9" } } }),
+            Some(&access),
+        );
+        ids.push(
+            started["data"]["startProviderConnection"]["id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    let collected = post(
+        &server.endpoint,
+        json!({ "query": "mutation C($c: ID!) { collectProviderConnection(connectionId: $c) { status statusDetail } }", "variables": { "c": ids[0] } }),
+        Some(&access),
+    );
+    assert_eq!(
+        collected["data"]["collectProviderConnection"]["status"], "failed",
+        "{collected}"
+    );
+    let disconnected = post(
+        &server.endpoint,
+        json!({ "query": "mutation D($c: ID!) { disconnectProviderConnection(connectionId: $c) { status } }", "variables": { "c": ids[1] } }),
+        Some(&access),
+    );
+    assert_eq!(
+        disconnected["data"]["disconnectProviderConnection"]["status"],
+        "disconnected"
+    );
+    server.terminate();
+
+    let mut files = vec![log_path];
+    let mut folders = vec![data];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() > 3, "{files:?}");
+    for file in files {
+        let bytes = std::fs::read(&file).expect("read");
+        for secret in [API_KEY, TOKEN] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds a secret in the clear",
+                file.display()
+            );
+        }
+    }
 }
 
 /// The data dir, `secrets/` and every file the server creates there are its user's alone,

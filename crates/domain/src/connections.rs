@@ -12,7 +12,7 @@
 
 use crate::{
     accounts::{AccountStore, AccountType},
-    crypto::KeyRing,
+    crypto::Keys,
     identity::Caller,
     ids::{ConnectionId, WorkspaceId},
     lists::Page,
@@ -97,6 +97,16 @@ pub struct ConnectionFilters {
 /// Where connections are kept.
 #[async_trait]
 pub trait ConnectionStore: Send + Sync + 'static {
+    /// Sealed credentials of connections with an id after `after`, by id, at most `limit`:
+    /// what a key rotation walks.
+    async fn sealed_credentials(
+        &self,
+        after: Option<&ConnectionId>,
+        limit: u32,
+    ) -> StoreResult<Vec<(ConnectionId, String)>>;
+    /// Replaces a connection's credentials if they are still `old`; false when they changed
+    /// meanwhile (or are gone).
+    async fn swap_credentials(&self, id: &ConnectionId, old: &str, new: &str) -> StoreResult<bool>;
     async fn insert_connection(&self, connection: &Connection) -> StoreResult<()>;
     async fn connection_by_id(&self, id: &ConnectionId) -> StoreResult<Option<Connection>>;
     /// A page of a workspace's connections.
@@ -182,7 +192,7 @@ pub struct Connections {
     accounts: Arc<dyn AccountStore>,
     workspaces: Arc<Workspaces>,
     catalog: Arc<Catalog>,
-    keys: Arc<KeyRing>,
+    keys: Arc<Keys>,
     platform: Arc<dyn PartnerPlatform>,
     /// One collect at a time per connection on this node.
     collecting: std::sync::Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
@@ -193,7 +203,7 @@ impl Connections {
         store: Arc<S>,
         workspaces: Arc<Workspaces>,
         catalog: Arc<Catalog>,
-        keys: Arc<KeyRing>,
+        keys: Arc<Keys>,
         platform: Arc<dyn PartnerPlatform>,
     ) -> Self {
         Self {

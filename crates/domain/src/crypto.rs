@@ -15,6 +15,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretSlice};
 use sha2::{Digest, Sha256};
+use std::sync::{Arc, RwLock};
 
 const VERSION: &str = "v1";
 
@@ -138,6 +139,73 @@ impl KeyRing {
     }
 }
 
+/// Where a key ring comes from: a file the operator's `taxbridge encryption rotate` rewrites,
+/// or settings.
+pub trait KeySource: Send + Sync + 'static {
+    /// Reads the ring.
+    fn load(&self) -> Result<KeyRing, String>;
+    /// Whether the ring may have changed since the last [`load`](Self::load): cheap, checked
+    /// before every seal.
+    fn changed(&self) -> bool;
+}
+
+/// The key ring a running gateway uses: re-read when its source changed (before sealing) and
+/// when a ciphertext names a key it lacks (before giving up), so a rotation made by another
+/// process while this one runs loses nothing.
+pub struct Keys {
+    source: Option<Arc<dyn KeySource>>,
+    ring: RwLock<Arc<KeyRing>>,
+}
+
+impl Keys {
+    /// A ring that never changes.
+    pub fn fixed(ring: KeyRing) -> Self {
+        Self {
+            source: None,
+            ring: RwLock::new(Arc::new(ring)),
+        }
+    }
+
+    pub fn from_source(source: Arc<dyn KeySource>) -> Result<Self, String> {
+        let ring = source.load()?;
+        Ok(Self {
+            source: Some(source),
+            ring: RwLock::new(Arc::new(ring)),
+        })
+    }
+
+    pub fn current(&self) -> Arc<KeyRing> {
+        self.ring.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn reload(&self) {
+        let Some(source) = &self.source else { return };
+        match source.load() {
+            Ok(ring) => *self.ring.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ring),
+            Err(err) => tracing::warn!(error = %err, "could not re-read the encryption key ring"),
+        }
+    }
+
+    /// Seals with the primary key of the newest ring.
+    pub fn seal(&self, plaintext: &[u8], bound_to: &str) -> String {
+        if self.source.as_ref().is_some_and(|s| s.changed()) {
+            self.reload();
+        }
+        self.current().seal(plaintext, bound_to)
+    }
+
+    /// Opens with any key of the ring, re-reading it once for a key it lacks.
+    pub fn open(&self, sealed: &str, bound_to: &str) -> Result<Vec<u8>, CryptoError> {
+        match self.current().open(sealed, bound_to) {
+            Err(CryptoError::UnknownKey(_)) if self.source.is_some() => {
+                self.reload();
+                self.current().open(sealed, bound_to)
+            }
+            other => other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +234,39 @@ mod tests {
             ring.seal(b"same", "con_1"),
             "fresh nonces"
         );
+    }
+
+    struct Swappable(std::sync::Mutex<(Vec<u8>, bool)>);
+
+    impl KeySource for Swappable {
+        fn load(&self) -> Result<KeyRing, String> {
+            let mut state = self.0.lock().map_err(|e| e.to_string())?;
+            state.1 = false;
+            let primary = SecretSlice::from(state.0.clone());
+            KeyRing::new(&primary, &[key(1)]).map_err(|e| e.to_string())
+        }
+        fn changed(&self) -> bool {
+            self.0.lock().map(|s| s.1).unwrap_or(true)
+        }
+    }
+
+    #[test]
+    fn running_keys_follow_a_rotation_made_elsewhere() {
+        let source = Arc::new(Swappable(std::sync::Mutex::new((vec![1; 32], false))));
+        let keys = Keys::from_source(source.clone()).expect("keys");
+        let before = keys.seal(b"secret", "con_1");
+        // Another process rotates: a new primary, the old key kept.
+        *source.0.lock().expect("lock") = (vec![3; 32], true);
+        let after = keys.seal(b"secret", "con_1");
+        assert_ne!(KeyRing::sealed_with(&before), KeyRing::sealed_with(&after));
+        assert_eq!(keys.open(&before, "con_1").expect("old"), b"secret");
+        assert_eq!(keys.open(&after, "con_1").expect("new"), b"secret");
+        // A value sealed by the other process under a key this one has not seen yet opens too.
+        let elsewhere = KeyRing::new(&key(4), &[])
+            .expect("ring")
+            .seal(b"x", "con_2");
+        *source.0.lock().expect("lock") = (vec![4; 32], false);
+        assert_eq!(keys.open(&elsewhere, "con_2").expect("re-read"), b"x");
     }
 
     #[test]

@@ -139,8 +139,47 @@ fn page_query(
     Some((sql, binds))
 }
 
+/// A connection id and its sealed credentials.
+struct SealedRow(String, String);
+
+impl FromColumns for SealedRow {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        Ok(Self(c.text()?, c.text()?))
+    }
+}
+
 #[async_trait]
 impl ConnectionStore for Store {
+    async fn sealed_credentials(
+        &self,
+        after: Option<&ConnectionId>,
+        limit: u32,
+    ) -> StoreResult<Vec<(ConnectionId, String)>> {
+        let sql = format!(
+            "SELECT id, credentials FROM provider_connections \
+             WHERE credentials IS NOT NULL AND id > $1 ORDER BY id LIMIT {limit}"
+        );
+        let rows: Vec<SealedRow> = self
+            .db
+            .fetch(&sql, &[after.map_or("", |id| id.as_str()).into()])
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (ConnectionId::from_string(row.0), row.1))
+            .collect())
+    }
+
+    async fn swap_credentials(&self, id: &ConnectionId, old: &str, new: &str) -> StoreResult<bool> {
+        let changed = self
+            .db
+            .execute(
+                "UPDATE provider_connections SET credentials = $1 WHERE id = $2 AND credentials = $3",
+                &[new.into(), id.as_str().into(), old.into()],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
     #[tracing::instrument(skip_all, fields(connection = %connection.id))]
     async fn insert_connection(&self, connection: &Connection) -> StoreResult<()> {
         let settings = serde_json::Value::Object(connection.settings.clone()).to_string();

@@ -3,6 +3,7 @@
 //! same database as a running server.
 
 mod admin;
+mod keyring;
 mod secrets;
 mod serve;
 mod settings;
@@ -61,12 +62,24 @@ enum Command {
     /// Manage workspaces.
     #[command(subcommand)]
     Workspaces(admin::WorkspacesCommand),
+    /// Manage the keys that encrypt stored provider credentials.
+    #[command(subcommand)]
+    Encryption(EncryptionCommand),
     /// Print request counts per day, API key, source-platform and operation.
     Usage {
         /// How many days back, today included.
         #[arg(long, default_value_t = 7)]
         days: u32,
     },
+}
+
+#[derive(Subcommand)]
+enum EncryptionCommand {
+    /// Make a new key the primary one (on one box; with `encryption.key` set, the configured
+    /// key) and re-encrypt every stored credential under it. Safe while `serve` runs.
+    Rotate,
+    /// Print the primary key's id and how many credentials each key seals.
+    Status,
 }
 
 #[tokio::main]
@@ -131,6 +144,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Schema => Ok(()),
         Command::Users(cmd) => admin::users(cmd, &settings).await,
+        Command::Encryption(EncryptionCommand::Rotate) => keyring::rotate(&settings).await,
+        Command::Encryption(EncryptionCommand::Status) => keyring::status(&settings).await,
         Command::Keys(cmd) => admin::keys(cmd, &settings).await,
         Command::Partners(cmd) => admin::partners(cmd, &settings).await,
         Command::Workspaces(cmd) => admin::workspaces(cmd, &settings).await,

@@ -1,7 +1,7 @@
-//! The signing secret and the credential encryption key. Configured ones win; otherwise, on
-//! SQLite, they are generated once into `<data_dir>/secrets/` (mode 0600) and read back on
-//! every start. On PostgreSQL several nodes must share them, so a missing one stops the start
-//! with the setting to set.
+//! The access-token signing secret. A configured one wins; otherwise, on SQLite, it is
+//! generated once into `<data_dir>/secrets/` (mode 0600) and read back on every start. On
+//! PostgreSQL several nodes must share it, so a missing one stops the start with the setting
+//! to set. (The credential encryption keys are a ring of their own: [`crate::keyring`].)
 
 use crate::settings::Settings;
 use anyhow::Context;
@@ -13,10 +13,6 @@ use taxbridge_store::Backend;
 
 pub struct Secrets {
     pub jwt_signing: SecretSlice<u8>,
-    /// Generated and kept from the first start so that credentials stored later (provider
-    /// connections) are encrypted under a key that already exists on every node.
-    #[allow(dead_code)]
-    pub encryption_key: SecretSlice<u8>,
 }
 
 pub fn load(settings: &Settings, backend: Backend) -> anyhow::Result<Secrets> {
@@ -37,27 +33,7 @@ pub fn load(settings: &Settings, backend: Backend) -> anyhow::Result<Secrets> {
             "TAXBRIDGE_AUTH__JWT_SECRET",
         )?,
     };
-    let encryption_key = match &settings.encryption.key {
-        Some(key) => {
-            let bytes = STANDARD
-                .decode(key.expose_secret().trim())
-                .ok()
-                .filter(|b| b.len() == 32)
-                .context("encryption.key must be 32 bytes in base64 (e.g. the output of `openssl rand -base64 32`)")?;
-            SecretSlice::from(bytes)
-        }
-        None => generated(
-            settings,
-            backend,
-            "encryption.key",
-            "encryption.key",
-            "TAXBRIDGE_ENCRYPTION__KEY",
-        )?,
-    };
-    Ok(Secrets {
-        jwt_signing,
-        encryption_key,
-    })
+    Ok(Secrets { jwt_signing })
 }
 
 fn generated(
@@ -131,10 +107,6 @@ mod tests {
         assert_eq!(
             first.jwt_signing.expose_secret(),
             second.jwt_signing.expose_secret()
-        );
-        assert_ne!(
-            first.jwt_signing.expose_secret(),
-            first.encryption_key.expose_secret()
         );
         #[cfg(unix)]
         {

@@ -9,7 +9,6 @@ use taxbridge_api::{
 };
 use taxbridge_domain::{
     connections::Connections,
-    crypto::KeyRing,
     identity::{reveal, Identity, IdentitySettings},
     providers::Catalog,
     usage::UsageRecorder,
@@ -33,10 +32,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let secrets = secrets::load(&settings, backend)?;
     let catalog = Arc::new(load_catalog(&settings)?);
-    let keys = Arc::new(
-        KeyRing::new(&secrets.encryption_key, &[])
-            .context("encryption.key must be 32 bytes in base64")?,
-    );
+    let keys = Arc::new(crate::keyring::keys(&settings, backend)?);
     // The one storage handle: every service takes the port it needs from it.
     let store = Arc::new(taxbridge_store::connect(&url).await?);
     let identity = Arc::new(Identity::new(

@@ -103,6 +103,10 @@ pub struct EncryptionSettings {
     /// `<data_dir>/secrets/` on SQLite; required on PostgreSQL.
     #[serde(skip_serializing)]
     pub key: Option<SecretString>,
+    /// Older keys, still able to open what they sealed until `taxbridge encryption rotate`
+    /// has re-encrypted everything under `key`.
+    #[serde(skip_serializing)]
+    pub previous_keys: Vec<SecretString>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

@@ -218,6 +218,137 @@ fn first_start_prints_a_working_key_and_curl_once() {
     assert!(me["data"]["me"]["id"].is_string(), "{me}");
 }
 
+/// A platform that accepts every verify: a thread answering 200 with a firm, on loopback.
+fn accepting_platform() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = r#"{"firmId":"f-1","firmName":"Smith CPA"}"#;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    base
+}
+
+/// `taxbridge encryption rotate` while a client collects in a loop: no collect fails, and
+/// afterwards every stored credential is sealed under the new key.
+#[test]
+fn rotating_the_key_while_serving_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let platform = accepting_platform();
+    let server = serve_with(
+        &data,
+        &[("TAXBRIDGE_EGRESS__ALLOW_CIDRS", "[\"127.0.0.0/8\"]")],
+        Stdio::null(),
+    );
+    let partner_key = stdout(&taxbridge(
+        &data,
+        &[
+            "partners",
+            "create",
+            "--name",
+            "Qount",
+            "--provider-key",
+            "qount",
+            "--email",
+            "eng@qount.example",
+        ],
+    ));
+    let access = token(&server.endpoint, partner_key.trim());
+    let workspace = post(
+        &server.endpoint,
+        json!({ "query": "mutation { createWorkspace(input: {displayName: \"Smith CPA\"}) { id } }" }),
+        Some(&access),
+    )["data"]["createWorkspace"]["id"]
+        .as_str()
+        .expect("workspace")
+        .to_owned();
+    let start = "mutation S($w: ID!, $i: JSON) { startProviderConnection(workspaceId: $w, providerKey: \"qount\", inputs: $i) { id } }";
+    let ids: Vec<String> = (0..5)
+        .map(|n| {
+            post(
+                &server.endpoint,
+                json!({ "query": start, "variables": { "w": workspace, "i": { "apiKey": format!("key-{n}"), "baseUrl": platform } } }),
+                Some(&access),
+            )["data"]["startProviderConnection"]["id"]
+                .as_str()
+                .expect("id")
+                .to_owned()
+        })
+        .collect();
+    let before = stdout(&taxbridge(&data, &["encryption", "status"]));
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let collector = {
+        let (endpoint, access, ids, stop) = (
+            server.endpoint.clone(),
+            access.clone(),
+            ids.clone(),
+            stop.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut outcomes = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for id in &ids {
+                    let answer = post(
+                        &endpoint,
+                        json!({ "query": "mutation C($c: ID!) { collectProviderConnection(connectionId: $c) { status } }", "variables": { "c": id } }),
+                        Some(&access),
+                    );
+                    outcomes.push(answer);
+                }
+            }
+            outcomes
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for _ in 0..2 {
+        stdout(&taxbridge(&data, &["encryption", "rotate"]));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let outcomes = collector.join().expect("collector");
+    assert!(outcomes.len() >= 10, "{} collects", outcomes.len());
+    for answer in &outcomes {
+        assert_eq!(
+            answer["data"]["collectProviderConnection"]["status"], "active",
+            "{answer}"
+        );
+    }
+
+    let after = stdout(&taxbridge(&data, &["encryption", "status"]));
+    let primary = after
+        .lines()
+        .find_map(|l| l.strip_prefix("primary key: "))
+        .expect("a primary key")
+        .to_owned();
+    assert!(
+        !before.contains(&primary),
+        "the primary key changed: {before} / {after}"
+    );
+    let counts: Vec<&str> = after.lines().skip(1).collect();
+    assert_eq!(counts, [format!("{primary}: 5 credentials")], "{after}");
+    drop(server);
+}
+
 /// An operator's provider catalog with a mistake stops `serve`, naming the file and the line.
 #[test]
 fn a_bad_provider_catalog_stops_serve_naming_the_file_and_line() {

@@ -10,7 +10,7 @@ use taxbridge_api::{
 };
 use taxbridge_domain::{
     connections::Connections,
-    crypto::KeyRing,
+    crypto::{KeyRing, Keys},
     identity::{reveal, Identity, IdentitySettings},
     providers::Catalog,
     usage::UsageRecorder,
@@ -90,7 +90,7 @@ impl TestApp {
                 store.clone(),
                 workspaces.clone(),
                 Arc::new(Catalog::built_in()),
-                Arc::new(keys),
+                Arc::new(Keys::fixed(keys)),
                 Arc::new(PartnerProtocol::new(
                     Egress::new(EgressSettings {
                         allow_cidrs: vec!["127.0.0.1/32".parse().expect("cidr")],

@@ -462,6 +462,10 @@ fn id_operations(
             json!({ "query": "mutation($w: ID!) { startProviderConnection(workspaceId: $w, providerKey: \"canopy\", inputs: {apiKey: \"x\"}) { id } }", "variables": { "w": workspace_id } }),
         ),
         (
+            "collectProviderConnection",
+            json!({ "query": "mutation($c: ID!) { collectProviderConnection(connectionId: $c, inputs: {apiKey: \"stolen\"}) { id } }", "variables": { "c": connection_id } }),
+        ),
+        (
             "disconnectProviderConnection",
             json!({ "query": "mutation($c: ID!) { disconnectProviderConnection(connectionId: $c) { id } }", "variables": { "c": connection_id } }),
         ),

@@ -15,15 +15,16 @@ OUT=bench/out
 mkdir -p "$OUT"
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --release --quiet -p taxbridge -p taxbridge-bench
+cargo build --release --quiet -p taxbridge -p taxbridge-bench -p reference-partner
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 DATA=$(mktemp -d)
 TB_PORT=$(free_port); FLOOR_PORT=$(free_port)
-cleanup() { kill "${TB_PID:-}" "${FLOOR_PID:-}" 2>/dev/null || true; rm -rf "$DATA"; }
+cleanup() { kill "${TB_PID:-}" "${FLOOR_PID:-}" "${PARTNER_PID:-}" 2>/dev/null || true; rm -rf "$DATA"; }
 trap cleanup EXIT
 
 TAXBRIDGE_RATE_LIMITS__REQUESTS_PER_SECOND=1000000000 TAXBRIDGE_RATE_LIMITS__REQUEST_BURST=1000000000 \
+TAXBRIDGE_EGRESS__ALLOW_CIDRS='["127.0.0.0/8"]' \
   ./target/release/taxbridge --data-dir "$DATA" serve --listen "127.0.0.1:$TB_PORT" >"$OUT/taxbridge.out" 2>"$OUT/taxbridge.err" &
 TB_PID=$!
 ./target/release/floor "127.0.0.1:$FLOOR_PORT" >"$OUT/floor.out" 2>&1 &
@@ -108,6 +109,73 @@ WS100K=$(measure "http://127.0.0.1:$TB_PORT/graphql" "$LARGE_TOKEN" "$WS_FIRST" 
 WSLAST=$(measure "http://127.0.0.1:$TB_PORT/graphql" "$LARGE_TOKEN" "$WS_LAST" workspaces-100k-offset)
 FPAGE=$(measure "http://127.0.0.1:$FLOOR_PORT/graphql" "$FLOOR_TOKEN" "$FLOOR_PAGE" floor-page)
 FPAGEJSON=$(measure "http://127.0.0.1:$FLOOR_PORT/graphql" "$FLOOR_TOKEN" "$FLOOR_PAGE_JSON" floor-page-json)
+
+# Provider connections: two of the small partner's workspaces with 10 and 10,000 connections,
+# written straight into the SQLite file; starting one through the API; and collect against the
+# reference partner on loopback next to a direct GET /v1/verify.
+read -r WS_TEN WS_MANY < <(python3 - "$DATA/taxbridge.db" <<'PY'
+import sqlite3, sys, time, uuid
+db = sqlite3.connect(sys.argv[1], timeout=30)
+ten, many = [r[0] for r in db.execute("SELECT w.id FROM workspaces w JOIN accounts a ON a.id = w.owner_partner_id WHERE a.provider_key = 'small' ORDER BY w.created_at LIMIT 2")]
+now = int(time.time() * 1000)
+for workspace, count in ((ten, 10), (many, 10_000)):
+    rows = [(f"con_{uuid.uuid4().hex}", workspace, "small", "practice_management", "active", None, "{}", None, None, None, now + i, now + i) for i in range(count)]
+    db.executemany("INSERT INTO provider_connections (id, workspace_id, provider_key, category, status, display_name, settings, credentials, status_detail, last_verified_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+db.commit()
+print(ten, many)
+PY
+)
+CONN_PAGE() { printf '{"query":"{ me { workspaces(filters: {ids: [\\"%s\\"]}) { connections(limit: 50) { id providerKey status } } } }"}' "$1"; }
+CONN_START=$(printf '{"query":"mutation S($w: ID!, $i: JSON) { startProviderConnection(workspaceId: $w, providerKey: \\"small\\", inputs: $i) { id status } }","variables":{"w":"%s","i":{"apiKey":"bench-key-0123456789","baseUrl":"https://platform.example.com"}}}' "$WS_TEN")
+check "http://127.0.0.1:$TB_PORT/graphql" "$SMALL_TOKEN" "$CONN_START" '"pending"' start-connection
+check "http://127.0.0.1:$TB_PORT/graphql" "$SMALL_TOKEN" "$(CONN_PAGE "$WS_MANY")" '"active"' connections-page
+CONN10=$(measure "http://127.0.0.1:$TB_PORT/graphql" "$SMALL_TOKEN" "$(CONN_PAGE "$WS_TEN")" connections-10)
+CONN10K=$(measure "http://127.0.0.1:$TB_PORT/graphql" "$SMALL_TOKEN" "$(CONN_PAGE "$WS_MANY")" connections-10k)
+START=$(measure "http://127.0.0.1:$TB_PORT/graphql" "$SMALL_TOKEN" "$CONN_START" start-connection)
+
+PARTNER_PORT=$(free_port)
+./target/release/reference-partner --listen "127.0.0.1:$PARTNER_PORT" --api-key bench-key >"$OUT/partner.out" 2>&1 &
+PARTNER_PID=$!
+sleep 0.5
+COLLECT_MS=$(python3 - "http://127.0.0.1:$TB_PORT/graphql" "$SMALL_TOKEN" "$WS_TEN" "http://127.0.0.1:$PARTNER_PORT" <<'PY'
+import json, statistics, subprocess, sys
+endpoint, token, workspace, base = sys.argv[1:5]
+def timed(args):
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}"] + args, capture_output=True, text=True).stdout.split()
+    assert out[0] == "200", out
+    return float(out[1]) * 1000
+def gql(body):
+    return ["-X", "POST", endpoint, "-H", "Content-Type: application/json", "-H", f"Authorization: Bearer {token}", "-d", json.dumps(body)]
+started = subprocess.run(["curl", "-s"] + gql({"query": "mutation S($w: ID!, $i: JSON) { startProviderConnection(workspaceId: $w, providerKey: \"small\", inputs: $i) { id } }",
+                                               "variables": {"w": workspace, "i": {"apiKey": "bench-key", "baseUrl": base}}}), capture_output=True, text=True).stdout
+connection = json.loads(started)["data"]["startProviderConnection"]["id"]
+collect = gql({"query": "mutation C($c: ID!) { collectProviderConnection(connectionId: $c) { status } }", "variables": {"c": connection}})
+check = subprocess.run(["curl", "-s"] + collect, capture_output=True, text=True).stdout
+assert '"active"' in check, check
+direct = ["-H", "Authorization: Bearer bench-key", f"{base}/v1/verify"]
+for _ in range(20):
+    timed(collect); timed(direct)
+through = statistics.median(timed(collect) for _ in range(200))
+plain = statistics.median(timed(direct) for _ in range(200))
+print(f"{through:.3f} {plain:.3f}")
+PY
+)
+
+python3 - "$FLOOR" "$START" "$CONN10" "$CONN10K" "$COLLECT_MS" <<'PY'
+import sys
+floor, start, c10, c10k = (list(map(float, a.split())) for a in sys.argv[1:5])
+through, direct = map(float, sys.argv[5].split())
+print()
+print(f"{'provider connections':<40} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'x floor':>8} {'target':>10}")
+ratio = start[0] / floor[0]
+print(f"{'startProviderConnection (seals, writes)':<40} {start[0]:>10.0f} {start[1]:>8.2f} {start[2]:>8.2f} {ratio:>8.2f} {'>= 0.5' + (' ok' if ratio >= 0.5 else ' MISSED'):>10}")
+for name, (rps, p50, p99) in (("connections(limit: 50), 10 in workspace", c10), ("connections(limit: 50), 10,000", c10k)):
+    print(f"{name:<40} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f} {rps / floor[0]:>8.2f}")
+cost = c10[0] / c10k[0]
+print(f"a page at 10,000 connections costs {cost:.2f}x the page at 10 (target <= 1.2): {'ok' if cost <= 1.2 else 'MISSED'}")
+overhead = through - direct
+print(f"collect against the reference partner: p50 {through:.2f} ms through Taxbridge, {direct:.2f} ms direct with curl: {overhead:.2f} ms overhead (target < 2 ms): {'ok' if overhead < 2 else 'MISSED'}")
+PY
 
 python3 - "$FLOOR" "$ME" "$LOGIN" "$WS100" "$WS100K" "$WSLAST" "$FPAGE" "$FPAGEJSON" <<'PY'
 import sys

@@ -24,6 +24,9 @@ use crate::{
 use async_trait::async_trait;
 use std::{collections::HashMap, sync::Arc};
 
+/// How long a collect may hold its connection: longer than the outbound call's own timeout.
+pub const COLLECT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The most bytes a connection's `inputs` may have, as JSON.
 pub const MAX_INPUT_BYTES: usize = 16 * 1024;
 
@@ -104,6 +107,16 @@ pub trait ConnectionStore: Send + Sync + 'static {
         after: Option<&ConnectionId>,
         limit: u32,
     ) -> StoreResult<Vec<(ConnectionId, String)>>;
+    /// Takes the connection's collect lease until `until` if no unexpired lease holds it;
+    /// false when another collect holds it.
+    async fn take_collect_lease(
+        &self,
+        id: &ConnectionId,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Gives the lease back.
+    async fn release_collect_lease(&self, id: &ConnectionId) -> StoreResult<()>;
     /// Replaces a connection's credentials if they are still `old`; false when they changed
     /// meanwhile (or are gone).
     async fn swap_credentials(&self, id: &ConnectionId, old: &str, new: &str) -> StoreResult<bool>;
@@ -391,16 +404,51 @@ impl Connections {
         inputs: Option<serde_json::Value>,
     ) -> Result<ConnectionView, ConnectionError> {
         let (connection, _) = self.reach(caller, id).await?;
+        // One collect at a time: in this process by a lock (so waiting costs nothing), across
+        // nodes by a lease in the database (so a second node waits too).
         let turn = {
             let mut collecting = self.collecting.lock().unwrap_or_else(|p| p.into_inner());
             collecting.retain(|_, lock| Arc::strong_count(lock) > 1);
             collecting.entry(connection.id.clone()).or_default().clone()
         };
         let _turn = turn.lock().await;
-        // Read again under the turn: an earlier collect may have changed it.
+        self.take_lease(&connection.id).await?;
+        let outcome = self.collect_holding_lease(&connection.id, inputs).await;
+        if let Err(err) = self.store.release_collect_lease(&connection.id).await {
+            tracing::warn!(error = %err, connection = %connection.id, "could not release a collect lease; it lapses by itself");
+        }
+        outcome
+    }
+
+    /// Waits for the connection's collect lease: another node's collect holds it for at most
+    /// [`COLLECT_LEASE`], and a dead node's lapses.
+    async fn take_lease(&self, id: &ConnectionId) -> Result<(), ConnectionError> {
+        let started = std::time::Instant::now();
+        loop {
+            let now = Timestamp::now();
+            let until = Timestamp::from_millis(now.as_millis() + COLLECT_LEASE.as_millis() as i64);
+            if self.store.take_collect_lease(id, now, until).await? {
+                return Ok(());
+            }
+            if started.elapsed() > COLLECT_LEASE * 2 {
+                return Err(ConnectionError::Conflict(
+                    "Another collect of this connection is still running; try again in a minute."
+                        .into(),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn collect_holding_lease(
+        &self,
+        id: &ConnectionId,
+        inputs: Option<serde_json::Value>,
+    ) -> Result<ConnectionView, ConnectionError> {
+        // Read under the lease: an earlier collect may have changed it.
         let mut connection = self
             .store
-            .connection_by_id(&connection.id)
+            .connection_by_id(id)
             .await?
             .ok_or(ConnectionError::NotFound)?;
         if connection.status == ConnectionStatus::Disconnected {
@@ -513,9 +561,22 @@ impl Connections {
             .store
             .connections_of(&access.workspace().id, filters, page)
             .await?;
+        // A page names few providers: each is looked up once, not once a row.
+        let mut providers: HashMap<String, Provider> = HashMap::new();
         let mut views = Vec::with_capacity(connections.len());
         for connection in connections {
-            views.push(self.view(connection).await?);
+            let provider = match providers.get(&connection.provider_key) {
+                Some(provider) => provider.clone(),
+                None => {
+                    let provider = self.view(connection.clone()).await?.provider;
+                    providers.insert(connection.provider_key.clone(), provider.clone());
+                    provider
+                }
+            };
+            views.push(ConnectionView {
+                connection,
+                provider,
+            });
         }
         Ok(views)
     }

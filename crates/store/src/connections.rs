@@ -169,6 +169,37 @@ impl ConnectionStore for Store {
             .collect())
     }
 
+    async fn take_collect_lease(
+        &self,
+        id: &ConnectionId,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<bool> {
+        let changed = self
+            .db
+            .execute(
+                "UPDATE provider_connections SET collect_lease_until = $1 WHERE id = $2 \
+                 AND (collect_lease_until IS NULL OR collect_lease_until < $3)",
+                &[
+                    until.as_millis().into(),
+                    id.as_str().into(),
+                    now.as_millis().into(),
+                ],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn release_collect_lease(&self, id: &ConnectionId) -> StoreResult<()> {
+        self.db
+            .execute(
+                "UPDATE provider_connections SET collect_lease_until = NULL WHERE id = $1",
+                &[id.as_str().into()],
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn swap_credentials(&self, id: &ConnectionId, old: &str, new: &str) -> StoreResult<bool> {
         let changed = self
             .db

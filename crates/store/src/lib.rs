@@ -95,8 +95,12 @@ async fn connect_sqlite(url: &str) -> anyhow::Result<Db> {
         // Admin commands and the server share the file: wait for a writer, don't fail.
         .busy_timeout(Duration::from_secs(10));
     let path = options.get_filename().to_owned();
+    // SQLite takes one writer at a time. With several write connections, the losers of each
+    // race wait in SQLite's busy handler, which sleeps in steps of milliseconds; with one, they
+    // queue in the pool and each write starts the moment the last one commits. (Reads do not
+    // use this pool: they run on `read::SqliteReaders`.)
     let pool = SqlitePoolOptions::new()
-        .max_connections(8)
+        .max_connections(1)
         .connect_with(options)
         .await
         .with_context(|| format!("Failed to open the SQLite database `{url}`"))?;

@@ -1,11 +1,13 @@
-//! The credential key ring: where its keys live, and `taxbridge encryption rotate | status`.
+//! The credential key ring: where its keys live, and `taxbridge encryption rotate | retire |
+//! status`.
 //!
 //! - **One box** (SQLite, no `encryption.key` setting): `<data_dir>/secrets/encryption.key`,
 //!   one base64 key a line, the first the primary. A file with one line is a ring of one, so
 //!   a data dir from before rotation existed reads as it is. `rotate` writes a new key in
 //!   front (a new file renamed over the old, 0600) and re-encrypts every stored credential; a
 //!   running `serve` sees the file change before its next seal, and re-reads it when it meets
-//!   a key it lacks, so rotating while it serves loses nothing.
+//!   a key it lacks, so rotating while it serves loses nothing. `retire` then drops the keys no
+//!   credential uses any more.
 //! - **Many nodes** (PostgreSQL, or `encryption.key` set): `encryption.key` is the primary and
 //!   `encryption.previous_keys` the older keys. To rotate: put the new key in `encryption.key`
 //!   and the old one in `previous_keys` on every node, restart them, then run `rotate`, which
@@ -240,6 +242,57 @@ pub async fn rotate(settings: &Settings) -> anyhow::Result<()> {
         ring.primary_id()
     );
     Ok(())
+}
+
+/// `taxbridge encryption retire`: drops from the ring file every key but the primary that no
+/// stored credential uses any more (run `rotate` first). Many nodes: remove the key from
+/// `encryption.previous_keys` instead.
+pub async fn retire(settings: &Settings) -> anyhow::Result<()> {
+    let url = settings.database_url();
+    let backend = Backend::of_url(&url)?;
+    let Source::File(path) = source(settings, backend)? else {
+        anyhow::bail!(
+            "the keys come from settings: remove a retired key from encryption.previous_keys on every node once `taxbridge encryption status` shows no credential uses it"
+        );
+    };
+    let store = taxbridge_store::connect(&url).await?;
+    let in_use = key_ids_in_use(&store).await?;
+    let keys = read_ring_file(&path)?;
+    let (kept, retired): (Vec<_>, Vec<_>) = keys
+        .into_iter()
+        .enumerate()
+        .partition(|(n, key)| *n == 0 || in_use.contains_key(&key_id(key.expose_secret())));
+    let kept: Vec<SecretSlice<u8>> = kept.into_iter().map(|(_, key)| key).collect();
+    if !retired.is_empty() {
+        write_ring_file(&path, &kept)?;
+    }
+    for (_, key) in &retired {
+        println!("retired key {}", key_id(key.expose_secret()));
+    }
+    println!(
+        "{} keys remain; the primary is {}",
+        kept.len(),
+        key_id(kept[0].expose_secret())
+    );
+    Ok(())
+}
+
+/// How many stored credentials each key id seals.
+async fn key_ids_in_use(store: &Store) -> anyhow::Result<BTreeMap<String, u64>> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut after = None;
+    loop {
+        let page = store.sealed_credentials(after.as_ref(), 500).await?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (_, sealed) in page {
+            let id = KeyRing::sealed_with(&sealed)
+                .unwrap_or("(unreadable)")
+                .to_owned();
+            *counts.entry(id).or_default() += 1;
+        }
+    }
+    Ok(counts)
 }
 
 /// `taxbridge encryption status`: the primary key id, and how many credentials each key seals.

@@ -78,6 +78,8 @@ enum EncryptionCommand {
     /// Make a new key the primary one (on one box; with `encryption.key` set, the configured
     /// key) and re-encrypt every stored credential under it. Safe while `serve` runs.
     Rotate,
+    /// Drop from the key ring every older key that no stored credential uses (after rotate).
+    Retire,
     /// Print the primary key's id and how many credentials each key seals.
     Status,
 }
@@ -145,6 +147,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Schema => Ok(()),
         Command::Users(cmd) => admin::users(cmd, &settings).await,
         Command::Encryption(EncryptionCommand::Rotate) => keyring::rotate(&settings).await,
+        Command::Encryption(EncryptionCommand::Retire) => keyring::retire(&settings).await,
         Command::Encryption(EncryptionCommand::Status) => keyring::status(&settings).await,
         Command::Keys(cmd) => admin::keys(cmd, &settings).await,
         Command::Partners(cmd) => admin::partners(cmd, &settings).await,

@@ -346,6 +346,22 @@ fn rotating_the_key_while_serving_loses_nothing() {
     );
     let counts: Vec<&str> = after.lines().skip(1).collect();
     assert_eq!(counts, [format!("{primary}: 5 credentials")], "{after}");
+    // The two older keys are no longer used: retire drops them, the primary stays, and the
+    // credentials still open (a collect still verifies).
+    let ring = || std::fs::read_to_string(data.join("secrets/encryption.key")).expect("ring");
+    assert_eq!(ring().lines().count(), 3);
+    let retired = stdout(&taxbridge(&data, &["encryption", "retire"]));
+    assert_eq!(retired.matches("retired key").count(), 2, "{retired}");
+    assert_eq!(ring().lines().count(), 1);
+    let again = post(
+        &server.endpoint,
+        json!({ "query": "mutation C($c: ID!) { collectProviderConnection(connectionId: $c) { status } }", "variables": { "c": ids[0] } }),
+        Some(&access),
+    );
+    assert_eq!(
+        again["data"]["collectProviderConnection"]["status"], "active",
+        "{again}"
+    );
     drop(server);
 }
 

@@ -307,19 +307,7 @@ pub async fn status(settings: &Settings) -> anyhow::Result<()> {
         }
         Source::Settings(keys) => KeyRing::new(&keys[0], &keys[1..])?,
     };
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    let mut after = None;
-    loop {
-        let page = store.sealed_credentials(after.as_ref(), 500).await?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(last.clone());
-        for (_, sealed) in page {
-            let id = KeyRing::sealed_with(&sealed)
-                .unwrap_or("(unreadable)")
-                .to_owned();
-            *counts.entry(id).or_default() += 1;
-        }
-    }
+    let counts = key_ids_in_use(&store).await?;
     println!("primary key: {}", ring.primary_id());
     for (id, count) in counts {
         println!("{id}: {count} credentials");

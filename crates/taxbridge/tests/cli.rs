@@ -218,6 +218,33 @@ fn first_start_prints_a_working_key_and_curl_once() {
     assert!(me["data"]["me"]["id"].is_string(), "{me}");
 }
 
+/// A partner `qount` registered with the CLI, logged in, with one workspace: (token, id).
+fn partner_with_workspace(server: &Server, data: &Path) -> (String, String) {
+    let partner_key = stdout(&taxbridge(
+        data,
+        &[
+            "partners",
+            "create",
+            "--name",
+            "Qount",
+            "--provider-key",
+            "qount",
+            "--email",
+            "eng@qount.example",
+        ],
+    ));
+    let access = token(&server.endpoint, partner_key.trim());
+    let workspace = post(
+        &server.endpoint,
+        json!({ "query": "mutation { createWorkspace(input: {displayName: \"Smith CPA\"}) { id } }" }),
+        Some(&access),
+    )["data"]["createWorkspace"]["id"]
+        .as_str()
+        .expect("workspace")
+        .to_owned();
+    (access, workspace)
+}
+
 /// A platform that accepts every verify: a thread answering 200 with a firm, on loopback.
 fn accepting_platform() -> String {
     use std::io::{Read, Write};
@@ -259,28 +286,7 @@ fn rotating_the_key_while_serving_loses_nothing() {
         &[("TAXBRIDGE_EGRESS__ALLOW_CIDRS", "[\"127.0.0.0/8\"]")],
         Stdio::null(),
     );
-    let partner_key = stdout(&taxbridge(
-        &data,
-        &[
-            "partners",
-            "create",
-            "--name",
-            "Qount",
-            "--provider-key",
-            "qount",
-            "--email",
-            "eng@qount.example",
-        ],
-    ));
-    let access = token(&server.endpoint, partner_key.trim());
-    let workspace = post(
-        &server.endpoint,
-        json!({ "query": "mutation { createWorkspace(input: {displayName: \"Smith CPA\"}) { id } }" }),
-        Some(&access),
-    )["data"]["createWorkspace"]["id"]
-        .as_str()
-        .expect("workspace")
-        .to_owned();
+    let (access, workspace) = partner_with_workspace(&server, &data);
     let start = "mutation S($w: ID!, $i: JSON) { startProviderConnection(workspaceId: $w, providerKey: \"qount\", inputs: $i) { id } }";
     let ids: Vec<String> = (0..5)
         .map(|n| {
@@ -408,28 +414,7 @@ fn provider_secrets_never_reach_the_data_dir_or_the_log() {
         ],
         log,
     );
-    let partner_key = stdout(&taxbridge(
-        &data,
-        &[
-            "partners",
-            "create",
-            "--name",
-            "Qount",
-            "--provider-key",
-            "qount",
-            "--email",
-            "eng@qount.example",
-        ],
-    ));
-    let access = token(&server.endpoint, partner_key.trim());
-    let workspace = post(
-        &server.endpoint,
-        json!({ "query": "mutation { createWorkspace(input: {displayName: \"Smith CPA\"}) { id } }" }),
-        Some(&access),
-    )["data"]["createWorkspace"]["id"]
-        .as_str()
-        .expect("workspace")
-        .to_owned();
+    let (access, workspace) = partner_with_workspace(&server, &data);
     let start = "mutation S($w: ID!, $i: JSON) { startProviderConnection(workspaceId: $w, providerKey: \"qount\", inputs: $i) { id } }";
     let mut ids = Vec::new();
     for _ in 0..2 {

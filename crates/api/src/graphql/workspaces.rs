@@ -200,7 +200,7 @@ impl Workspace {
         limit: Option<i32>,
         offset: Option<i32>,
         sort_by: Option<SortBy>,
-    ) -> Result<Vec<super::connections::ProviderConnection>, ApiError> {
+    ) -> Result<super::connections::ConnectionPage, ApiError> {
         let access = services(ctx)
             .workspaces
             .reach(caller(ctx).await?, &self.id)

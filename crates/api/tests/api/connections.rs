@@ -17,6 +17,7 @@ taxbridge_testkit::per_database!(
     connections_are_listed_with_filters_sorting_and_paging,
     foreign_workspaces_and_connections_answer_not_found,
     disconnecting_erases_the_credentials,
+    plain_connection_pages_answer_as_resolved_ones,
 );
 
 const START: &str = "mutation StartProviderConnection($workspaceId: ID!, $providerKey: String!, $inputs: JSON) { startProviderConnection(workspaceId: $workspaceId, providerKey: $providerKey, inputs: $inputs) { id workspaceId providerKey status action displayName settings statusDetail createdAt provider { key name category } } }";
@@ -322,6 +323,46 @@ async fn connections_are_listed_with_filters_sorting_and_paging(app: TestApp) {
             "{args}"
         );
     }
+}
+
+/// A page whose selection is all stored fields is built without per-field resolvers; it must
+/// answer byte for byte as the resolvers do (here forced by also selecting `provider`).
+async fn plain_connection_pages_answer_as_resolved_ones(app: TestApp) {
+    let (token, workspace) = partner_with_workspace(&app, "qount").await;
+    let inputs = json!({ "apiKey": SECRET, "baseUrl": "https://api.example.com", "firmReferenceId": "F-1", "region": { "eu": [1, 2] } });
+    started(&start(&app, &token, &workspace, "qount", inputs).await);
+    started(&start(&app, &token, &workspace, "qount", Value::Null).await);
+    let fields = "id workspaceId providerKey status action displayName settings statusDetail lastVerifiedAt createdAt updatedAt __typename again: id";
+    let raw = |selection: String| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            app.http
+                .post(&app.endpoint)
+                .bearer_auth(token)
+                .json(&json!({ "query": format!("{{ me {{ workspaces {{ connections {{ {selection} }} }} }} }}") }))
+                .send()
+                .await
+                .expect("send")
+                .text()
+                .await
+                .expect("text")
+        }
+    };
+    let plain = raw(fields.to_owned()).await;
+    let resolved = raw(format!("{fields} provider {{ key }}")).await;
+    assert!(
+        resolved.contains(",\"provider\":{\"key\":\"qount\"}"),
+        "{resolved}"
+    );
+    assert_eq!(
+        plain,
+        resolved.replace(",\"provider\":{\"key\":\"qount\"}", "")
+    );
+    assert!(!plain.contains("\"errors\""), "{plain}");
+    assert!(
+        plain.contains("\"__typename\":\"ProviderConnection\""),
+        "{plain}"
+    );
 }
 
 async fn foreign_workspaces_and_connections_answer_not_found(app: TestApp) {

@@ -6,9 +6,11 @@
 //! - `http` and `https` only;
 //! - the host is read as the WHATWG URL parser reads it, so every numeric spelling
 //!   (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`) is the address it means;
-//! - a literal address is checked before anything is sent; a name is resolved by the
-//!   policy's own resolver, which drops every refused address, and the connection goes to an
-//!   address it returned (no second lookup for a DNS answer to change between check and use);
+//! - a literal address is checked before anything is sent, and a refusal says why; a name is
+//!   resolved by the policy's own resolver, which drops every refused address, and the
+//!   connection goes to an address it returned (no second lookup for a DNS answer to change
+//!   between check and use). A name with no address left answers the same whether it did not
+//!   resolve or resolved only to refused addresses: the gateway is no probe of internal DNS;
 //! - redirects are followed at most five times, each target checked the same way;
 //! - connect and total timeouts, and a cap on the response body, read as it streams.
 //!
@@ -59,8 +61,10 @@ pub enum EgressError {
     Scheme { scheme: String },
     #[error("`{host}` is {}, which the gateway does not call", why.describe())]
     Refused { host: String, why: Blocked },
-    #[error("`{host}` did not resolve to any address")]
-    NoAddress { host: String },
+    /// A name that does not resolve, or resolves only to refused addresses: one answer for
+    /// both, so a caller cannot use the gateway to learn which internal names exist.
+    #[error("`{host}` does not resolve to a public address, and the gateway calls only those")]
+    NotPublic { host: String },
     #[error("the platform did not answer within {0:?}")]
     Timeout(Duration),
     #[error("the platform could not be reached: {0}")]
@@ -180,8 +184,8 @@ impl Egress {
                         host: host.clone(),
                         why: *why,
                     },
-                    EgressError::NoAddress { host } => {
-                        EgressError::NoAddress { host: host.clone() }
+                    EgressError::NotPublic { host } => {
+                        EgressError::NotPublic { host: host.clone() }
                     }
                     EgressError::TooManyRedirects => EgressError::TooManyRedirects,
                     other => EgressError::Other(other.to_string()),
@@ -247,26 +251,16 @@ impl dns::Resolve for PolicyResolver {
             let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
                 .await
                 .map_err(|_| {
-                    Box::new(EgressError::NoAddress { host: host.clone() })
+                    Box::new(EgressError::NotPublic { host: host.clone() })
                         as Box<dyn std::error::Error + Send + Sync>
                 })?
                 .collect();
-            let mut refused = None;
             let allowed: Vec<SocketAddr> = found
                 .into_iter()
-                .filter(|addr| match policy.check(addr.ip()) {
-                    Ok(()) => true,
-                    Err(why) => {
-                        refused.get_or_insert(why);
-                        false
-                    }
-                })
+                .filter(|addr| policy.check(addr.ip()).is_ok())
                 .collect();
             if allowed.is_empty() {
-                let err = match refused {
-                    Some(why) => EgressError::Refused { host, why },
-                    None => EgressError::NoAddress { host },
-                };
+                let err = EgressError::NotPublic { host };
                 return Err(Box::new(err) as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(allowed.into_iter()) as dns::Addrs)

@@ -31,7 +31,7 @@ fn header(value: &str) -> Option<HeaderValue> {
 /// The failure as an integrator reads it on the connection's `statusDetail`.
 fn unreachable(err: EgressError) -> VerifyFailure {
     match err {
-        EgressError::Refused { .. } => VerifyFailure::Unreachable(format!(
+        EgressError::Refused { .. } | EgressError::NotPublic { .. } => VerifyFailure::Unreachable(format!(
             "{err}; use the platform's public base URL (an operator can allow-list a range with egress.allow_cidrs)"
         )),
         EgressError::BadUrl { .. } | EgressError::Scheme { .. } => {

@@ -86,10 +86,25 @@ async fn every_spelling_of_a_local_address_is_refused_without_a_connection() {
     let client = egress(&[]);
     for url in &urls {
         match client.get(url, HeaderMap::new()).await {
+            // A literal address says why; a name says only that it is not public.
             Err(EgressError::Refused { .. }) => {}
+            Err(EgressError::NotPublic { host }) if host.eq_ignore_ascii_case("localhost") => {}
             other => panic!("{url}: expected a refusal, got {other:?}"),
         }
     }
+    // A name that resolves only to refused addresses reads like one that does not resolve.
+    let local = client
+        .get(&format!("http://localhost:{port}/"), HeaderMap::new())
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert_eq!(
+        local,
+        EgressError::NotPublic {
+            host: "localhost".into()
+        }
+        .to_string()
+    );
     for url in [
         "file:///etc/passwd".to_owned(),
         format!("gopher://127.0.0.1:{port}/"),

@@ -21,8 +21,10 @@ use std::{
 };
 use taxbridge_domain::{ids::ApiKeyId, ttl_map::TtlMap};
 
-/// The quotas, from settings.
-#[derive(Clone, Copy, Debug)]
+/// The quotas: the `[rate_limits]` settings table as it is (the binary's settings tree holds
+/// this type, so defaults live here once).
+#[derive(Clone, Copy, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
 pub struct RateLimitSettings {
     /// Failed logins one client address (or one key prefix) may make in a minute.
     pub failed_logins_per_minute: u32,

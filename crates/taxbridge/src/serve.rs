@@ -4,9 +4,7 @@
 use crate::{secrets, settings::Settings};
 use anyhow::Context;
 use std::{sync::Arc, time::Duration};
-use taxbridge_api::{
-    ApiSettings, Application, ConnectionLimits, QueryLimits, RateLimitSettings, Services,
-};
+use taxbridge_api::{ApiSettings, Application, ConnectionLimits, QueryLimits, Services};
 use taxbridge_domain::{
     connections::Connections,
     identity::{reveal, Identity, IdentitySettings},
@@ -84,11 +82,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 ),
                 max_connections: settings.limits.max_connections.max(1),
             },
-            rate_limits: RateLimitSettings {
-                failed_logins_per_minute: settings.rate_limits.failed_logins_per_minute,
-                requests_per_second: settings.rate_limits.requests_per_second,
-                request_burst: settings.rate_limits.request_burst,
-            },
+            rate_limits: settings.rate_limits,
             usage_flush_interval: Duration::from_secs(settings.usage.flush_interval_seconds.max(1)),
         },
         services,

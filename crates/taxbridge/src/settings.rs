@@ -12,6 +12,7 @@ use figment::{
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+pub use taxbridge_api::RateLimitSettings;
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(default)]
@@ -58,27 +59,6 @@ impl Default for EgressSettings {
             connect_timeout_seconds: 5,
             timeout_seconds: 15,
             max_response_bytes: 4 * 1024 * 1024,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(default)]
-pub struct RateLimitSettings {
-    /// Failed logins one client address, or one key prefix, may make in a minute.
-    pub failed_logins_per_minute: u32,
-    /// Requests one API key may make each second, sustained.
-    pub requests_per_second: u32,
-    /// Requests one API key may make at once above the sustained rate.
-    pub request_burst: u32,
-}
-
-impl Default for RateLimitSettings {
-    fn default() -> Self {
-        Self {
-            failed_logins_per_minute: 20,
-            requests_per_second: 50,
-            request_burst: 100,
         }
     }
 }

@@ -532,6 +532,15 @@ async fn collect(app: &TestApp, token: &str, id: &str, inputs: Value) -> Gql {
     .await
 }
 
+/// A new partner's connection with good credentials to the fake platform's `ok` mode:
+/// (partner token, connection id).
+async fn good_connection(app: &TestApp, port: u16) -> (String, String) {
+    let partner = partner_with_workspace(app, "qount").await;
+    let base = format!("http://127.0.0.1:{port}/ok");
+    let id = connection_to(app, &partner, &base, fake::GOOD_KEY).await;
+    (partner.0, id)
+}
+
 /// A qount connection to the fake platform at `base` on the partner's workspace.
 async fn connection_to(app: &TestApp, partner: &(String, String), base: &str, key: &str) -> String {
     let (token, workspace) = partner;
@@ -667,15 +676,7 @@ async fn a_failed_collect_says_why_and_a_new_one_with_fixed_inputs_succeeds(app:
 
 async fn collects_of_one_connection_never_interleave(app: TestApp) {
     let (platform, port) = fake::start().await;
-    let partner = partner_with_workspace(&app, "qount").await;
-    let id = connection_to(
-        &app,
-        &partner,
-        &format!("http://127.0.0.1:{port}/ok"),
-        fake::GOOD_KEY,
-    )
-    .await;
-    let token = partner.0;
+    let (token, id) = good_connection(&app, port).await;
     let app = std::sync::Arc::new(app);
     let mut calls = Vec::new();
     for _ in 0..5 {
@@ -703,15 +704,7 @@ async fn collects_of_one_connection_never_interleave(app: TestApp) {
 
 async fn a_disconnected_connection_cannot_be_collected(app: TestApp) {
     let (_platform, port) = fake::start().await;
-    let partner = partner_with_workspace(&app, "qount").await;
-    let id = connection_to(
-        &app,
-        &partner,
-        &format!("http://127.0.0.1:{port}/ok"),
-        fake::GOOD_KEY,
-    )
-    .await;
-    let token = partner.0;
+    let (token, id) = good_connection(&app, port).await;
     app.graphql(
         json!({ "query": "mutation D($id: ID!) { disconnectProviderConnection(connectionId: $id) { id } }", "variables": { "id": id } }),
         Some(&token),

@@ -8,16 +8,18 @@
 //!
 //! - Reads ([`Db::fetch`], [`Db::fetch_optional`], [`Db::fetch_page`]) on SQLite run in place
 //!   on rusqlite connections ([`crate::read`] says why); on PostgreSQL they go through sqlx.
-//! - Writes ([`Db::execute`]) and transactions ([`Db::begin`], then [`Tx`]) go through sqlx
-//!   on both, whose SQLite driver waits for the write lock on its own threads.
+//! - Writes ([`Db::execute`]) and transactions ([`Db::begin`], then [`Tx`]) go to the
+//!   SQLite writer thread, which groups concurrent writes into one commit
+//!   ([`crate::write`] says why); on PostgreSQL they go through sqlx.
 //!
 //! Errors: a unique violation becomes [`StoreError::Conflict`] whose `what` is the violated
 //! constraint (callers rename it with [`name_conflict`]); anything else is
 //! [`StoreError::Backend`].
 
 use crate::read::{Columns, FromColumns, SqliteReaders};
+use crate::write::{Session, SqliteWriter};
 use crate::Backend;
-use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
+use sqlx::{PgPool, Postgres};
 use taxbridge_domain::{
     lists::Page,
     store::{StoreError, StoreResult},
@@ -60,10 +62,10 @@ impl From<Option<i64>> for Arg<'_> {
     }
 }
 
-/// The open database: a pool per driver, plus SQLite's in-place readers.
+/// The open database: SQLite's writer thread and in-place readers, or a PostgreSQL pool.
 pub(crate) enum Db {
     Sqlite {
-        pool: SqlitePool,
+        writer: SqliteWriter,
         readers: SqliteReaders,
     },
     Postgres(PgPool),
@@ -124,22 +126,19 @@ impl Db {
     /// Runs one write; the number of rows it changed.
     pub(crate) async fn execute(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
         match self {
-            Db::Sqlite { pool, .. } => bind(sqlx::query::<Sqlite>(sql), args)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected()),
+            Db::Sqlite { writer, .. } => writer.execute(sql, args).await,
             Db::Postgres(pool) => bind(sqlx::query::<Postgres>(sql), args)
                 .execute(pool)
                 .await
-                .map(|done| done.rows_affected()),
+                .map(|done| done.rows_affected())
+                .map_err(db_error),
         }
-        .map_err(db_error)
     }
 
     /// Starts a transaction; it rolls back when dropped without [`Tx::commit`].
     pub(crate) async fn begin(&self) -> StoreResult<Tx> {
         Ok(match self {
-            Db::Sqlite { pool, .. } => Tx::Sqlite(pool.begin().await.map_err(db_error)?),
+            Db::Sqlite { writer, .. } => Tx::Sqlite(writer.begin()?),
             Db::Postgres(pool) => Tx::Postgres(pool.begin().await.map_err(db_error)?),
         })
     }
@@ -147,38 +146,29 @@ impl Db {
 
 /// A transaction, with the same calls as [`Db`].
 pub(crate) enum Tx {
-    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Sqlite(Session),
     Postgres(sqlx::Transaction<'static, Postgres>),
 }
 
 impl Tx {
     pub(crate) async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
         match self {
-            Tx::Sqlite(tx) => bind(sqlx::query::<Sqlite>(sql), args)
-                .execute(&mut **tx)
-                .await
-                .map(|done| done.rows_affected()),
+            Tx::Sqlite(session) => session.execute(sql, args).await,
             Tx::Postgres(tx) => bind(sqlx::query::<Postgres>(sql), args)
                 .execute(&mut **tx)
                 .await
-                .map(|done| done.rows_affected()),
+                .map(|done| done.rows_affected())
+                .map_err(db_error),
         }
-        .map_err(db_error)
     }
 
-    pub(crate) async fn fetch<T: FromColumns>(
+    pub(crate) async fn fetch<T: FromColumns + Send + 'static>(
         &mut self,
         sql: &str,
         args: &[Arg<'_>],
     ) -> StoreResult<Vec<T>> {
         match self {
-            Tx::Sqlite(tx) => {
-                let rows = bind(sqlx::query::<Sqlite>(sql), args)
-                    .fetch_all(&mut **tx)
-                    .await
-                    .map_err(db_error)?;
-                decode_all(&rows)
-            }
+            Tx::Sqlite(session) => session.fetch(sql, args).await,
             Tx::Postgres(tx) => {
                 let rows = bind(sqlx::query::<Postgres>(sql), args)
                     .fetch_all(&mut **tx)
@@ -189,7 +179,7 @@ impl Tx {
         }
     }
 
-    pub(crate) async fn fetch_optional<T: FromColumns>(
+    pub(crate) async fn fetch_optional<T: FromColumns + Send + 'static>(
         &mut self,
         sql: &str,
         args: &[Arg<'_>],
@@ -199,10 +189,9 @@ impl Tx {
 
     pub(crate) async fn commit(self) -> StoreResult<()> {
         match self {
-            Tx::Sqlite(tx) => tx.commit().await,
-            Tx::Postgres(tx) => tx.commit().await,
+            Tx::Sqlite(session) => session.commit().await,
+            Tx::Postgres(tx) => tx.commit().await.map_err(db_error),
         }
-        .map_err(db_error)
     }
 }
 

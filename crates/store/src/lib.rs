@@ -23,6 +23,7 @@ mod members;
 mod read;
 mod usage;
 mod workspaces;
+mod write;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -95,10 +96,8 @@ async fn connect_sqlite(url: &str) -> anyhow::Result<Db> {
         // Admin commands and the server share the file: wait for a writer, don't fail.
         .busy_timeout(Duration::from_secs(10));
     let path = options.get_filename().to_owned();
-    // SQLite takes one writer at a time. With several write connections, the losers of each
-    // race wait in SQLite's busy handler, which sleeps in steps of milliseconds; with one, they
-    // queue in the pool and each write starts the moment the last one commits. (Reads do not
-    // use this pool: they run on `read::SqliteReaders`.)
+    // sqlx creates and migrates the file; then the writer thread (`write::SqliteWriter`) and
+    // the in-place readers (`read::SqliteReaders`) take over and this connection closes.
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(options)
@@ -108,9 +107,12 @@ async fn connect_sqlite(url: &str) -> anyhow::Result<Db> {
         .run(&pool)
         .await
         .context("Failed to apply the SQLite migrations")?;
+    pool.close().await;
+    let writer = write::SqliteWriter::open(&path)
+        .with_context(|| format!("Failed to open the SQLite database `{url}` for writing"))?;
     let readers = read::SqliteReaders::open(&path)
         .with_context(|| format!("Failed to open the SQLite database `{url}` for reading"))?;
-    Ok(Db::Sqlite { pool, readers })
+    Ok(Db::Sqlite { writer, readers })
 }
 
 async fn connect_postgres(url: &str) -> anyhow::Result<Db> {

@@ -33,8 +33,23 @@ pub(crate) trait FromColumns: Sized {
     fn from_columns(columns: &mut dyn Columns) -> StoreResult<Self>;
 }
 
-fn backend<E: std::error::Error + Send + Sync + 'static>(err: E) -> StoreError {
+pub(crate) fn backend<E: std::error::Error + Send + Sync + 'static>(err: E) -> StoreError {
     StoreError::Backend(Box::new(err))
+}
+
+/// A rusqlite error as the domain's: a unique violation becomes a conflict carrying SQLite's
+/// message (`UNIQUE constraint failed: <table>.<column>`), as sqlx reports it.
+pub(crate) fn statement_error(err: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(code, message) = &err {
+        const UNIQUE: std::ffi::c_int = rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE;
+        const PRIMARY_KEY: std::ffi::c_int = rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY;
+        if matches!(code.extended_code, UNIQUE | PRIMARY_KEY) {
+            return StoreError::Conflict {
+                what: message.clone().unwrap_or_else(|| err.to_string()),
+            };
+        }
+    }
+    backend(err)
 }
 
 struct RusqliteColumns<'r, 's> {
@@ -111,13 +126,13 @@ impl SqliteReaders {
 
 /// An [`Arg`] that owns its text, to cross to another thread.
 #[derive(Clone, Debug)]
-enum OwnedArg {
+pub(crate) enum OwnedArg {
     Text(Option<String>),
     Int(Option<i64>),
 }
 
 impl OwnedArg {
-    fn as_arg(&self) -> Arg<'_> {
+    pub(crate) fn as_arg(&self) -> Arg<'_> {
         match self {
             OwnedArg::Text(text) => Arg::Text(text.as_deref()),
             OwnedArg::Int(int) => Arg::Int(*int),
@@ -191,37 +206,38 @@ impl Readers {
         args: &[Arg<'_>],
     ) -> StoreResult<Vec<T>> {
         let conn = self.take()?;
-        let result = Self::run(&conn, sql, args);
+        let result = run_statement(&conn, sql, args);
         // A connection goes back after an error too: errors here are about the statement.
         self.put_back(conn);
         result
     }
+}
 
-    fn run<T: FromColumns>(
-        conn: &rusqlite::Connection,
-        sql: &str,
-        args: &[Arg<'_>],
-    ) -> StoreResult<Vec<T>> {
-        let mut statement = conn.prepare_cached(sql).map_err(backend)?;
-        // `$n` is a named parameter to SQLite, numbered by first appearance: bind by name.
-        for (n, arg) in args.iter().enumerate() {
-            let name = format!("${}", n + 1);
-            let Some(index) = statement.parameter_index(&name).map_err(backend)? else {
-                continue;
-            };
-            match *arg {
-                Arg::Text(text) => statement.raw_bind_parameter(index, text),
-                Arg::Int(int) => statement.raw_bind_parameter(index, int),
-            }
-            .map_err(backend)?;
+/// Runs `sql` on `conn` with `args` bound to its `$n` placeholders and decodes every row.
+pub(crate) fn run_statement<T: FromColumns>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> StoreResult<Vec<T>> {
+    let mut statement = conn.prepare_cached(sql).map_err(backend)?;
+    // `$n` is a named parameter to SQLite, numbered by first appearance: bind by name.
+    for (n, arg) in args.iter().enumerate() {
+        let name = format!("${}", n + 1);
+        let Some(index) = statement.parameter_index(&name).map_err(backend)? else {
+            continue;
+        };
+        match *arg {
+            Arg::Text(text) => statement.raw_bind_parameter(index, text),
+            Arg::Int(int) => statement.raw_bind_parameter(index, int),
         }
-        let mut rows = statement.raw_query();
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(backend)? {
-            out.push(T::from_columns(&mut RusqliteColumns { row, next: 0 })?);
-        }
-        Ok(out)
+        .map_err(backend)?;
     }
+    let mut rows = statement.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(statement_error)? {
+        out.push(T::from_columns(&mut RusqliteColumns { row, next: 0 })?);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,0 +1,383 @@
+//! The SQLite write path: one writer thread that owns the only write connection and commits
+//! writes in groups.
+//!
+//! SQLite takes one writer at a time, and every commit writes the WAL. A request that writes
+//! one row (start a connection, create a key) used to pay a thread hop into sqlx's SQLite
+//! driver per statement and a commit of its own, one after another: about 350 µs of a single
+//! writer's time each. Here a write is a message to the writer thread, which takes every write
+//! waiting in its queue, runs each in a savepoint of one transaction (so one failing write
+//! rolls back alone), commits once and then answers them all. Under load one commit carries
+//! dozens of writes; alone, a write commits at once. No write is answered before its commit.
+//!
+//! A transaction ([`Session`]) has the writer to itself: the writer commits the group it
+//! holds, begins, and runs the session's statements as they arrive until it commits or is
+//! dropped (rollback). Reads inside a session see its writes; reads elsewhere run on
+//! [`crate::read::SqliteReaders`] and never wait for the writer (WAL).
+//!
+//! Why not a crate: sqlx serialises commands per connection but does not group commits, and
+//! the pooled rusqlite wrappers (r2d2, deadpool) hand out connections rather than queueing
+//! statements; grouping is the whole point, and it is this one small module.
+
+use crate::db::Arg;
+use crate::read::{backend, run_statement, FromColumns, OwnedArg};
+use std::sync::mpsc;
+use taxbridge_domain::store::{StoreError, StoreResult};
+use tokio::sync::oneshot;
+
+/// Writes one group commit carries at most, so a burst still answers its first writers soon.
+const MAX_GROUP: usize = 256;
+
+/// A handle to the writer thread. Cloning shares the thread; it stops when the last handle
+/// is dropped.
+#[derive(Clone)]
+pub(crate) struct SqliteWriter {
+    queue: mpsc::Sender<Job>,
+}
+
+enum Job {
+    /// One statement in autocommit terms: it is grouped with others into one commit.
+    Execute {
+        sql: String,
+        args: Vec<OwnedArg>,
+        reply: oneshot::Sender<StoreResult<u64>>,
+    },
+    /// A transaction: the writer serves this session alone until it ends.
+    Session(mpsc::Receiver<SessionCall>),
+}
+
+type Work = Box<dyn FnOnce(&rusqlite::Connection) + Send>;
+
+enum SessionCall {
+    Run(Work),
+    Commit(oneshot::Sender<StoreResult<()>>),
+}
+
+impl SqliteWriter {
+    /// Opens the write connection to the (already migrated) database at `path` and starts the
+    /// writer thread.
+    pub(crate) fn open(path: &std::path::Path) -> StoreResult<Self> {
+        let conn = rusqlite::Connection::open(path).map_err(backend)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(backend)?;
+        // Admin commands in another process write the same file: wait for them, don't fail.
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(backend)?;
+        conn.set_prepared_statement_cache_capacity(128);
+        let (queue, jobs) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || Writer { conn, jobs }.run())
+            .map_err(backend)?;
+        Ok(Self { queue })
+    }
+
+    /// Runs one write; the number of rows it changed, once it is committed.
+    pub(crate) async fn execute(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Execute {
+            sql: sql.to_owned(),
+            args: args.iter().map(OwnedArg::from).collect(),
+            reply,
+        })?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Starts a transaction; it rolls back when dropped without [`Session::commit`].
+    pub(crate) fn begin(&self) -> StoreResult<Session> {
+        let (calls, session) = mpsc::channel();
+        self.send(Job::Session(session))?;
+        Ok(Session { calls })
+    }
+
+    fn send(&self, job: Job) -> StoreResult<()> {
+        self.queue.send(job).map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Backend("the SQLite writer thread has stopped".into())
+}
+
+/// A transaction on the writer thread.
+pub(crate) struct Session {
+    calls: mpsc::Sender<SessionCall>,
+}
+
+impl Session {
+    /// Runs `work` on the writer's connection inside this transaction and returns its result.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&rusqlite::Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (reply, answer) = oneshot::channel();
+        let call: Work = Box::new(move |conn| {
+            let _ = reply.send(work(conn));
+        });
+        self.calls
+            .send(SessionCall::Run(call))
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    pub(crate) async fn execute(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
+        let (sql, args) = owned(sql, args);
+        self.run(move |conn| execute_on(conn, &sql, &args)).await
+    }
+
+    pub(crate) async fn fetch<T: FromColumns + Send + 'static>(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Vec<T>> {
+        let (sql, args) = owned(sql, args);
+        self.run(move |conn| {
+            let args: Vec<Arg<'_>> = args.iter().map(OwnedArg::as_arg).collect();
+            run_statement(conn, &sql, &args)
+        })
+        .await
+    }
+
+    pub(crate) async fn commit(self) -> StoreResult<()> {
+        let (reply, answer) = oneshot::channel();
+        self.calls
+            .send(SessionCall::Commit(reply))
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn owned(sql: &str, args: &[Arg<'_>]) -> (String, Vec<OwnedArg>) {
+    (sql.to_owned(), args.iter().map(OwnedArg::from).collect())
+}
+
+/// Runs a statement to its end and returns the rows it changed.
+fn execute_on(conn: &rusqlite::Connection, sql: &str, args: &[OwnedArg]) -> StoreResult<u64> {
+    let args: Vec<Arg<'_>> = args.iter().map(OwnedArg::as_arg).collect();
+    run_statement::<Ignored>(conn, sql, &args)?;
+    Ok(conn.changes())
+}
+
+/// A row nobody reads (`execute` of a statement that returns rows, such as `SELECT 1`).
+struct Ignored;
+
+impl FromColumns for Ignored {
+    fn from_columns(_: &mut dyn crate::read::Columns) -> StoreResult<Self> {
+        Ok(Ignored)
+    }
+}
+
+struct Writer {
+    conn: rusqlite::Connection,
+    jobs: mpsc::Receiver<Job>,
+}
+
+impl Writer {
+    fn run(self) {
+        let mut next = self.jobs.recv().ok();
+        while let Some(job) = next.take() {
+            next = match job {
+                Job::Execute { sql, args, reply } => self.group(sql, args, reply),
+                Job::Session(calls) => {
+                    self.session(calls);
+                    None
+                }
+            };
+            if next.is_none() {
+                next = self.jobs.recv().ok();
+            }
+        }
+    }
+
+    /// Runs the first write and every write already waiting behind it in one transaction,
+    /// commits, and answers them. Returns a session that was waiting among them, if any (it
+    /// runs after this commit).
+    fn group(
+        &self,
+        sql: String,
+        args: Vec<OwnedArg>,
+        reply: oneshot::Sender<StoreResult<u64>>,
+    ) -> Option<Job> {
+        if let Err(err) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            let _ = reply.send(Err(backend(err)));
+            return None;
+        }
+        let mut done = vec![(reply, self.in_savepoint(&sql, &args))];
+        let mut after = None;
+        while done.len() < MAX_GROUP {
+            match self.jobs.try_recv() {
+                Ok(Job::Execute { sql, args, reply }) => {
+                    done.push((reply, self.in_savepoint(&sql, &args)));
+                }
+                Ok(session) => {
+                    after = Some(session);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        match self.conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                for (reply, result) in done {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(err) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                let message = format!("the write could not be committed: {err}");
+                for (reply, _) in done {
+                    let _ = reply.send(Err(StoreError::Backend(message.clone().into())));
+                }
+            }
+        }
+        after
+    }
+
+    /// One write of a group: a failure undoes it alone.
+    fn in_savepoint(&self, sql: &str, args: &[OwnedArg]) -> StoreResult<u64> {
+        self.conn.execute_batch("SAVEPOINT w").map_err(backend)?;
+        let result = execute_on(&self.conn, sql, args);
+        let end = if result.is_ok() {
+            "RELEASE w"
+        } else {
+            "ROLLBACK TO w; RELEASE w"
+        };
+        self.conn.execute_batch(end).map_err(backend)?;
+        result
+    }
+
+    /// Serves one transaction until it commits or its handle is dropped.
+    fn session(&self, calls: mpsc::Receiver<SessionCall>) {
+        if let Err(err) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            // Every call of the session answers with the failure to begin.
+            let message = format!("the transaction could not begin: {err}");
+            while let Ok(call) = calls.recv() {
+                if let SessionCall::Commit(reply) = call {
+                    let _ = reply.send(Err(StoreError::Backend(message.clone().into())));
+                    return;
+                }
+                // A `Run` dropped unanswered reports the writer as stopped to its caller.
+            }
+            return;
+        }
+        while let Ok(call) = calls.recv() {
+            match call {
+                SessionCall::Run(work) => work(&self.conn),
+                SessionCall::Commit(reply) => {
+                    let result = self.conn.execute_batch("COMMIT").map_err(backend);
+                    if result.is_err() {
+                        let _ = self.conn.execute_batch("ROLLBACK");
+                    }
+                    let _ = reply.send(result);
+                    return;
+                }
+            }
+        }
+        let _ = self.conn.execute_batch("ROLLBACK");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read::{Columns, SqliteReaders};
+
+    struct Name(String);
+
+    impl FromColumns for Name {
+        fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+            Ok(Self(c.text()?))
+        }
+    }
+
+    fn database() -> (tempfile::TempDir, SqliteWriter, SqliteReaders) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("write.db");
+        rusqlite::Connection::open(&path)
+            .and_then(|c| {
+                c.execute_batch(
+                    "PRAGMA journal_mode = WAL; CREATE TABLE t (name TEXT NOT NULL UNIQUE)",
+                )
+            })
+            .expect("schema");
+        let writer = SqliteWriter::open(&path).expect("writer");
+        let readers = SqliteReaders::open(&path).expect("readers");
+        (dir, writer, readers)
+    }
+
+    fn names(readers: &SqliteReaders) -> Vec<String> {
+        let rows: Vec<Name> = readers
+            .fetch_all("SELECT name FROM t ORDER BY name", &[])
+            .expect("read");
+        rows.into_iter().map(|n| n.0).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_each_commit_and_a_failing_one_undoes_only_itself() {
+        let (_dir, writer, readers) = database();
+        // 200 writes at once, every tenth a duplicate of the write before it: whichever group
+        // a duplicate lands in, only it fails, and every other write of that group stays.
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    let name = format!("n{:03}", if i % 10 == 9 { i - 1 } else { i });
+                    writer
+                        .execute("INSERT INTO t (name) VALUES ($1)", &[name.as_str().into()])
+                        .await
+                })
+            })
+            .collect();
+        let mut conflicts = 0;
+        for task in tasks {
+            match task.await.expect("task") {
+                Ok(changed) => assert_eq!(changed, 1),
+                Err(StoreError::Conflict { what }) => {
+                    assert!(what.contains("UNIQUE constraint failed: t.name"), "{what}");
+                    conflicts += 1;
+                }
+                Err(other) => panic!("unexpected {other}"),
+            }
+        }
+        assert_eq!(conflicts, 20);
+        assert_eq!(names(&readers).len(), 180);
+    }
+
+    #[tokio::test]
+    async fn a_session_sees_its_writes_and_rolls_back_when_dropped() {
+        let (_dir, writer, readers) = database();
+        let session = writer.begin().expect("begin");
+        session
+            .execute("INSERT INTO t (name) VALUES ($1)", &["kept?".into()])
+            .await
+            .expect("insert");
+        let inside: Vec<Name> = session
+            .fetch("SELECT name FROM t", &[])
+            .await
+            .expect("read inside");
+        assert_eq!(inside.len(), 1);
+        assert!(
+            names(&readers).is_empty(),
+            "uncommitted rows are not read outside"
+        );
+        drop(session);
+        // The next write queues behind the rollback, so once it is answered the rollback is done.
+        writer
+            .execute("INSERT INTO t (name) VALUES ($1)", &["after".into()])
+            .await
+            .expect("insert after");
+        assert_eq!(names(&readers), vec!["after".to_owned()]);
+
+        let session = writer.begin().expect("begin");
+        session
+            .execute("INSERT INTO t (name) VALUES ($1)", &["committed".into()])
+            .await
+            .expect("insert");
+        session.commit().await.expect("commit");
+        assert_eq!(
+            names(&readers),
+            vec!["after".to_owned(), "committed".to_owned()]
+        );
+    }
+}

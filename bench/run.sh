@@ -126,7 +126,8 @@ print(ten, many)
 PY
 )
 CONN_PAGE() { printf '{"query":"{ me { workspaces(filters: {ids: [\\"%s\\"]}) { connections(limit: 50) { id providerKey status } } } }"}' "$1"; }
-CONN_START=$(printf '{"query":"mutation S($w: ID!, $i: JSON) { startProviderConnection(workspaceId: $w, providerKey: \\"small\\", inputs: $i) { id status } }","variables":{"w":"%s","i":{"apiKey":"bench-key-0123456789","baseUrl":"https://platform.example.com"}}}' "$WS_TEN")
+# The docs' request, as the start-provider-connection page sends it.
+CONN_START=$(printf '{"query":"mutation StartProviderConnection($workspaceId: ID!, $providerKey: String!, $inputs: JSON) { startProviderConnection(workspaceId: $workspaceId, providerKey: $providerKey, inputs: $inputs) { id workspaceId providerKey status action displayName createdAt } }","variables":{"workspaceId":"%s","providerKey":"small","inputs":{"apiKey":"bench-key-0123456789","securityToken":"bench-token-abc","baseUrl":"https://platform.example.com"}}}' "$WS_TEN")
 check "http://127.0.0.1:$TB_PORT/graphql" "$SMALL_TOKEN" "$CONN_START" '"pending"' start-connection
 check "http://127.0.0.1:$TB_PORT/graphql" "$SMALL_TOKEN" "$(CONN_PAGE "$WS_MANY")" '"active"' connections-page
 CONN10=$(measure "http://127.0.0.1:$TB_PORT/graphql" "$SMALL_TOKEN" "$(CONN_PAGE "$WS_TEN")" connections-10)

@@ -6,11 +6,12 @@
 //! depends only on its text, so it is kept in a bounded cache and cloned for each request
 //! (validation still runs every time: it depends on the variables and the schema's limits).
 //!
-//! Only documents whose operations are all queries, and that passed validation, are kept.
-//! Mutations are rarer and often carry secrets inline (an API key in
-//! `loginViaPersonalApiToken(token: "…")`), which must not outlive their request in memory;
-//! a document that failed validation is no client's real query, and keeping it would let
-//! anyone fill the cache.
+//! Only documents that passed validation are kept, and of those only queries and documents
+//! that hold no string and no comment. A mutation may carry a secret inline (an API key in
+//! `loginViaPersonalApiToken(token: "…")`), which must not outlive its request in memory; one
+//! whose values all arrive as variables (as the docs' examples send `startProviderConnection`)
+//! holds nothing but names and punctuation, and is kept like a query. A document that failed
+//! validation is no client's real query, and keeping it would let anyone fill the cache.
 //!
 //! A parsed tree is many times its text (`{a a a …}` is two bytes a field and a few hundred
 //! bytes of tree), so entries are weighed by their tokens, not their text, and the cache holds
@@ -115,13 +116,16 @@ impl ParsedQueries {
         self.0.get(query).map(|kept| kept.document.clone())
     }
 
-    /// Whether `document` may be kept once it has validated: queries only, short texts only.
+    /// Whether `document` may be kept once it has validated: short texts only, and only
+    /// queries or documents with no string or comment (where an inline secret could be).
     pub(crate) fn worth_keeping(query: &str, document: &ExecutableDocument) -> bool {
+        let holds_no_text = !query.contains(['"', '#']);
         query.len() <= MAX_CACHED_QUERY_BYTES
-            && document
-                .operations
-                .iter()
-                .all(|(_, operation)| operation.node.ty == OperationType::Query)
+            && (holds_no_text
+                || document
+                    .operations
+                    .iter()
+                    .all(|(_, operation)| operation.node.ty == OperationType::Query))
     }
 
     /// Keeps a document that [was worth keeping](Self::worth_keeping) and has validated, for
@@ -142,11 +146,15 @@ mod tests {
     }
 
     #[test]
-    fn queries_are_worth_keeping_and_mutations_are_not() {
+    fn queries_and_mutations_without_inline_text_are_worth_keeping() {
         let query = "query Me { me { id name } }";
         assert!(ParsedQueries::worth_keeping(query, &parse(query)));
         let login = r#"mutation { loginViaPersonalApiToken(token: "tb_secret") { accessToken } }"#;
         assert!(!ParsedQueries::worth_keeping(login, &parse(login)));
+        let commented = "mutation L($k: String!) { loginViaPersonalApiToken(token: $k) { accessToken } } # tb_secret";
+        assert!(!ParsedQueries::worth_keeping(commented, &parse(commented)));
+        let by_variables = "mutation S($w: ID!, $p: String!, $i: JSON) { startProviderConnection(workspaceId: $w, providerKey: $p, inputs: $i) { id } }";
+        assert!(ParsedQueries::worth_keeping(by_variables, &parse(by_variables)));
         let mixed = "query A { me { id } } mutation B { createWorkspace(input: {displayName: \"x\"}) { id } }";
         assert!(!ParsedQueries::worth_keeping(mixed, &parse(mixed)));
         let long = format!(

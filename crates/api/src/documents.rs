@@ -154,7 +154,10 @@ mod tests {
         let commented = "mutation L($k: String!) { loginViaPersonalApiToken(token: $k) { accessToken } } # tb_secret";
         assert!(!ParsedQueries::worth_keeping(commented, &parse(commented)));
         let by_variables = "mutation S($w: ID!, $p: String!, $i: JSON) { startProviderConnection(workspaceId: $w, providerKey: $p, inputs: $i) { id } }";
-        assert!(ParsedQueries::worth_keeping(by_variables, &parse(by_variables)));
+        assert!(ParsedQueries::worth_keeping(
+            by_variables,
+            &parse(by_variables)
+        ));
         let mixed = "query A { me { id } } mutation B { createWorkspace(input: {displayName: \"x\"}) { id } }";
         assert!(!ParsedQueries::worth_keeping(mixed, &parse(mixed)));
         let long = format!(

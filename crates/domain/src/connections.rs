@@ -209,7 +209,15 @@ pub struct Connections {
     platform: Arc<dyn PartnerPlatform>,
     /// One collect at a time per connection on this node.
     collecting: std::sync::Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Registered partners' catalog entries as last read, by provider key, with when.
+    partner_entries: std::sync::RwLock<HashMap<String, (std::time::Instant, Provider)>>,
 }
+
+/// How long a partner's catalog entry (its name) is served from memory. Every connection a
+/// page lists and every start names a provider; for a partner's key that was a database
+/// read each. Only found entries are kept, so a newly registered partner is known at once;
+/// a rename shows within this time. Access is never decided by the entry.
+const PARTNER_ENTRY_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Connections {
     pub fn new<S: ConnectionStore + AccountStore>(
@@ -227,6 +235,7 @@ impl Connections {
             keys,
             platform,
             collecting: std::sync::Mutex::default(),
+            partner_entries: std::sync::RwLock::default(),
         }
     }
 
@@ -235,11 +244,25 @@ impl Connections {
         if let Some(provider) = self.catalog.get(key) {
             return Ok(Some(provider.clone()));
         }
-        Ok(self
-            .accounts
-            .partner_by_provider_key(key)
-            .await?
-            .map(|partner| partner_entry(key, partner.name.as_deref().unwrap_or(key))))
+        if let Ok(kept) = self.partner_entries.read() {
+            if let Some((at, provider)) = kept.get(key) {
+                if at.elapsed() < PARTNER_ENTRY_TTL {
+                    return Ok(Some(provider.clone()));
+                }
+            }
+        }
+        let Some(partner) = self.accounts.partner_by_provider_key(key).await? else {
+            return Ok(None);
+        };
+        let provider = partner_entry(key, partner.name.as_deref().unwrap_or(key));
+        if let Ok(mut kept) = self.partner_entries.write() {
+            // Bounded by the number of registered partners: only found keys are kept.
+            kept.insert(
+                key.to_owned(),
+                (std::time::Instant::now(), provider.clone()),
+            );
+        }
+        Ok(Some(provider))
     }
 
     /// `providers(categories)`: the catalog and every registered partner, by key.

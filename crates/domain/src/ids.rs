@@ -59,6 +59,36 @@ id_type!(
     ConnectionId,
     "con_"
 );
+id_type!(
+    /// An import batch of a connection (`ConnectionJob`).
+    JobId,
+    "job_"
+);
+id_type!(
+    /// A work's place in its import job (`JobWork`).
+    JobWorkId,
+    "jwk_"
+);
+id_type!(
+    /// A work: one tax preparation for one client.
+    WorkId,
+    "wrk_"
+);
+id_type!(
+    /// An artifact's place in its import job (`JobArtifact`).
+    JobArtifactId,
+    "jar_"
+);
+id_type!(
+    /// A work's file (`WorkArtifact`); the id `PUT /uploads/artifacts/{id}` and the byte URL use.
+    ArtifactId,
+    "art_"
+);
+id_type!(
+    /// A background task.
+    TaskId,
+    "tsk_"
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,569 @@
+//! Push imports: the `connection_jobs`, `job_works` and `job_artifacts` tables and the
+//! [`ImportStore`] port. The status machines of [`taxbridge_domain::imports`] are enforced
+//! here in SQL as well: every transition names the state it starts from in its `WHERE`, so
+//! two racing calls cannot both make it.
+
+use crate::{
+    accounts::corrupt,
+    db::{Arg, Tx},
+    listing::ListQuery,
+    read::{Columns, FromColumns},
+    Store,
+};
+use async_trait::async_trait;
+use taxbridge_domain::{
+    ids::{ArtifactId, ConnectionId, JobArtifactId, JobId, JobWorkId, TaskId, WorkId, WorkspaceId},
+    imports::{
+        Artifact, ArtifactOutcome, ArtifactStatus, ImportStore, Job, JobFilters, JobProgress,
+        JobStatus, JobWork, StoredBytes, WorkFilters, WorkStatus,
+    },
+    lists::Page,
+    store::{StoreError, StoreResult},
+    tasks::{NewTask, Owner},
+    time::Timestamp,
+};
+
+const JOB_COLUMNS: &str = "j.id, j.connection_id, j.workspace_id, j.name, j.status, \
+     j.created_at, j.updated_at, j.triggered_at, j.completed_at";
+
+impl FromColumns for Job {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        let id = c.text()?;
+        Ok(Job {
+            connection_id: ConnectionId::from_string(c.text()?),
+            workspace_id: WorkspaceId::from_string(c.text()?),
+            name: c.text()?,
+            status: parse_status(&id, &c.text()?, JobStatus::parse)?,
+            created_at: Timestamp::from_millis(c.int()?),
+            updated_at: Timestamp::from_millis(c.int()?),
+            triggered_at: c.opt_int()?.map(Timestamp::from_millis),
+            completed_at: c.opt_int()?.map(Timestamp::from_millis),
+            id: JobId::from_string(id),
+        })
+    }
+}
+
+const WORK_COLUMNS: &str = "w.id, w.work_id, w.job_id, w.connection_id, w.workspace_id, \
+     w.external_id, w.name, w.tag, w.status, w.created_at, w.updated_at";
+
+impl FromColumns for JobWork {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        let id = c.text()?;
+        Ok(JobWork {
+            work_id: WorkId::from_string(c.text()?),
+            job_id: JobId::from_string(c.text()?),
+            connection_id: ConnectionId::from_string(c.text()?),
+            workspace_id: WorkspaceId::from_string(c.text()?),
+            external_id: c.text()?,
+            name: c.text()?,
+            tag: c.opt_text()?,
+            status: parse_status(&id, &c.text()?, WorkStatus::parse)?,
+            created_at: Timestamp::from_millis(c.int()?),
+            updated_at: Timestamp::from_millis(c.int()?),
+            id: JobWorkId::from_string(id),
+        })
+    }
+}
+
+const ARTIFACT_COLUMNS: &str = "a.id, a.artifact_id, a.job_work_id, a.work_id, a.job_id, \
+     a.connection_id, a.workspace_id, a.external_id, a.name, a.artifact_type, a.url, a.status, \
+     a.metadata, a.blob_key, a.size, a.sha256, a.mime_type, a.created_at, a.updated_at";
+
+impl FromColumns for Artifact {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        let id = c.text()?;
+        let artifact_id = c.text()?;
+        let job_work_id = JobWorkId::from_string(c.text()?);
+        let work_id = WorkId::from_string(c.text()?);
+        let job_id = JobId::from_string(c.text()?);
+        let connection_id = ConnectionId::from_string(c.text()?);
+        let workspace_id = WorkspaceId::from_string(c.text()?);
+        let external_id = c.text()?;
+        let name = c.text()?;
+        let artifact_type = c.text()?;
+        let url = c.opt_text()?;
+        let status = parse_status(&artifact_id, &c.text()?, ArtifactStatus::parse)?;
+        let metadata = match serde_json::from_str(&c.text()?) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => return Err(corrupt(format!("artifact {artifact_id} metadata"))),
+        };
+        let blob_key = c.opt_text()?;
+        let size = c.opt_int()?;
+        let sha256 = c.opt_text()?;
+        let mime_type = c.opt_text()?;
+        let stored = match (blob_key, size, sha256) {
+            (Some(blob_key), Some(size), Some(sha256)) => Some(StoredBytes {
+                blob_key,
+                size: u64::try_from(size).unwrap_or(0),
+                sha256,
+                mime_type: mime_type.unwrap_or_else(|| "application/octet-stream".into()),
+            }),
+            _ => None,
+        };
+        Ok(Artifact {
+            id: JobArtifactId::from_string(id),
+            artifact_id: ArtifactId::from_string(artifact_id),
+            job_work_id,
+            work_id,
+            job_id,
+            connection_id,
+            workspace_id,
+            external_id,
+            name,
+            artifact_type,
+            url,
+            status,
+            metadata,
+            stored,
+            created_at: Timestamp::from_millis(c.int()?),
+            updated_at: Timestamp::from_millis(c.int()?),
+        })
+    }
+}
+
+fn parse_status<T>(id: &str, raw: &str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
+    parse(raw).ok_or_else(|| corrupt(format!("{id} has status `{raw}`")))
+}
+
+struct Text(String);
+
+impl FromColumns for Text {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        Ok(Self(c.text()?))
+    }
+}
+
+struct Counts(String, i64);
+
+impl FromColumns for Counts {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        Ok(Self(c.text()?, c.int()?))
+    }
+}
+
+/// Takes the job's row lock (PostgreSQL) before anything that recomputes its works' or its
+/// own state, so two transactions finishing artifacts of one job run one after the other and
+/// each sees the other's outcome. Returns the job's status, if the job exists.
+async fn lock_job(tx: &mut Tx, job: &str) -> StoreResult<Option<JobStatus>> {
+    tx.execute(
+        "UPDATE connection_jobs SET updated_at = updated_at WHERE id = $1",
+        &[job.into()],
+    )
+    .await?;
+    let status: Option<Text> = tx
+        .fetch_optional(
+            "SELECT status FROM connection_jobs WHERE id = $1",
+            &[job.into()],
+        )
+        .await?;
+    status
+        .map(|s| parse_status(job, &s.0, JobStatus::parse))
+        .transpose()
+}
+
+/// Moves `importing` works of an active job on as their artifacts stand: `ready` when all
+/// succeeded, `needs_attention` when any failed, still `importing` while any is `initial`.
+/// `scope` picks the works (`job_id` or `id`).
+async fn settle_works(tx: &mut Tx, scope: &str, value: &str, now: Timestamp) -> StoreResult<()> {
+    let sql = format!(
+        "UPDATE job_works SET status = CASE \
+           WHEN EXISTS (SELECT 1 FROM job_artifacts a WHERE a.job_work_id = job_works.id AND a.status = 'initial') THEN 'importing' \
+           WHEN EXISTS (SELECT 1 FROM job_artifacts a WHERE a.job_work_id = job_works.id AND a.status = 'error') THEN 'needs_attention' \
+           ELSE 'ready' END, updated_at = $2 \
+         WHERE {scope} = $1 AND status = 'importing'"
+    );
+    tx.execute(&sql, &[value.into(), now.as_millis().into()])
+        .await?;
+    Ok(())
+}
+
+/// Completes an active job once none of its artifacts is `initial`.
+async fn settle_job(tx: &mut Tx, job: &str, now: Timestamp) -> StoreResult<()> {
+    tx.execute(
+        "UPDATE connection_jobs SET status = 'completed', completed_at = $2, updated_at = $2 \
+         WHERE id = $1 AND status = 'active' AND NOT EXISTS \
+         (SELECT 1 FROM job_artifacts a WHERE a.job_id = $1 AND a.status = 'initial')",
+        &[job.into(), now.as_millis().into()],
+    )
+    .await?;
+    Ok(())
+}
+
+fn not_pending() -> StoreError {
+    StoreError::Conflict {
+        what: "it was triggered or cancelled meanwhile (not pending)".into(),
+    }
+}
+
+#[async_trait]
+impl ImportStore for Store {
+    async fn insert_job(&self, job: &Job) -> StoreResult<()> {
+        self.db
+            .execute(
+                "INSERT INTO connection_jobs (id, connection_id, workspace_id, name, status, \
+                 created_at, updated_at, triggered_at, completed_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL)",
+                &[
+                    job.id.as_str().into(),
+                    job.connection_id.as_str().into(),
+                    job.workspace_id.as_str().into(),
+                    job.name.as_str().into(),
+                    job.status.as_str().into(),
+                    job.created_at.as_millis().into(),
+                    job.updated_at.as_millis().into(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn job_by_id(&self, id: &JobId) -> StoreResult<Option<Job>> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM connection_jobs j WHERE j.id = $1");
+        self.db.fetch_optional(&sql, &[id.as_str().into()]).await
+    }
+
+    async fn jobs_of(
+        &self,
+        connection: &ConnectionId,
+        filters: &JobFilters,
+        page: Page,
+    ) -> StoreResult<Vec<Job>> {
+        let mut query = ListQuery::new(
+            JOB_COLUMNS,
+            "connection_jobs",
+            "j",
+            "connection_id",
+            connection.as_str(),
+        );
+        let ids = filters
+            .ids
+            .as_ref()
+            .map(|ids| ids.iter().map(ToString::to_string).collect());
+        let statuses = filters
+            .statuses
+            .as_ref()
+            .map(|s| s.iter().map(|s| s.as_str().to_owned()).collect());
+        if !query.any_of("id", ids) || !query.any_of("status", statuses) {
+            return Ok(Vec::new());
+        }
+        let (sql, binds) = query.finish(page, "name");
+        let args: Vec<Arg<'_>> = binds.iter().map(Into::into).collect();
+        self.db.fetch_page(&sql, &args, page).await
+    }
+
+    async fn job_progress(&self, job: &JobId) -> StoreResult<JobProgress> {
+        let mut progress = JobProgress::default();
+        let works: Vec<Counts> = self
+            .db
+            .fetch(
+                "SELECT 'works', COUNT(*) FROM job_works WHERE job_id = $1",
+                &[job.as_str().into()],
+            )
+            .await?;
+        progress.works = works.first().map_or(0, |c| c.1.max(0) as u64);
+        let by_status: Vec<Counts> = self
+            .db
+            .fetch(
+                "SELECT status, COUNT(*) FROM job_artifacts WHERE job_id = $1 GROUP BY status",
+                &[job.as_str().into()],
+            )
+            .await?;
+        for Counts(status, count) in by_status {
+            let count = count.max(0) as u64;
+            progress.artifacts += count;
+            match ArtifactStatus::parse(&status) {
+                Some(ArtifactStatus::Initial) => progress.initial += count,
+                Some(ArtifactStatus::Success) => progress.succeeded += count,
+                Some(ArtifactStatus::Error) => progress.failed += count,
+                Some(ArtifactStatus::Terminated) => progress.terminated += count,
+                None => return Err(corrupt(format!("job {job} has artifacts `{status}`"))),
+            }
+        }
+        Ok(progress)
+    }
+
+    async fn existing_external_ids(
+        &self,
+        connection: &ConnectionId,
+        external_ids: &[String],
+    ) -> StoreResult<Vec<String>> {
+        let mut found = Vec::new();
+        // In chunks, so no statement binds more than a few hundred values.
+        for chunk in external_ids.chunks(250) {
+            let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT external_id FROM job_works WHERE connection_id = $1 AND external_id IN ({})",
+                marks.join(", ")
+            );
+            let mut args: Vec<Arg<'_>> = vec![connection.as_str().into()];
+            args.extend(chunk.iter().map(Arg::from));
+            let rows: Vec<Text> = self.db.fetch(&sql, &args).await?;
+            found.extend(rows.into_iter().map(|t| t.0));
+        }
+        Ok(found)
+    }
+
+    #[tracing::instrument(skip_all, fields(job = %job, works = works.len()))]
+    async fn insert_works(&self, job: &JobId, works: &[JobWork]) -> StoreResult<()> {
+        let mut tx = self.db.begin().await?;
+        if lock_job(&mut tx, job.as_str()).await? != Some(JobStatus::Pending) {
+            return Err(not_pending());
+        }
+        for w in works {
+            tx.execute(
+                "INSERT INTO job_works (id, work_id, job_id, connection_id, workspace_id, \
+                 external_id, name, tag, status, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                &[
+                    w.id.as_str().into(),
+                    w.work_id.as_str().into(),
+                    w.job_id.as_str().into(),
+                    w.connection_id.as_str().into(),
+                    w.workspace_id.as_str().into(),
+                    w.external_id.as_str().into(),
+                    w.name.as_str().into(),
+                    w.tag.as_deref().into(),
+                    w.status.as_str().into(),
+                    w.created_at.as_millis().into(),
+                    w.updated_at.as_millis().into(),
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    async fn job_work_by_id(&self, id: &JobWorkId) -> StoreResult<Option<JobWork>> {
+        let sql = format!("SELECT {WORK_COLUMNS} FROM job_works w WHERE w.id = $1");
+        self.db.fetch_optional(&sql, &[id.as_str().into()]).await
+    }
+
+    async fn works_of(
+        &self,
+        connection: &ConnectionId,
+        filters: &WorkFilters,
+        page: Page,
+    ) -> StoreResult<Vec<JobWork>> {
+        let mut query = ListQuery::new(
+            WORK_COLUMNS,
+            "job_works",
+            "w",
+            "connection_id",
+            connection.as_str(),
+        );
+        fn strings<T: ToString>(values: &Option<Vec<T>>) -> Option<Vec<String>> {
+            values
+                .as_ref()
+                .map(|v| v.iter().map(ToString::to_string).collect())
+        }
+        if !query.any_of("id", strings(&filters.ids))
+            || !query.any_of("job_id", strings(&filters.job_ids))
+            || !query.any_of("work_id", strings(&filters.work_ids))
+            || !query.any_of("external_id", filters.external_ids.clone())
+        {
+            return Ok(Vec::new());
+        }
+        let (sql, binds) = query.finish(page, "name");
+        let args: Vec<Arg<'_>> = binds.iter().map(Into::into).collect();
+        self.db.fetch_page(&sql, &args, page).await
+    }
+
+    #[tracing::instrument(skip_all, fields(job = %job, artifacts = artifacts.len()))]
+    async fn insert_artifacts(
+        &self,
+        job: &JobId,
+        artifacts: &[Artifact],
+        tasks: &[NewTask],
+    ) -> StoreResult<()> {
+        let mut tx = self.db.begin().await?;
+        if lock_job(&mut tx, job.as_str()).await? != Some(JobStatus::Pending) {
+            return Err(not_pending());
+        }
+        for a in artifacts {
+            let metadata = serde_json::Value::Object(a.metadata.clone()).to_string();
+            tx.execute(
+                "INSERT INTO job_artifacts (id, artifact_id, job_work_id, work_id, job_id, \
+                 connection_id, workspace_id, external_id, name, artifact_type, url, status, \
+                 metadata, blob_key, size, sha256, mime_type, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, \
+                 NULL, NULL, $14, $15)",
+                &[
+                    a.id.as_str().into(),
+                    a.artifact_id.as_str().into(),
+                    a.job_work_id.as_str().into(),
+                    a.work_id.as_str().into(),
+                    a.job_id.as_str().into(),
+                    a.connection_id.as_str().into(),
+                    a.workspace_id.as_str().into(),
+                    a.external_id.as_str().into(),
+                    a.name.as_str().into(),
+                    a.artifact_type.as_str().into(),
+                    a.url.as_deref().into(),
+                    a.status.as_str().into(),
+                    metadata.as_str().into(),
+                    a.created_at.as_millis().into(),
+                    a.updated_at.as_millis().into(),
+                ],
+            )
+            .await?;
+        }
+        for t in tasks {
+            crate::tasks::insert(&mut tx, t).await?;
+        }
+        tx.commit().await
+    }
+
+    async fn artifacts_of_work(&self, job_work: &JobWorkId) -> StoreResult<Vec<Artifact>> {
+        let sql = format!(
+            "SELECT {ARTIFACT_COLUMNS} FROM job_artifacts a WHERE a.job_work_id = $1 \
+             ORDER BY a.created_at, a.id"
+        );
+        self.db.fetch(&sql, &[job_work.as_str().into()]).await
+    }
+
+    async fn artifact_by_id(&self, id: &ArtifactId) -> StoreResult<Option<Artifact>> {
+        let sql =
+            format!("SELECT {ARTIFACT_COLUMNS} FROM job_artifacts a WHERE a.artifact_id = $1");
+        self.db.fetch_optional(&sql, &[id.as_str().into()]).await
+    }
+
+    #[tracing::instrument(skip_all, fields(job = %job))]
+    async fn trigger_job(&self, job: &JobId, now: Timestamp) -> StoreResult<bool> {
+        let mut tx = self.db.begin().await?;
+        if lock_job(&mut tx, job.as_str()).await? != Some(JobStatus::Pending) {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE connection_jobs SET status = 'active', triggered_at = $2, updated_at = $2 \
+             WHERE id = $1",
+            &[job.as_str().into(), now.as_millis().into()],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE job_works SET status = 'importing', updated_at = $2 \
+             WHERE job_id = $1 AND status = 'pending'",
+            &[job.as_str().into(), now.as_millis().into()],
+        )
+        .await?;
+        settle_works(&mut tx, "job_id", job.as_str(), now).await?;
+        settle_job(&mut tx, job.as_str(), now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    #[tracing::instrument(skip_all, fields(job = %job))]
+    async fn cancel_job(&self, job: &JobId, now: Timestamp) -> StoreResult<bool> {
+        let mut tx = self.db.begin().await?;
+        if !matches!(
+            lock_job(&mut tx, job.as_str()).await?,
+            Some(JobStatus::Pending | JobStatus::Active)
+        ) {
+            return Ok(false);
+        }
+        let (job, now) = (job.as_str(), now.as_millis());
+        tx.execute(
+            "DELETE FROM tasks WHERE kind = 'download' AND subject IN \
+             (SELECT artifact_id FROM job_artifacts WHERE job_id = $1 AND status = 'initial')",
+            &[job.into()],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE job_artifacts SET status = 'terminated', updated_at = $2 \
+             WHERE job_id = $1 AND status = 'initial'",
+            &[job.into(), now.into()],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE job_works SET status = 'cancelled', updated_at = $2 \
+             WHERE job_id = $1 AND status IN ('pending', 'importing')",
+            &[job.into(), now.into()],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE connection_jobs SET status = 'cancelled', completed_at = $2, updated_at = $2 \
+             WHERE id = $1",
+            &[job.into(), now.into()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    #[tracing::instrument(skip_all, fields(artifact = %artifact))]
+    async fn finish_artifact(
+        &self,
+        artifact: &ArtifactId,
+        outcome: &ArtifactOutcome,
+        task: Option<(&TaskId, &Owner)>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let Some(current) = self.artifact_by_id(artifact).await? else {
+            return Ok(false);
+        };
+        let mut tx = self.db.begin().await?;
+        lock_job(&mut tx, current.job_id.as_str()).await?;
+        if let Some((task, owner)) = task {
+            let ended = tx
+                .execute(
+                    "DELETE FROM tasks WHERE id = $1 AND lease_owner = $2",
+                    &[task.as_str().into(), owner.0.as_str().into()],
+                )
+                .await?;
+            if ended == 0 {
+                // The lease lapsed and another worker holds the task: its outcome counts.
+                return Ok(false);
+            }
+        }
+        let mut metadata = current.metadata.clone();
+        let (status, stored) = match outcome {
+            ArtifactOutcome::Success(stored) => {
+                metadata.remove("error");
+                metadata.insert("size".into(), stored.size.into());
+                metadata.insert("sha256".into(), stored.sha256.clone().into());
+                metadata.insert("mimeType".into(), stored.mime_type.clone().into());
+                (ArtifactStatus::Success, Some(stored))
+            }
+            ArtifactOutcome::Error {
+                code,
+                message,
+                http_status,
+            } => {
+                let mut error = serde_json::Map::new();
+                error.insert("code".into(), code.clone().into());
+                error.insert("message".into(), message.clone().into());
+                if let Some(status) = http_status {
+                    error.insert("httpStatus".into(), (*status).into());
+                }
+                metadata.insert("error".into(), error.into());
+                (ArtifactStatus::Error, None)
+            }
+        };
+        let metadata = serde_json::Value::Object(metadata).to_string();
+        let changed = tx
+            .execute(
+                "UPDATE job_artifacts SET status = $2, metadata = $3, blob_key = $4, size = $5, \
+                 sha256 = $6, mime_type = $7, updated_at = $8 \
+                 WHERE artifact_id = $1 AND status = 'initial'",
+                &[
+                    artifact.as_str().into(),
+                    status.as_str().into(),
+                    metadata.as_str().into(),
+                    stored.map(|s| s.blob_key.as_str()).into(),
+                    stored
+                        .map(|s| i64::try_from(s.size).unwrap_or(i64::MAX))
+                        .into(),
+                    stored.map(|s| s.sha256.as_str()).into(),
+                    stored.map(|s| s.mime_type.as_str()).into(),
+                    now.as_millis().into(),
+                ],
+            )
+            .await?;
+        if changed == 1 {
+            settle_works(&mut tx, "id", current.job_work_id.as_str(), now).await?;
+            settle_job(&mut tx, current.job_id.as_str(), now).await?;
+        }
+        // A task whose artifact was terminated meanwhile still ends here.
+        tx.commit().await?;
+        Ok(changed == 1)
+    }
+}

@@ -1,0 +1,174 @@
+//! The `tasks` table and the [`TaskStore`] port: the durable queue of background work.
+//!
+//! A task is due when `run_after` has passed. A claim sets `lease_owner` and moves
+//! `run_after` to the lease's end, so a claimed task is not due again until its lease lapses
+//! (a dead claimant simply stops renewing). PostgreSQL claimants skip rows another claimant
+//! is locking (`FOR UPDATE SKIP LOCKED`); SQLite has one writer, so a claim is atomic anyway.
+
+use crate::{
+    db::{Arg, Tx},
+    read::{Columns, FromColumns},
+    Backend, Store,
+};
+use async_trait::async_trait;
+use taxbridge_domain::{
+    ids::TaskId,
+    store::{StoreError, StoreResult},
+    tasks::{NewTask, Owner, Task, TaskKind, TaskStore},
+    time::Timestamp,
+};
+
+/// Queues a task in the caller's transaction. A task of the same kind and subject that is
+/// already queued stays as it is.
+pub(crate) async fn insert(tx: &mut Tx, task: &NewTask) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO tasks (id, kind, subject, attempts, run_after, lease_owner, last_error, \
+         created_at) VALUES ($1, $2, $3, 0, $4, NULL, NULL, $4) \
+         ON CONFLICT (kind, subject) DO NOTHING",
+        &[
+            task.id.as_str().into(),
+            task.kind.as_str().into(),
+            task.subject.as_str().into(),
+            task.run_after.as_millis().into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+impl FromColumns for Task {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        let id = c.text()?;
+        let kind = c.text()?;
+        Ok(Task {
+            kind: TaskKind::parse(&kind)
+                .ok_or_else(|| crate::accounts::corrupt(format!("task {id} has kind `{kind}`")))?,
+            id: TaskId::from_string(id),
+            subject: c.text()?,
+            attempts: u32::try_from(c.int()?).unwrap_or(u32::MAX),
+        })
+    }
+}
+
+struct KindCount(String, i64);
+
+impl FromColumns for KindCount {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        Ok(Self(c.text()?, c.int()?))
+    }
+}
+
+#[async_trait]
+impl TaskStore for Store {
+    async fn claim_tasks(
+        &self,
+        owner: &Owner,
+        kinds: &[TaskKind],
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Task>> {
+        if kinds.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (4..kinds.len() + 4).map(|i| format!("${i}")).collect();
+        let lock = match self.db.backend() {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE tasks SET lease_owner = $1, run_after = $2, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM tasks WHERE run_after <= $3 AND kind IN ({}) \
+             ORDER BY run_after, id LIMIT {limit}{lock}) \
+             RETURNING id, kind, subject, attempts",
+            marks.join(", ")
+        );
+        let mut args: Vec<Arg<'_>> = vec![
+            owner.0.as_str().into(),
+            until.as_millis().into(),
+            now.as_millis().into(),
+        ];
+        args.extend(kinds.iter().map(|k| Arg::from(k.as_str())));
+        let mut tx = self.db.begin().await?;
+        let claimed: Vec<Task> = tx.fetch(&sql, &args).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn renew_task(
+        &self,
+        task: &TaskId,
+        owner: &Owner,
+        until: Timestamp,
+    ) -> StoreResult<bool> {
+        let changed = self
+            .db
+            .execute(
+                "UPDATE tasks SET run_after = $3 WHERE id = $1 AND lease_owner = $2",
+                &[
+                    task.as_str().into(),
+                    owner.0.as_str().into(),
+                    until.as_millis().into(),
+                ],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn retry_task(
+        &self,
+        task: &TaskId,
+        owner: &Owner,
+        run_after: Timestamp,
+        error: &str,
+    ) -> StoreResult<bool> {
+        let changed = self
+            .db
+            .execute(
+                "UPDATE tasks SET run_after = $3, lease_owner = NULL, last_error = $4 \
+                 WHERE id = $1 AND lease_owner = $2",
+                &[
+                    task.as_str().into(),
+                    owner.0.as_str().into(),
+                    run_after.as_millis().into(),
+                    error.into(),
+                ],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn release_tasks(&self, owner: &Owner, now: Timestamp) -> StoreResult<u64> {
+        self.db
+            .execute(
+                "UPDATE tasks SET run_after = $2, lease_owner = NULL WHERE lease_owner = $1",
+                &[owner.0.as_str().into(), now.as_millis().into()],
+            )
+            .await
+    }
+
+    async fn drop_task(&self, task: &TaskId, owner: &Owner) -> StoreResult<bool> {
+        let changed = self
+            .db
+            .execute(
+                "DELETE FROM tasks WHERE id = $1 AND lease_owner = $2",
+                &[task.as_str().into(), owner.0.as_str().into()],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn task_counts(&self) -> StoreResult<Vec<(TaskKind, u64)>> {
+        let rows: Vec<KindCount> = self
+            .db
+            .fetch("SELECT kind, COUNT(*) FROM tasks GROUP BY kind", &[])
+            .await?;
+        rows.into_iter()
+            .map(|KindCount(kind, count)| {
+                TaskKind::parse(&kind)
+                    .map(|k| (k, count.max(0) as u64))
+                    .ok_or_else(|| StoreError::Backend(format!("unknown task kind {kind}").into()))
+            })
+            .collect()
+    }
+}

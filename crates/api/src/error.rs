@@ -16,6 +16,7 @@ use std::sync::Arc;
 use taxbridge_domain::{
     connections::ConnectionError,
     identity::{AuthError, IdentityError},
+    imports::ImportError,
     lists::InvalidPage,
     store::StoreError,
     workspaces::WorkspaceError,
@@ -270,6 +271,18 @@ impl From<ConnectionError> for ApiError {
             ConnectionError::NotFound => Self::NotFound(ConnectionError::NotFound.to_string()),
             ConnectionError::Workspace(workspace) => workspace.into(),
             ConnectionError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<ImportError> for ApiError {
+    fn from(err: ImportError) -> Self {
+        match err {
+            ImportError::Invalid { field, message } => Self::bad_input(field, message),
+            ImportError::Conflict(message) => Self::Conflict(message),
+            ImportError::NotFound(_) => Self::NotFound(err.to_string()),
+            ImportError::Connection(connection) => connection.into(),
+            ImportError::Store(store) => store.into(),
         }
     }
 }

@@ -19,12 +19,12 @@ mod server;
 use anyhow::Context;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use taxbridge_domain::{
-    connections::Connections, identity::Identity, store::StoreHealth, usage::UsageRecorder,
-    workspaces::Workspaces,
+    connections::Connections, identity::Identity, imports::Imports, store::StoreHealth,
+    usage::UsageRecorder, workspaces::Workspaces,
 };
 use tokio::net::TcpListener;
 
-pub use graphql::{sdl, QueryLimits};
+pub use graphql::{artifact_url, sdl, QueryLimits};
 pub use rate_limits::RateLimitSettings;
 pub use server::ConnectionLimits;
 
@@ -36,6 +36,7 @@ pub struct Services {
     pub usage: Arc<UsageRecorder>,
     pub workspaces: Arc<Workspaces>,
     pub connections: Arc<Connections>,
+    pub imports: Arc<Imports>,
     /// Where users reach this gateway's web pages, e.g. `https://taxbridge.example.com`; deep
     /// links start with it.
     pub public_base_url: String,

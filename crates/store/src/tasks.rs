@@ -172,3 +172,104 @@ impl TaskStore for Store {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(millis: i64) -> Timestamp {
+        Timestamp::from_millis(millis)
+    }
+
+    /// The lease rules on SQLite (the store contract suite runs imports on both databases).
+    #[tokio::test]
+    async fn a_claimed_task_is_held_until_its_lease_lapses_and_only_its_holder_ends_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("tasks.db").display());
+        let store = crate::connect(&url).await.expect("store");
+        let task = NewTask {
+            id: TaskId::generate(),
+            kind: TaskKind::Download,
+            subject: "art_1".into(),
+            run_after: at(1_000),
+        };
+        let mut tx = store.db.begin().await.expect("begin");
+        insert(&mut tx, &task).await.expect("insert");
+        // Queuing the same subject again keeps the one task.
+        insert(
+            &mut tx,
+            &NewTask {
+                id: TaskId::generate(),
+                ..task.clone()
+            },
+        )
+        .await
+        .expect("insert again");
+        tx.commit().await.expect("commit");
+        let (a, b) = (Owner("wkr_a".into()), Owner("wkr_b".into()));
+        let kinds = [TaskKind::Download];
+
+        assert!(store
+            .claim_tasks(&a, &kinds, at(999), at(2_000), 10)
+            .await
+            .expect("early")
+            .is_empty());
+        let claimed = store
+            .claim_tasks(&a, &kinds, at(1_000), at(2_000), 10)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(
+            (claimed[0].id.clone(), claimed[0].attempts),
+            (task.id.clone(), 1)
+        );
+        assert!(store
+            .claim_tasks(&b, &kinds, at(1_500), at(9_000), 10)
+            .await
+            .expect("held")
+            .is_empty());
+
+        assert!(!store
+            .renew_task(&task.id, &b, at(5_000))
+            .await
+            .expect("renew b"));
+        assert!(store
+            .renew_task(&task.id, &a, at(3_000))
+            .await
+            .expect("renew a"));
+        assert!(store
+            .claim_tasks(&b, &kinds, at(2_500), at(9_000), 10)
+            .await
+            .expect("renewed")
+            .is_empty());
+
+        // a stops renewing: after its lease b takes the task over, and a can no longer end it.
+        let taken = store
+            .claim_tasks(&b, &kinds, at(3_001), at(9_000), 10)
+            .await
+            .expect("take over");
+        assert_eq!(taken[0].attempts, 2);
+        assert!(!store
+            .retry_task(&task.id, &a, at(0), "late")
+            .await
+            .expect("retry a"));
+        assert!(!store.drop_task(&task.id, &a).await.expect("drop a"));
+        assert_eq!(
+            store.task_counts().await.expect("counts"),
+            vec![(TaskKind::Download, 1)]
+        );
+
+        // b hands it back (a graceful stop): due at once, for anyone.
+        assert_eq!(
+            store.release_tasks(&b, at(4_000)).await.expect("release"),
+            1
+        );
+        let again = store
+            .claim_tasks(&a, &kinds, at(4_000), at(9_000), 10)
+            .await
+            .expect("again");
+        assert_eq!(again.len(), 1);
+        assert!(store.drop_task(&task.id, &a).await.expect("drop"));
+        assert!(store.task_counts().await.expect("counts").is_empty());
+    }
+}

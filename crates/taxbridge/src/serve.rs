@@ -8,6 +8,7 @@ use taxbridge_api::{ApiSettings, Application, ConnectionLimits, QueryLimits, Ser
 use taxbridge_domain::{
     connections::Connections,
     identity::{reveal, Identity, IdentitySettings},
+    imports::Imports,
     providers::Catalog,
     usage::UsageRecorder,
     workspaces::Workspaces,
@@ -47,15 +48,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .context("Failed to create the owner account")?;
     let platform = Arc::new(PartnerProtocol::new(egress(&settings)?));
     let workspaces = Arc::new(Workspaces::new(store.clone()));
+    let connections = Arc::new(Connections::new(
+        store.clone(),
+        workspaces.clone(),
+        catalog,
+        keys,
+        platform,
+    ));
     let services = Arc::new(Services {
         health: store.clone(),
-        connections: Arc::new(Connections::new(
-            store.clone(),
-            workspaces.clone(),
-            catalog,
-            keys,
-            platform,
-        )),
+        imports: Arc::new(Imports::new(store.clone(), connections.clone())),
+        connections,
         workspaces,
         identity,
         usage: Arc::new(UsageRecorder::new(store)),

@@ -42,6 +42,7 @@ impl From<providers::Provider> for Provider {
 }
 
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct ProviderConnection {
     id: ID,
     workspace_id: ID,
@@ -78,6 +79,33 @@ impl From<ConnectionView> for ProviderConnection {
             created_at: c.created_at.into(),
             updated_at: c.updated_at.into(),
         }
+    }
+}
+
+#[async_graphql::ComplexObject]
+impl ProviderConnection {
+    /// Works imported through this connection, across all its jobs.
+    async fn job_works(
+        &self,
+        ctx: &Context<'_>,
+        filters: Option<super::imports::JobWorkFilters>,
+        sort_by: Option<SortBy>,
+        offset: Option<i32>,
+        limit: Option<i32>,
+    ) -> Result<Vec<super::imports::JobWork>, ApiError> {
+        super::imports::works_of(ctx, &self.id, filters, sort_by, offset, limit).await
+    }
+
+    /// Import batches of this connection.
+    async fn connection_jobs(
+        &self,
+        ctx: &Context<'_>,
+        filters: Option<super::imports::ConnectionJobFilters>,
+        sort_by: Option<SortBy>,
+        offset: Option<i32>,
+        limit: Option<i32>,
+    ) -> Result<Vec<super::imports::ConnectionJob>, ApiError> {
+        super::imports::jobs_of(ctx, &self.id, filters, sort_by, offset, limit).await
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod connections;
 mod identity;
+mod imports;
 pub(crate) mod lists;
 mod plain_list;
 mod scalars;
@@ -18,6 +19,7 @@ use taxbridge_domain::{
 };
 use tokio::sync::OnceCell;
 
+pub use imports::artifact_url;
 pub use scalars::Date;
 
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, Selection};
@@ -62,6 +64,7 @@ pub struct Mutation(
     identity::IdentityMutation,
     workspaces::WorkspaceMutation,
     connections::ConnectionMutation,
+    imports::ImportMutation,
 );
 
 pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;

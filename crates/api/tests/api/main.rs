@@ -5,6 +5,7 @@
 mod bad_input;
 mod connections;
 mod identity;
+mod imports;
 mod schema;
 mod support;
 mod transport;

@@ -12,6 +12,7 @@ use taxbridge_domain::{
     connections::Connections,
     crypto::{KeyRing, Keys},
     identity::{reveal, Identity, IdentitySettings},
+    imports::Imports,
     providers::Catalog,
     usage::UsageRecorder,
     workspaces::Workspaces,
@@ -85,22 +86,24 @@ impl TestApp {
         ));
         let workspaces = Arc::new(Workspaces::new(store.clone()));
         let keys = KeyRing::new(&SecretSlice::from(vec![7u8; 32]), &[]).expect("key ring");
-        let services = Arc::new(Services {
-            connections: Arc::new(Connections::new(
-                store.clone(),
-                workspaces.clone(),
-                Arc::new(Catalog::built_in()),
-                Arc::new(Keys::fixed(keys)),
-                Arc::new(PartnerProtocol::new(
-                    Egress::new(EgressSettings {
-                        allow_cidrs: vec!["127.0.0.1/32".parse().expect("cidr")],
-                        connect_timeout: Duration::from_secs(1),
-                        total_timeout: Duration::from_secs(2),
-                        max_response_bytes: 64 * 1024,
-                    })
-                    .expect("egress"),
-                )),
+        let connections = Arc::new(Connections::new(
+            store.clone(),
+            workspaces.clone(),
+            Arc::new(Catalog::built_in()),
+            Arc::new(Keys::fixed(keys)),
+            Arc::new(PartnerProtocol::new(
+                Egress::new(EgressSettings {
+                    allow_cidrs: vec!["127.0.0.1/32".parse().expect("cidr")],
+                    connect_timeout: Duration::from_secs(1),
+                    total_timeout: Duration::from_secs(2),
+                    max_response_bytes: 64 * 1024,
+                })
+                .expect("egress"),
             )),
+        ));
+        let services = Arc::new(Services {
+            imports: Arc::new(Imports::new(store.clone(), connections.clone())),
+            connections,
             health: store.clone(),
             identity: identity.clone(),
             usage: Arc::new(UsageRecorder::new(store.clone())),
@@ -212,6 +215,43 @@ impl TestApp {
             .await
             .expect("read")
             .and_then(|c| c.credentials)
+    }
+
+    /// A `qount` connection in `workspace`, started by `token`'s partner and marked active.
+    pub async fn active_connection_in(&self, token: &str, workspace: &str) -> String {
+        let connection = self
+            .graphql(
+                json!({ "query": "mutation($w: ID!) { startProviderConnection(workspaceId: $w, providerKey: \"qount\", inputs: {apiKey: \"k\"}) { id } }", "variables": { "w": workspace } }),
+                Some(token),
+                None,
+            )
+            .await
+            .assert_ok()["startProviderConnection"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        self.activate(&connection).await;
+        connection
+    }
+
+    /// Marks a connection `active` as a successful collect would (import tests start from an
+    /// active connection; collect itself is tested in `connections::collect`).
+    pub async fn activate(&self, connection_id: &str) {
+        use taxbridge_domain::connections::{ConnectionStatus, ConnectionStore};
+        let mut connection = self
+            .store
+            .connection_by_id(&taxbridge_domain::ids::ConnectionId::from_string(
+                connection_id,
+            ))
+            .await
+            .expect("read")
+            .expect("the connection exists");
+        connection.status = ConnectionStatus::Active;
+        assert!(self
+            .store
+            .update_connection(&connection)
+            .await
+            .expect("update"));
     }
 
     /// A partner account logged in; returns its access token.

@@ -451,12 +451,45 @@ async fn deep_links_refuse_paths_outside_the_workspace(app: TestApp) {
 /// Every operation that takes a workspace id, with the variables to send. The matrix below
 /// runs each against each kind of outsider; a new operation with an `ID!` argument that is not
 /// registered here fails `every_id_taking_operation_is_in_the_isolation_registry`.
-fn id_operations(
-    workspace_id: &str,
-    member_id: &str,
-    connection_id: &str,
-) -> Vec<(&'static str, Value)> {
+pub(crate) struct Ids<'a> {
+    pub workspace: &'a str,
+    pub member: &'a str,
+    pub connection: &'a str,
+    pub job: &'a str,
+    pub job_work: &'a str,
+}
+
+const MISSING: Ids<'static> = Ids {
+    workspace: "wsp_does_not_exist",
+    member: "acc_does_not_exist",
+    connection: "con_does_not_exist",
+    job: "job_does_not_exist",
+    job_work: "jwk_does_not_exist",
+};
+
+fn id_operations(ids: &Ids<'_>) -> Vec<(&'static str, Value)> {
+    let (workspace_id, member_id, connection_id) = (ids.workspace, ids.member, ids.connection);
     vec![
+        (
+            "createConnectionJob",
+            json!({ "query": "mutation($c: ID!) { createConnectionJob(connectionId: $c, jobName: \"stolen\") { id } }", "variables": { "c": connection_id } }),
+        ),
+        (
+            "createJobWorks",
+            json!({ "query": "mutation($j: ID!) { createJobWorks(connectionJobId: $j, inputs: [{name: \"x\", externalId: \"intruder\"}]) { id } }", "variables": { "j": ids.job } }),
+        ),
+        (
+            "createJobWorkArtifacts",
+            json!({ "query": "mutation($w: ID!) { createJobWorkArtifacts(jobWorkId: $w, inputs: [{name: \"x\", type: \"w2\", externalId: \"intruder\"}]) { id } }", "variables": { "w": ids.job_work } }),
+        ),
+        (
+            "triggerConnectionJob",
+            json!({ "query": "mutation($j: ID!) { triggerConnectionJob(connectionJobId: $j) { id } }", "variables": { "j": ids.job } }),
+        ),
+        (
+            "cancelConnectionJob",
+            json!({ "query": "mutation($j: ID!) { cancelConnectionJob(connectionJobId: $j) { id } }", "variables": { "j": ids.job } }),
+        ),
         (
             "startProviderConnection",
             json!({ "query": "mutation($w: ID!) { startProviderConnection(workspaceId: $w, providerKey: \"canopy\", inputs: {apiKey: \"x\"}) { id } }", "variables": { "w": workspace_id } }),
@@ -488,7 +521,7 @@ fn every_id_taking_operation_is_in_the_isolation_registry() {
         .nth(1)
         .and_then(|rest| rest.split("\n}").next())
         .unwrap_or_default();
-    let registered: HashSet<&str> = id_operations("w", "u", "c")
+    let registered: HashSet<&str> = id_operations(&MISSING)
         .into_iter()
         .map(|(name, _)| name)
         .collect();
@@ -544,17 +577,36 @@ async fn foreign_ids_answer_not_found_and_change_nothing(app: TestApp) {
         .await
         .assert_ok();
 
-    let connection = app
+    let connection = app.active_connection_in(&owner, &ws).await;
+    let job = app
         .graphql(
-            json!({ "query": "mutation($w: ID!) { startProviderConnection(workspaceId: $w, providerKey: \"qount\", inputs: {apiKey: \"k\"}) { id } }", "variables": { "w": ws } }),
+            json!({ "query": "mutation($c: ID!) { createConnectionJob(connectionId: $c, jobName: \"2024\") { id } }", "variables": { "c": connection } }),
             Some(&owner),
             None,
         )
         .await
-        .assert_ok()["startProviderConnection"]["id"]
+        .assert_ok()["createConnectionJob"]["id"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    let job_work = app
+        .graphql(
+            json!({ "query": "mutation($j: ID!) { createJobWorks(connectionJobId: $j, inputs: [{name: \"Jo\", externalId: \"c-1\"}]) { id } }", "variables": { "j": job } }),
+            Some(&owner),
+            None,
+        )
+        .await
+        .assert_ok()["createJobWorks"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let ids = Ids {
+        workspace: &ws,
+        member: &member_id,
+        connection: &connection,
+        job: &job,
+        job_work: &job_work,
+    };
     let members_before = member_count(&app, &ws).await;
     let outsiders = [
         ("another partner", &other_partner),
@@ -562,7 +614,7 @@ async fn foreign_ids_answer_not_found_and_change_nothing(app: TestApp) {
         ("a removed member", &gone),
     ];
     for (who, token) in outsiders {
-        for (operation, request) in id_operations(&ws, &member_id, &connection) {
+        for (operation, request) in id_operations(&ids) {
             let response = app.graphql(request, Some(token), None).await;
             assert_eq!(
                 response.code(),
@@ -572,11 +624,14 @@ async fn foreign_ids_answer_not_found_and_change_nothing(app: TestApp) {
             );
             let missing = app
                 .graphql(
-                    id_operations("wsp_does_not_exist", &member_id, "con_does_not_exist")
-                        .into_iter()
-                        .find(|(o, _)| *o == operation)
-                        .map(|(_, r)| r)
-                        .unwrap_or_default(),
+                    id_operations(&Ids {
+                        member: &member_id,
+                        ..MISSING
+                    })
+                    .into_iter()
+                    .find(|(o, _)| *o == operation)
+                    .map(|(_, r)| r)
+                    .unwrap_or_default(),
                     Some(token),
                     None,
                 )
@@ -597,6 +652,18 @@ async fn foreign_ids_answer_not_found_and_change_nothing(app: TestApp) {
     }
     let members_after = member_count(&app, &ws).await;
     assert_eq!(members_before, members_after, "nothing changed");
+    let job_state = app
+        .graphql(
+            json!({ "query": "query($w: [ID!]) { me { workspaces(filters: {ids: $w}) { connections { connectionJobs { status progress { works artifacts } } } } } }", "variables": { "w": [ws] } }),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(
+        job_state.assert_ok()["me"]["workspaces"][0]["connections"][0]["connectionJobs"],
+        json!([{ "status": "pending", "progress": { "works": 1, "artifacts": 0 } }]),
+        "the job was not triggered, cancelled or added to"
+    );
     assert!(
         app.stored_credentials(&connection).await.is_some(),
         "the connection was not disconnected"

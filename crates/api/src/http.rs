@@ -60,6 +60,11 @@ pub fn router(settings: &ApiSettings, services: Arc<Services>) -> (Router, Arc<R
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/files/artifacts/{id}", get(crate::files::download))
+        .route(
+            "/uploads/artifacts/{id}",
+            axum::routing::put(crate::files::upload),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(check_head))

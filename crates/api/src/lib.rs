@@ -10,6 +10,7 @@ mod cost;
 mod documents;
 mod endpoint;
 pub mod error;
+mod files;
 pub mod graphql;
 mod http;
 mod metrics;
@@ -37,6 +38,10 @@ pub struct Services {
     pub workspaces: Arc<Workspaces>,
     pub connections: Arc<Connections>,
     pub imports: Arc<Imports>,
+    /// Where artifacts' bytes live.
+    pub blobs: taxbridge_blobs::Blobs,
+    /// The largest file `PUT /uploads/artifacts/{id}` accepts.
+    pub max_upload_bytes: u64,
     /// Where users reach this gateway's web pages, e.g. `https://taxbridge.example.com`; deep
     /// links start with it.
     pub public_base_url: String,

@@ -56,6 +56,16 @@ fn store_error(err: object_store::Error) -> BlobError {
     }
 }
 
+/// The media type a blob is stored and served with, from a `Content-Type` header value: its
+/// type without parameters, lowercased; `application/octet-stream` when there is none.
+pub fn media_type(content_type: Option<&str>) -> String {
+    content_type
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty() && v.is_ascii())
+        .unwrap_or_else(|| "application/octet-stream".into())
+}
+
 /// What a finished write stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Written {
@@ -336,6 +346,16 @@ mod tests {
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["k".to_owned()], "{names:?}");
+    }
+
+    #[test]
+    fn media_types_drop_parameters_and_default_to_octet_stream() {
+        assert_eq!(
+            media_type(Some("Application/PDF; charset=binary")),
+            "application/pdf"
+        );
+        assert_eq!(media_type(Some(" ")), "application/octet-stream");
+        assert_eq!(media_type(None), "application/octet-stream");
     }
 
     #[test]

@@ -135,6 +135,26 @@ pub trait ConnectionStore: Send + Sync + 'static {
 }
 
 /// One `GET /v1/verify` of partner protocol v1: where, with what, for whom.
+/// A connection's way into its platform: where it is and the credentials, opened. Kept only
+/// for the length of a call; its `Debug` shows no secret.
+#[derive(Clone)]
+pub struct PlatformAccess {
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    pub security_token: Option<String>,
+    pub workspace_id: String,
+    pub firm_reference: Option<String>,
+}
+
+impl std::fmt::Debug for PlatformAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlatformAccess")
+            .field("base_url", &self.base_url)
+            .field("workspace_id", &self.workspace_id)
+            .finish_non_exhaustive()
+    }
+}
+
 pub struct VerifyCall<'a> {
     pub base_url: &'a str,
     pub api_key: Option<&'a str>,
@@ -535,6 +555,35 @@ impl Connections {
             connection,
             provider,
         })
+    }
+
+    /// What a call to the connection's platform needs (for the worker: downloads with the
+    /// connection's credentials). `None` when the connection is gone.
+    pub async fn platform_access(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<Option<PlatformAccess>, ConnectionError> {
+        let Some(connection) = self.store.connection_by_id(id).await? else {
+            return Ok(None);
+        };
+        let secrets = self.secrets_of(&connection)?;
+        let text = |map: &serde_json::Map<String, serde_json::Value>, name: &str| {
+            map.get(name).and_then(|v| v.as_str()).map(str::to_owned)
+        };
+        let base_url = match text(&connection.settings, "baseUrl") {
+            Some(url) => Some(url),
+            None => self
+                .provider(&connection.provider_key)
+                .await?
+                .and_then(|p| p.base_url),
+        };
+        Ok(Some(PlatformAccess {
+            base_url,
+            api_key: text(&secrets, "apiKey"),
+            security_token: text(&secrets, "securityToken"),
+            workspace_id: connection.workspace_id.to_string(),
+            firm_reference: text(&connection.settings, "firmReferenceId"),
+        }))
     }
 
     /// The connection's secrets, opened.

@@ -24,9 +24,10 @@ pub use partner::PartnerProtocol;
 use policy::{Blocked, Policy};
 use reqwest::{dns, redirect};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
-use url::{Host, Url};
+use url::Host;
 
 pub use reqwest::{header, Method, StatusCode};
+pub use url::Url;
 
 /// How an [`Egress`] behaves.
 #[derive(Clone, Debug)]
@@ -89,8 +90,43 @@ pub struct Fetched {
 #[derive(Clone)]
 pub struct Egress {
     client: reqwest::Client,
+    /// For streamed downloads: no limit on the whole call (a large file takes as long as it
+    /// takes) but one on each read, and redirects followed by [`Egress::open`] itself.
+    streaming: reqwest::Client,
     policy: Arc<Policy>,
     settings: Arc<EgressSettings>,
+}
+
+/// How long a streamed download may go without a byte before it is given up.
+pub const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A response whose body is still to come: [`Egress::open`]'s answer.
+pub struct Opened {
+    pub status: StatusCode,
+    pub headers: header::HeaderMap,
+    /// The URL that answered, after redirects.
+    pub url: Url,
+    response: reqwest::Response,
+    read_timeout: Duration,
+}
+
+impl Opened {
+    /// The body, chunk by chunk; a stall longer than [`STREAM_READ_TIMEOUT`] or a reset ends
+    /// it with an error.
+    pub fn into_stream(
+        self,
+    ) -> impl futures_core::Stream<Item = Result<Bytes, EgressError>> + Send + 'static {
+        let timeout = self.read_timeout;
+        futures_util::stream::unfold(Some(self.response), move |response| async move {
+            let mut response = response?;
+            match response.chunk().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
+                Ok(None) => None,
+                Err(err) if err.is_timeout() => Some((Err(EgressError::Timeout(timeout)), None)),
+                Err(err) => Some((Err(EgressError::Connect(root_cause(&err))), None)),
+            }
+        })
+    }
 }
 
 impl Egress {
@@ -116,11 +152,68 @@ impl Egress {
             .user_agent(concat!("Taxbridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| EgressError::Other(err.to_string()))?;
+        let streaming = reqwest::Client::builder()
+            .dns_resolver(Arc::new(PolicyResolver {
+                policy: policy.clone(),
+            }))
+            .connect_timeout(settings.connect_timeout)
+            .read_timeout(STREAM_READ_TIMEOUT)
+            .redirect(redirect::Policy::none())
+            .user_agent(concat!("Taxbridge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| EgressError::Other(err.to_string()))?;
         Ok(Self {
             client,
+            streaming,
             policy,
             settings: Arc::new(settings),
         })
+    }
+
+    /// `GET url` for a streamed download: answers once the headers arrive, the body to be read
+    /// from [`Opened::into_stream`] without a size cap of the policy's (the caller has its own).
+    /// Redirects (at most 5) are followed here, each target checked like the first URL, and
+    /// `headers_for` gives the headers for each URL, so credentials meant for one origin are
+    /// never sent to another.
+    pub async fn open(
+        &self,
+        url: &str,
+        headers_for: &(dyn Fn(&Url) -> header::HeaderMap + Send + Sync),
+    ) -> Result<Opened, EgressError> {
+        let mut url = self.check(url)?;
+        for _ in 0..=5 {
+            let response = self
+                .streaming
+                .get(url.clone())
+                .headers(headers_for(&url))
+                .send()
+                .await
+                .map_err(|err| self.explain(err))?;
+            let status = response.status();
+            if status.is_redirection() {
+                if let Some(location) = response
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    let next = url.join(location).map_err(|err| EgressError::BadUrl {
+                        url: location.to_owned(),
+                        reason: err.to_string(),
+                    })?;
+                    check_url(&self.policy, &next)?;
+                    url = next;
+                    continue;
+                }
+            }
+            return Ok(Opened {
+                status,
+                headers: response.headers().clone(),
+                url,
+                response,
+                read_timeout: STREAM_READ_TIMEOUT,
+            });
+        }
+        Err(EgressError::TooManyRedirects)
     }
 
     /// Parses and checks a URL without calling it: for validating settings early.

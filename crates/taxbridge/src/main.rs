@@ -46,6 +46,10 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Run background tasks (artifact downloads) without serving the API: for deployments
+    /// that scale workers apart from the gateway. `serve` runs them too unless
+    /// `worker.concurrency` is 0.
+    Worker,
     /// Bring the database schema up to date, then exit.
     Migrate,
     /// Print the GraphQL schema the server serves (SDL).
@@ -135,6 +139,7 @@ pub(crate) fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve { .. } => serve::run(settings).await,
+        Command::Worker => serve::run_worker(settings).await,
         Command::Migrate => {
             let url = settings.database_url();
             taxbridge_store::connect(&url).await?;

@@ -5,6 +5,7 @@ use crate::{secrets, settings::Settings};
 use anyhow::Context;
 use std::{sync::Arc, time::Duration};
 use taxbridge_api::{ApiSettings, Application, ConnectionLimits, QueryLimits, Services};
+use taxbridge_blobs::Blobs;
 use taxbridge_domain::{
     connections::Connections,
     identity::{reveal, Identity, IdentitySettings},
@@ -15,8 +16,24 @@ use taxbridge_domain::{
 };
 use taxbridge_outbound::{policy::Policy, Egress, EgressSettings, PartnerProtocol};
 use taxbridge_store::Backend;
+use taxbridge_worker::{
+    download::{Download, DownloadSettings},
+    Worker, WorkerSettings,
+};
 
-pub async fn run(settings: Settings) -> anyhow::Result<()> {
+/// What `serve` and `worker` both open: the store, the services, the blob store, the egress
+/// client, and whether this start created the owner account (its key, to print once).
+struct Opened {
+    store: Arc<taxbridge_store::Store>,
+    services: Arc<Services>,
+    egress: Egress,
+    first_start: Option<(taxbridge_domain::accounts::Account, secrecy::SecretString)>,
+    url: String,
+}
+
+/// `bootstrap`: create the owner account on an empty database (`serve` does; `worker`, which
+/// prints nothing, must not).
+async fn open(settings: &Settings, bootstrap: bool) -> anyhow::Result<Opened> {
     init_logging(&settings.log_format, &settings.log_level);
     raise_open_file_limit();
     let url = settings.database_url();
@@ -29,9 +46,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             )
         })?;
     }
-    let secrets = secrets::load(&settings, backend)?;
-    let catalog = Arc::new(load_catalog(&settings)?);
-    let keys = Arc::new(crate::keyring::keys(&settings, backend)?);
+    let secrets = secrets::load(settings, backend)?;
+    let catalog = Arc::new(load_catalog(settings)?);
+    let keys = Arc::new(crate::keyring::keys(settings, backend)?);
+    let blobs = blobs(settings)?;
     // The one storage handle: every service takes the port it needs from it.
     let store = Arc::new(taxbridge_store::connect(&url).await?);
     let identity = Arc::new(Identity::new(
@@ -42,11 +60,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             grant_cache_ttl: Duration::from_secs(settings.auth.revocation_check_seconds),
         },
     ));
-    let first_start = identity
-        .bootstrap_owner()
-        .await
-        .context("Failed to create the owner account")?;
-    let platform = Arc::new(PartnerProtocol::new(egress(&settings)?));
+    let first_start = if bootstrap {
+        identity
+            .bootstrap_owner()
+            .await
+            .context("Failed to create the owner account")?
+    } else {
+        None
+    };
+    let egress = egress(settings)?;
+    let platform = Arc::new(PartnerProtocol::new(egress.clone()));
     let workspaces = Arc::new(Workspaces::new(store.clone()));
     let connections = Arc::new(Connections::new(
         store.clone(),
@@ -61,8 +84,70 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         connections,
         workspaces,
         identity,
-        usage: Arc::new(UsageRecorder::new(store)),
+        usage: Arc::new(UsageRecorder::new(store.clone())),
+        blobs,
+        max_upload_bytes: settings.worker.max_file_bytes,
         public_base_url: settings.public_base_url(),
+    });
+    Ok(Opened {
+        store,
+        services,
+        egress,
+        first_start,
+        url,
+    })
+}
+
+/// The worker over the opened services, with `concurrency` tasks at once.
+fn worker(opened: &Opened, settings: &Settings, concurrency: usize) -> Worker {
+    let services = &opened.services;
+    let download = Download::new(
+        services.imports.store().clone(),
+        opened.store.clone(),
+        services.connections.clone(),
+        services.blobs.clone(),
+        opened.egress.clone(),
+        DownloadSettings {
+            max_bytes: settings.worker.max_file_bytes,
+            ..DownloadSettings::default()
+        },
+    );
+    Worker::new(
+        opened.store.clone(),
+        vec![Arc::new(download)],
+        WorkerSettings {
+            concurrency,
+            ..WorkerSettings::default()
+        },
+        services.imports.tasks_added(),
+    )
+}
+
+/// `taxbridge worker`: runs background tasks only (for a deployment that scales them apart
+/// from the API), until Ctrl-C or SIGTERM.
+pub async fn run_worker(settings: Settings) -> anyhow::Result<()> {
+    let opened = open(&settings, false).await?;
+    let concurrency = settings.worker.concurrency.max(1);
+    tracing::info!(database = %taxbridge_store::redact_url(&opened.url), blobs = opened.services.blobs.describe(), "Taxbridge worker is running");
+    worker(&opened, &settings, concurrency)
+        .run(shutdown_signal())
+        .await;
+    Ok(())
+}
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let mut opened = open(&settings, true).await?;
+    let services = opened.services.clone();
+    let url = opened.url.clone();
+    let first_start = opened.first_start.take();
+    // The in-process worker stops with the server: both watch one shutdown signal.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let background = (settings.worker.concurrency > 0).then(|| {
+        let worker = worker(&opened, &settings, settings.worker.concurrency);
+        let mut stopped = stopped.clone();
+        tokio::spawn(worker.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }))
     });
     let app = Application::build(
         ApiSettings {
@@ -109,7 +194,35 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         );
     }
     println!("Taxbridge is serving GraphQL on {endpoint}");
-    app.run_until(shutdown_signal()).await
+    let served = app
+        .run_until(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        })
+        .await;
+    if let Some(background) = background {
+        let _ = background.await;
+    }
+    served
+}
+
+/// The blob store the settings name, or `<data_dir>/blobs`.
+fn blobs(settings: &Settings) -> anyhow::Result<Blobs> {
+    use secrecy::ExposeSecret;
+    let blobs = &settings.blobs;
+    Ok(Blobs::from_settings(
+        &taxbridge_blobs::BlobSettings {
+            url: blobs.url.clone(),
+            endpoint: blobs.endpoint.clone(),
+            region: blobs.region.clone(),
+            access_key_id: blobs.access_key_id.clone(),
+            secret_access_key: blobs
+                .secret_access_key
+                .as_ref()
+                .map(|s| s.expose_secret().to_owned()),
+        },
+        &settings.data_dir.join("blobs"),
+    )?)
 }
 
 /// The built-in provider catalog, with the operator's file (`providers_file`) added. A file

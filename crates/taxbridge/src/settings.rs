@@ -38,6 +38,42 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     pub egress: EgressSettings,
     pub usage: UsageSettings,
+    pub blobs: BlobSettings,
+    pub worker: WorkerSettings,
+}
+
+/// Where artifacts' bytes are kept.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct BlobSettings {
+    /// `s3://bucket/prefix` for any S3-compatible store; unset means `<data_dir>/blobs`.
+    pub url: Option<String>,
+    /// The S3 endpoint, e.g. `http://127.0.0.1:8333` (unset: AWS).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    #[serde(skip_serializing)]
+    pub secret_access_key: Option<SecretString>,
+}
+
+/// The background worker that downloads push-import artifacts.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct WorkerSettings {
+    /// Tasks run at once by each process; 0 runs no worker inside `serve` (run
+    /// `taxbridge worker` beside it instead).
+    pub concurrency: usize,
+    /// The largest file a download or an upload may bring.
+    pub max_file_bytes: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            max_file_bytes: 1024 * 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -133,6 +169,8 @@ impl Default for Settings {
             rate_limits: RateLimitSettings::default(),
             egress: EgressSettings::default(),
             usage: UsageSettings::default(),
+            blobs: BlobSettings::default(),
+            worker: WorkerSettings::default(),
         }
     }
 }

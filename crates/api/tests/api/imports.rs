@@ -1,6 +1,6 @@
 //! Push imports through the API: jobs, works and artifacts, their status machines, the limits
-//! of each call, and what a duplicate or a late call is told. Downloads themselves are the
-//! worker's (not run here): an artifact with a `url` stays `initial`.
+//! of each call, what a duplicate or a late call is told, and the worker's downloads (the
+//! test app runs a worker, as `serve` does) with the bytes served back.
 
 use crate::support::{Gql, TestApp};
 use serde_json::{json, Value};
@@ -12,6 +12,7 @@ per_database!(
     duplicate_external_ids_reject_the_whole_call_and_name_each,
     each_call_has_limits_that_name_the_field,
     jobs_need_an_active_connection,
+    downloads_succeed_fail_recover_use_credentials_and_bytes_are_served,
 );
 
 /// As `serve` runs by default: a request body of up to 1 MiB, room for 1,000 works.
@@ -72,8 +73,24 @@ fn works(ids: &[&str]) -> Value {
     )
 }
 
+/// A server that accepts connections and never answers: a download from it stays in flight.
+async fn silent_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    format!("http://{addr}")
+}
+
 async fn the_push_flow_runs_from_job_to_cancel(app: TestApp) {
     let (token, connection) = active_connection(&app).await;
+    let silent = silent_server().await;
     let created = call(
         &app,
         &token,
@@ -109,7 +126,7 @@ async fn the_push_flow_runs_from_job_to_cancel(app: TestApp) {
         &token,
         CREATE_ARTIFACTS,
         json!({ "jobWorkId": first_work, "inputs": [
-            { "name": "W-2 Form 2024", "type": "w2", "url": "https://files.example.com/w2.pdf", "externalId": "a-1", "metadata": { "taxYear": 2024 } },
+            { "name": "W-2 Form 2024", "type": "w2", "url": format!("{silent}/w2.pdf"), "externalId": "a-1", "metadata": { "taxYear": 2024 } },
             { "name": "Receipt", "type": "receipt", "externalId": "a-2" }
         ] }),
     )
@@ -405,4 +422,360 @@ async fn jobs_need_an_active_connection(app: TestApp) {
         "{}",
         refused.message()
     );
+}
+
+/// A partner, its workspace, and an active connection whose base URL is `base` and whose
+/// apiKey is the file server's key: (token, workspace id, connection id).
+async fn connection_to_files(app: &TestApp, base: &str) -> (String, String, String) {
+    let token = app.partner_token("qount").await;
+    let ws = app
+        .create_workspace(&token, "Download Firm")
+        .await
+        .assert_ok()["createWorkspace"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let connection = app
+        .active_connection_with(
+            &token,
+            &ws,
+            json!({ "apiKey": files::KEY, "baseUrl": base }),
+        )
+        .await;
+    (token, ws, connection)
+}
+
+/// Polls the job until it is final; returns its last state.
+async fn until_final(app: &TestApp, token: &str) -> Value {
+    let query = json!({ "query": "{ me { workspaces { connections { connectionJobs { status completedAt progress { works artifacts artifactsInitial artifactsSucceeded artifactsFailed artifactsTerminated } } } } } }" });
+    for _ in 0..300 {
+        let answer = app.graphql(query.clone(), Some(token), None).await;
+        let job = answer.assert_ok()["me"]["workspaces"][0]["connections"][0]["connectionJobs"][0]
+            .clone();
+        if job["status"] != "active" {
+            return job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the job did not finish within 30 s");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+async fn downloads_succeed_fail_recover_use_credentials_and_bytes_are_served(app: TestApp) {
+    let (server, base) = files::start().await;
+    let (token, _, connection) = connection_to_files(&app, &base).await;
+    let job = new_job(&app, &token, &connection).await;
+    let work = call(
+        &app,
+        &token,
+        CREATE_WORKS,
+        json!({ "connectionJobId": job, "inputs": works(&["client-1"]) }),
+    )
+    .await
+    .assert_ok()["createJobWorks"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let artifact = |external_id: &str, url: Option<String>| json!({ "name": external_id, "type": "document", "externalId": external_id, "url": url, "metadata": { "source": "test" } });
+    let created = call(
+        &app,
+        &token,
+        CREATE_ARTIFACTS,
+        json!({ "jobWorkId": work, "inputs": [
+            artifact("ok", Some(format!("{base}/ok/w2.pdf"))),
+            artifact("missing", Some(format!("{base}/gone/x.pdf"))),
+            artifact("flaky", Some(format!("{base}/flaky/k1.pdf"))),
+            artifact("private", Some(format!("{base}/private/p.pdf"))),
+            artifact("refused", Some("http://10.1.2.3/internal.pdf".into())),
+            artifact("put", None),
+        ] }),
+    )
+    .await;
+    let created = created.assert_ok()["createJobWorkArtifacts"].clone();
+    let id_of = |external: &str| -> String {
+        created
+            .as_array()
+            .and_then(|all| {
+                all.iter()
+                    .find(|a| a["workArtifact"]["externalId"] == external)
+            })
+            .map(|a| a["artifactId"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    call(&app, &token, TRIGGER, json!({ "id": job }))
+        .await
+        .assert_ok();
+
+    // The artifact without a url waits for its bytes.
+    let put_id = id_of("put");
+    let upload_url = format!("{}/uploads/artifacts/{put_id}", app.base);
+    let body = b"%PDF-1.7 uploaded by the partner".to_vec();
+    let unauthenticated = app
+        .http
+        .put(&upload_url)
+        .body(body.clone())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(unauthenticated.status(), 401);
+    let put = app
+        .http
+        .put(&upload_url)
+        .bearer_auth(&token)
+        .header("content-type", "application/pdf")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status(), 200, "{:?}", put.text().await);
+    let again = app
+        .http
+        .put(&upload_url)
+        .bearer_auth(&token)
+        .body(body.clone())
+        .send()
+        .await
+        .expect("put again");
+    assert_eq!(again.status(), 409);
+    let on_url_artifact = app
+        .http
+        .put(format!("{}/uploads/artifacts/{}", app.base, id_of("ok")))
+        .bearer_auth(&token)
+        .body(body.clone())
+        .send()
+        .await
+        .expect("put on a url artifact");
+    assert_eq!(on_url_artifact.status(), 409);
+
+    let finished = until_final(&app, &token).await;
+    assert_eq!(finished["status"], "completed", "{finished}");
+    assert_eq!(
+        finished["progress"],
+        json!({ "works": 1, "artifacts": 6, "artifactsInitial": 0, "artifactsSucceeded": 4, "artifactsFailed": 2, "artifactsTerminated": 0 })
+    );
+    let listed = app
+        .graphql(
+            json!({ "query": "{ me { workspaces { connections { jobWorks { work { status } jobWorkArtifacts { artifactId workArtifact { externalId status uploadedUrl metadata } } } } } } }" }),
+            Some(&token),
+            None,
+        )
+        .await;
+    let work_view =
+        listed.assert_ok()["me"]["workspaces"][0]["connections"][0]["jobWorks"][0].clone();
+    assert_eq!(work_view["work"]["status"], "needs_attention");
+    let by_external = |external: &str| -> Value {
+        work_view["jobWorkArtifacts"]
+            .as_array()
+            .and_then(|all| {
+                all.iter()
+                    .find(|a| a["workArtifact"]["externalId"] == external)
+            })
+            .map(|a| a["workArtifact"].clone())
+            .unwrap_or_default()
+    };
+    let ok = by_external("ok");
+    assert_eq!(ok["status"], "success");
+    let expected = files::content("w2.pdf");
+    assert_eq!(
+        ok["metadata"],
+        json!({ "source": "test", "size": expected.len(), "sha256": sha256_hex(&expected), "mimeType": "application/pdf" })
+    );
+    let missing = by_external("missing");
+    assert_eq!(missing["status"], "error");
+    assert_eq!(missing["metadata"]["error"]["code"], "HTTP_ERROR");
+    assert_eq!(missing["metadata"]["error"]["httpStatus"], 404);
+    assert_eq!(
+        missing["metadata"]["source"], "test",
+        "the caller's metadata is kept"
+    );
+    assert_eq!(server.hits("/gone/x.pdf"), 1, "a 404 is not retried");
+    assert_eq!(by_external("flaky")["status"], "success");
+    assert_eq!(server.hits("/flaky/k1.pdf"), 3, "503 twice, then the file");
+    assert_eq!(
+        by_external("private")["status"],
+        "success",
+        "the connection's key was sent"
+    );
+    let refused = by_external("refused");
+    assert_eq!(
+        refused["metadata"]["error"]["code"], "URL_REFUSED",
+        "{refused}"
+    );
+    assert_eq!(by_external("put")["metadata"]["sha256"], sha256_hex(&body));
+
+    // The bytes, from uploadedUrl: whole, by range, and only to callers who reach them.
+    let url = ok["uploadedUrl"].as_str().unwrap_or_default();
+    assert!(url.starts_with(crate::support::PUBLIC_BASE_URL), "{url}");
+    let local = url.replace(crate::support::PUBLIC_BASE_URL, &app.base);
+    let whole = app
+        .http
+        .get(&local)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.headers()["content-type"], "application/pdf");
+    assert_eq!(
+        whole.headers()["etag"],
+        format!("\"{}\"", sha256_hex(&expected)).as_str()
+    );
+    assert_eq!(
+        whole.headers()["content-length"],
+        expected.len().to_string().as_str()
+    );
+    assert_eq!(whole.bytes().await.expect("body").to_vec(), expected);
+    let part = app
+        .http
+        .get(&local)
+        .bearer_auth(&token)
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 10-19/{}", expected.len()).as_str()
+    );
+    assert_eq!(
+        part.bytes().await.expect("body").to_vec(),
+        expected[10..20].to_vec()
+    );
+    let beyond = app
+        .http
+        .get(&local)
+        .bearer_auth(&token)
+        .header("range", "bytes=999999-")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(beyond.status(), 416);
+    assert_eq!(
+        app.http.get(&local).send().await.expect("get").status(),
+        401
+    );
+    let outsider = app.partner_token("other").await;
+    let foreign = app
+        .http
+        .get(&local)
+        .bearer_auth(&outsider)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(foreign.status(), 404);
+    let foreign_body: Value = foreign.json().await.expect("json");
+    let missing_body: Value = app
+        .http
+        .get(format!("{}/files/artifacts/art_does_not_exist", app.base))
+        .bearer_auth(&outsider)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        foreign_body, missing_body,
+        "a foreign artifact reads like a missing one"
+    );
+
+    // Credentials went only where the connection's base URL is, and every request had them.
+    let authorizations = server
+        .authorizations
+        .lock()
+        .map(|a| a.clone())
+        .unwrap_or_default();
+    assert!(authorizations
+        .iter()
+        .all(|a| a.as_deref() == Some(&format!("Bearer {}", files::KEY))));
+}
+
+/// A file server for downloads: `/ok/{name}` answers 64 KiB (a PDF by its type), `/missing`
+/// 404, `/flaky/{name}` 503 twice then the file, `/private/{name}` the file only with the
+/// connection's key. It counts the requests of each path and keeps what `Authorization` each
+/// carried.
+pub(crate) mod files {
+    use axum::{
+        extract::{Path, State},
+        http::{HeaderMap, StatusCode},
+        response::{IntoResponse, Response},
+        routing::get,
+        Router,
+    };
+    use std::{
+        collections::HashMap,
+        sync::{Arc, Mutex},
+    };
+
+    pub const KEY: &str = "file-key-123";
+
+    #[derive(Default)]
+    pub struct Server {
+        pub hits: Mutex<HashMap<String, usize>>,
+        pub authorizations: Mutex<Vec<Option<String>>>,
+    }
+
+    /// The bytes `/ok/{name}` and the others serve for `name`.
+    pub fn content(name: &str) -> Vec<u8> {
+        (0..64 * 1024)
+            .map(|i: usize| (i.wrapping_mul(31) ^ name.len()) as u8)
+            .collect()
+    }
+
+    impl Server {
+        pub fn hits(&self, path: &str) -> usize {
+            self.hits
+                .lock()
+                .map_or(0, |h| h.get(path).copied().unwrap_or(0))
+        }
+    }
+
+    async fn serve(
+        State(server): State<Arc<Server>>,
+        Path((mode, name)): Path<(String, String)>,
+        headers: HeaderMap,
+    ) -> Response {
+        let path = format!("/{mode}/{name}");
+        let hits = {
+            let mut all = server.hits.lock().expect("hits");
+            let n = all.entry(path).or_default();
+            *n += 1;
+            *n
+        };
+        let authorization = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Ok(mut seen) = server.authorizations.lock() {
+            seen.push(authorization.clone());
+        }
+        let file = || ([("content-type", "application/pdf")], content(&name)).into_response();
+        match mode.as_str() {
+            "ok" => file(),
+            "flaky" if hits <= 2 => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            "flaky" => file(),
+            "private" if authorization.as_deref() == Some(&format!("Bearer {KEY}")) => file(),
+            "private" => StatusCode::UNAUTHORIZED.into_response(),
+            _ => StatusCode::NOT_FOUND.into_response(),
+        }
+    }
+
+    /// Starts the server on loopback; returns it and its base URL.
+    pub async fn start() -> (Arc<Server>, String) {
+        let server = Arc::new(Server::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let router = Router::new()
+            .route("/{mode}/{name}", get(serve))
+            .with_state(server.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (server, base)
+    }
 }

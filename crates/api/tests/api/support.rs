@@ -18,6 +18,13 @@ use taxbridge_domain::{
     workspaces::Workspaces,
 };
 use taxbridge_outbound::{Egress, EgressSettings, PartnerProtocol};
+use taxbridge_worker::{
+    download::{Download, DownloadSettings},
+    Worker, WorkerSettings,
+};
+
+/// The largest file a test app downloads or accepts.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 use taxbridge_store::Store;
 use taxbridge_testkit::{fresh_database, Database, TestDatabase};
 
@@ -31,8 +38,11 @@ pub struct TestApp {
     pub identity: Arc<Identity>,
     pub store: Arc<Store>,
     pub http: reqwest::Client,
+    /// Where the app keeps artifacts' bytes (a local blob folder).
+    pub blob_dir: tempfile::TempDir,
     _db: TestDatabase,
     _shutdown: tokio::sync::oneshot::Sender<()>,
+    _worker_stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// A GraphQL response: `data` and `errors` as the server sent them.
@@ -101,8 +111,45 @@ impl TestApp {
                 .expect("egress"),
             )),
         ));
+        let blob_dir = tempfile::tempdir().expect("blob dir");
+        let blobs = taxbridge_blobs::Blobs::local(blob_dir.path()).expect("blobs");
+        let egress = Egress::new(EgressSettings {
+            allow_cidrs: vec!["127.0.0.1/32".parse().expect("cidr")],
+            connect_timeout: Duration::from_secs(1),
+            total_timeout: Duration::from_secs(2),
+            max_response_bytes: 64 * 1024,
+        })
+        .expect("egress");
+        let imports = Arc::new(Imports::new(store.clone(), connections.clone()));
+        // The worker runs beside the app, as in `serve`, with retries a test can wait for.
+        let worker = Worker::new(
+            store.clone(),
+            vec![Arc::new(Download::new(
+                store.clone(),
+                store.clone(),
+                connections.clone(),
+                blobs.clone(),
+                egress,
+                DownloadSettings {
+                    max_bytes: MAX_FILE_BYTES,
+                    attempts: 5,
+                    first_retry: Duration::from_millis(50),
+                },
+            ))],
+            WorkerSettings {
+                concurrency: 4,
+                poll_interval: Duration::from_millis(100),
+            },
+            imports.tasks_added(),
+        );
+        let (worker_stop, mut worker_stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(worker.run(async move {
+            let _ = worker_stopped.wait_for(|s| *s).await;
+        }));
         let services = Arc::new(Services {
-            imports: Arc::new(Imports::new(store.clone(), connections.clone())),
+            imports,
+            blobs,
+            max_upload_bytes: MAX_FILE_BYTES,
             connections,
             health: store.clone(),
             identity: identity.clone(),
@@ -133,7 +180,9 @@ impl TestApp {
             store,
             http: reqwest::Client::new(),
             _db: db,
+            blob_dir,
             _shutdown: tx,
+            _worker_stop: worker_stop,
         })
     }
 
@@ -219,9 +268,20 @@ impl TestApp {
 
     /// A `qount` connection in `workspace`, started by `token`'s partner and marked active.
     pub async fn active_connection_in(&self, token: &str, workspace: &str) -> String {
+        self.active_connection_with(token, workspace, json!({ "apiKey": "k" }))
+            .await
+    }
+
+    /// Like [`Self::active_connection_in`], started with `inputs`.
+    pub async fn active_connection_with(
+        &self,
+        token: &str,
+        workspace: &str,
+        inputs: Value,
+    ) -> String {
         let connection = self
             .graphql(
-                json!({ "query": "mutation($w: ID!) { startProviderConnection(workspaceId: $w, providerKey: \"qount\", inputs: {apiKey: \"k\"}) { id } }", "variables": { "w": workspace } }),
+                json!({ "query": "mutation($w: ID!, $i: JSON) { startProviderConnection(workspaceId: $w, providerKey: \"qount\", inputs: $i) { id } }", "variables": { "w": workspace, "i": inputs } }),
                 Some(token),
                 None,
             )

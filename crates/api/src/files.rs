@@ -1,0 +1,362 @@
+//! An artifact's bytes over plain HTTP, with the same bearer token as `/graphql`:
+//!
+//! - `GET /files/artifacts/{artifactId}` (an artifact's `uploadedUrl`): streams the stored
+//!   file to any caller who reaches its workspace, with `Content-Type`, `Content-Length`,
+//!   `ETag` (the sha256) and single-range `Range` support.
+//! - `PUT /uploads/artifacts/{artifactId}`: streams the bytes of an artifact created without a
+//!   `url` into blob storage; `409` once it has bytes.
+//!
+//! `401` without a valid token; `404` for an artifact out of reach, the same as a missing one.
+//! Errors are JSON like every other refusal of the gateway.
+
+use crate::{
+    endpoint::bearer_token,
+    error::{ApiError, ErrorCode},
+    http::{refuse, AppState},
+};
+use axum::{
+    body::Body,
+    extract::{Path, Request, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use futures_util::StreamExt;
+use std::{ops::Range, sync::Arc, time::Duration};
+use taxbridge_blobs::BlobError;
+use taxbridge_domain::{
+    identity::Caller,
+    imports::{ArtifactOutcome, ArtifactStatus, StoredBytes},
+    time::Timestamp,
+};
+
+/// An upload that sends no byte for this long is cut off.
+const UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn error_response(err: ApiError) -> Response {
+    let code = err.code();
+    let (status, message) = match err {
+        ApiError::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, m),
+        ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
+        ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+        ApiError::BadUserInput { message, .. } => (StatusCode::BAD_REQUEST, message),
+        ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+        ApiError::RateLimited {
+            retry_after_seconds,
+        } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many requests; try again in {retry_after_seconds} s."),
+        ),
+        ApiError::Upstream(m) => (StatusCode::BAD_GATEWAY, m),
+        ApiError::Internal(cause) => {
+            tracing::error!(error = %cause, "file route failed");
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::InternalServerError,
+                "The gateway could not serve this file; try again.".into(),
+                None,
+            );
+        }
+    };
+    let mut response = refuse(status, code, message, None);
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let token = bearer_token(headers).ok_or_else(|| {
+        ApiError::Unauthenticated(
+            "Send the access token as `Authorization: Bearer <accessToken>`.".into(),
+        )
+    })?;
+    Ok(state.services.identity.authenticate(&token).await?)
+}
+
+/// Parses a single `bytes=` range against a blob of `size` bytes. `Ok(None)`: no (usable)
+/// range header, send it all; `Err(())`: unsatisfiable (416).
+fn parse_range(value: Option<&HeaderValue>, size: u64) -> Result<Option<Range<u64>>, ()> {
+    let Some(spec) = value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+    else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        // Several ranges would need a multipart answer: the whole file serves them all.
+        return Ok(None);
+    }
+    let (start, end) = spec.split_once('-').ok_or(())?;
+    let (start, end) = (start.trim(), end.trim());
+    let range = if start.is_empty() {
+        let suffix: u64 = end.parse().map_err(|_| ())?;
+        if suffix == 0 {
+            return Err(());
+        }
+        size.saturating_sub(suffix)..size
+    } else {
+        let start: u64 = start.parse().map_err(|_| ())?;
+        let end = if end.is_empty() {
+            size
+        } else {
+            end.parse::<u64>()
+                .map_err(|_| ())?
+                .saturating_add(1)
+                .min(size)
+        };
+        start..end
+    };
+    if range.start >= size || range.start >= range.end {
+        return Err(());
+    }
+    Ok(Some(range))
+}
+
+/// `GET /files/artifacts/{artifactId}`.
+pub(crate) async fn download(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let caller = caller(&state, &headers).await?;
+        Ok::<_, ApiError>(state.services.imports.artifact(&caller, &id).await?)
+    }
+    .await;
+    let artifact = match result {
+        Ok(artifact) => artifact,
+        Err(err) => return error_response(err),
+    };
+    let stored = match (&artifact.status, &artifact.stored) {
+        (ArtifactStatus::Success, Some(stored)) => stored.clone(),
+        _ => {
+            return refuse(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                format!(
+                    "This artifact has no stored file yet (its status is `{}`).",
+                    artifact.status.as_str()
+                ),
+                None,
+            )
+        }
+    };
+    let etag = format!("\"{}\"", stored.sha256);
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    let range = match parse_range(headers.get(header::RANGE), stored.size) {
+        Ok(range) => range,
+        Err(()) => {
+            let mut response = refuse(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                ErrorCode::BadRequest,
+                format!("The range is outside the file's {} bytes.", stored.size),
+                None,
+            );
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{}", stored.size)) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            return response;
+        }
+    };
+    let reading = match state
+        .services
+        .blobs
+        .read(&stored.blob_key, range.clone())
+        .await
+    {
+        Ok(reading) => reading,
+        Err(err) => return error_response(ApiError::Internal(Arc::new(err))),
+    };
+    let status = if range.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let mut response = Response::new(Body::from_stream(reading.bytes));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    let length = reading.range.end - reading.range.start;
+    headers.insert(header::CONTENT_LENGTH, length.into());
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(value) = HeaderValue::from_str(&stored.mime_type) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        let value = format!(
+            "bytes {}-{}/{}",
+            reading.range.start,
+            reading.range.end.saturating_sub(1),
+            reading.size
+        );
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(header::CONTENT_RANGE, value);
+        }
+    }
+    response
+}
+
+/// `PUT /uploads/artifacts/{artifactId}`.
+pub(crate) async fn upload(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let result = async {
+        let caller = caller(&state, &parts.headers).await?;
+        Ok::<_, ApiError>(state.services.imports.artifact(&caller, &id).await?)
+    }
+    .await;
+    let artifact = match result {
+        Ok(artifact) => artifact,
+        Err(err) => return error_response(err),
+    };
+    if artifact.url.is_some() || artifact.status != ArtifactStatus::Initial {
+        let why = if artifact.url.is_some() {
+            "it was created with a url, which the gateway downloads itself".to_owned()
+        } else {
+            format!("its status is `{}`", artifact.status.as_str())
+        };
+        return refuse(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!("This artifact takes no upload: {why}."),
+            None,
+        );
+    }
+    let cap = state.services.max_upload_bytes;
+    if parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|len| len > cap)
+    {
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BadUserInput,
+            format!("The file is larger than the {cap}-byte limit."),
+            None,
+        );
+    }
+    let mime_type = taxbridge_blobs::media_type(
+        parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    // Each chunk must arrive within the idle timeout: a stalled client holds nothing for long.
+    let stream = body.into_data_stream().then(|chunk| async move { chunk });
+    let stream = tokio_stream_timeout(stream);
+    let key = artifact.blob_key();
+    let written = match state.services.blobs.write(&key, stream, cap).await {
+        Ok(written) => written,
+        Err(BlobError::TooLarge(cap)) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::BadUserInput,
+                format!("The file is larger than the {cap}-byte limit."),
+                None,
+            )
+        }
+        Err(BlobError::Source(message)) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                format!("The upload broke off: {message}. Send the file again."),
+                None,
+            )
+        }
+        Err(err) => return error_response(ApiError::Internal(Arc::new(err))),
+    };
+    let outcome = ArtifactOutcome::Success(StoredBytes {
+        blob_key: key,
+        size: written.size,
+        sha256: written.sha256.clone(),
+        mime_type,
+    });
+    match state
+        .services
+        .imports
+        .store()
+        .finish_artifact(&artifact.artifact_id, &outcome, None, Timestamp::now())
+        .await
+    {
+        Ok(true) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({
+                "artifactId": artifact.artifact_id.as_str(),
+                "status": "success",
+                "size": written.size,
+                "sha256": written.sha256,
+            })),
+        )
+            .into_response(),
+        // Another upload of the same artifact finished first, or the job was cancelled.
+        Ok(false) => refuse(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "This artifact already has its bytes, or its job was cancelled.".into(),
+            None,
+        ),
+        Err(err) => error_response(err.into()),
+    }
+}
+
+/// Ends the stream with an error when no chunk arrives within [`UPLOAD_IDLE_TIMEOUT`].
+fn tokio_stream_timeout<S, E>(
+    stream: S,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, String>> + Send
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    futures_util::stream::unfold(Box::pin(stream), |mut stream| async move {
+        match tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, stream.next()).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), stream)),
+            Ok(Some(Err(err))) => Some((Err(err.to_string()), stream)),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(format!(
+                    "no data arrived for {} seconds",
+                    UPLOAD_IDLE_TIMEOUT.as_secs()
+                )),
+                stream,
+            )),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(value: &'static str, size: u64) -> Result<Option<Range<u64>>, ()> {
+        parse_range(Some(&HeaderValue::from_static(value)), size)
+    }
+
+    #[test]
+    fn ranges_are_read_as_rfc_9110_says() {
+        assert_eq!(range("bytes=0-9", 100), Ok(Some(0..10)));
+        assert_eq!(range("bytes=90-", 100), Ok(Some(90..100)));
+        assert_eq!(range("bytes=-5", 100), Ok(Some(95..100)));
+        assert_eq!(range("bytes=50-500", 100), Ok(Some(50..100)));
+        assert_eq!(range("bytes=0-1,5-6", 100), Ok(None));
+        assert_eq!(range("items=0-1", 100), Ok(None));
+        assert_eq!(range("bytes=100-", 100), Err(()));
+        assert_eq!(range("bytes=9-3", 100), Err(()));
+        assert_eq!(range("bytes=-0", 100), Err(()));
+        assert_eq!(range("bytes=x-1", 100), Err(()));
+        assert_eq!(parse_range(None, 100), Ok(None));
+    }
+}

@@ -1,0 +1,180 @@
+//! The background worker: claims due tasks from the database with leases and runs them.
+//!
+//! One [`Worker`] per process (inside `serve`, or alone as `taxbridge worker`), any number of
+//! processes per database. Each claim is a lease of [`LEASE`] renewed every third of it while
+//! the task runs; a task whose lease cannot be renewed (it lapsed and another worker took it)
+//! is stopped, so it never records an outcome twice. On shutdown the worker stops claiming,
+//! stops its running tasks and hands their leases back, so another worker starts them at once
+//! rather than after the lease.
+//!
+//! A task kind is a [`Handler`]; the download of push-import artifacts ([`download`]) is the
+//! first.
+
+pub mod download;
+
+use async_trait::async_trait;
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+use taxbridge_domain::{
+    tasks::{Owner, Task, TaskKind, TaskStore, LEASE},
+    time::Timestamp,
+};
+use tokio::{sync::Notify, task::JoinSet};
+
+/// How a task run ended, as the handler reports it.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The handler recorded the outcome and ended the task (in one transaction).
+    Finished,
+    /// Run it again later: the lease is handed back with this delay.
+    RetryAfter(Duration, String),
+}
+
+/// One kind of task.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    fn kind(&self) -> TaskKind;
+    /// Runs `task` for `owner`. Ending the task is the handler's: it records the outcome and
+    /// deletes the task row in one transaction, only while `owner` holds the lease.
+    async fn run(&self, task: &Task, owner: &Owner) -> Outcome;
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    /// Tasks run at once by this process.
+    pub concurrency: usize,
+    /// How often to look for due tasks when nothing wakes the worker.
+    pub poll_interval: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+pub struct Worker {
+    store: Arc<dyn TaskStore>,
+    handlers: HashMap<TaskKind, Arc<dyn Handler>>,
+    owner: Owner,
+    settings: WorkerSettings,
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    /// A worker over `store`; `wake` is notified when this process queues a task.
+    pub fn new(
+        store: Arc<dyn TaskStore>,
+        handlers: Vec<Arc<dyn Handler>>,
+        settings: WorkerSettings,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            handlers: handlers.into_iter().map(|h| (h.kind(), h)).collect(),
+            owner: Owner::generate(),
+            settings,
+            wake,
+        }
+    }
+
+    /// Runs until `shutdown` completes, then hands back what it holds.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let kinds: Vec<TaskKind> = self.handlers.keys().copied().collect();
+        let concurrency = self.settings.concurrency.max(1);
+        let mut running: JoinSet<()> = JoinSet::new();
+        tracing::info!(owner = %self.owner.0, concurrency, "worker started");
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            while running.try_join_next().is_some() {}
+            let free = concurrency.saturating_sub(running.len());
+            let mut claimed = 0;
+            if free > 0 {
+                let now = Timestamp::now();
+                let until = Timestamp::from_millis(now.as_millis() + LEASE.as_millis() as i64);
+                match self
+                    .store
+                    .claim_tasks(&self.owner, &kinds, now, until, free as u32)
+                    .await
+                {
+                    Ok(tasks) => {
+                        claimed = tasks.len();
+                        for task in tasks {
+                            if let Some(handler) = self.handlers.get(&task.kind) {
+                                running.spawn(run_one(
+                                    self.store.clone(),
+                                    handler.clone(),
+                                    self.owner.clone(),
+                                    task,
+                                ));
+                            }
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "could not claim tasks"),
+                }
+            }
+            // Claim again at once while tasks keep coming; otherwise wait for a wake-up, a
+            // finished task, the poll interval, or the end.
+            if claimed > 0 && claimed == free {
+                if running.len() < concurrency {
+                    continue;
+                }
+            } else if claimed > 0 {
+                continue;
+            }
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = self.wake.notified() => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                () = tokio::time::sleep(self.settings.poll_interval) => {}
+            }
+        }
+        running.abort_all();
+        while running.join_next().await.is_some() {}
+        match self
+            .store
+            .release_tasks(&self.owner, Timestamp::now())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(tasks = n, "handed unfinished tasks back"),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not hand tasks back; their leases will lapse")
+            }
+        }
+    }
+}
+
+/// Runs one claimed task, renewing its lease until it ends; stops it if the lease is lost.
+async fn run_one(store: Arc<dyn TaskStore>, handler: Arc<dyn Handler>, owner: Owner, task: Task) {
+    let renewing = async {
+        loop {
+            tokio::time::sleep(LEASE / 3).await;
+            let until =
+                Timestamp::from_millis(Timestamp::now().as_millis() + LEASE.as_millis() as i64);
+            match store.renew_task(&task.id, &owner, until).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                // A database hiccup: keep trying until the lease would lapse anyway.
+                Err(err) => {
+                    tracing::warn!(task = %task.id, error = %err, "could not renew a lease")
+                }
+            }
+        }
+    };
+    let outcome = tokio::select! {
+        outcome = handler.run(&task, &owner) => outcome,
+        () = renewing => {
+            tracing::warn!(task = %task.id, "lease lost; another worker has the task");
+            return;
+        }
+    };
+    if let Outcome::RetryAfter(delay, error) = outcome {
+        let at = Timestamp::from_millis(Timestamp::now().as_millis() + delay.as_millis() as i64);
+        if let Err(err) = store.retry_task(&task.id, &owner, at, &error).await {
+            tracing::warn!(task = %task.id, error = %err, "could not hand a task back");
+        }
+    }
+}

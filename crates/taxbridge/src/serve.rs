@@ -117,6 +117,7 @@ fn worker(opened: &Opened, settings: &Settings, concurrency: usize) -> Worker {
         vec![Arc::new(download)],
         WorkerSettings {
             concurrency,
+            lease: Duration::from_secs(settings.worker.lease_seconds.clamp(1, 30)),
             ..WorkerSettings::default()
         },
         services.imports.tasks_added(),

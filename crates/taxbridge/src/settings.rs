@@ -65,6 +65,9 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// The largest file a download or an upload may bring.
     pub max_file_bytes: u64,
+    /// How long a task's claim lasts unrenewed (at most 30): how soon another worker takes over
+    /// the tasks of one that died.
+    pub lease_seconds: u64,
 }
 
 impl Default for WorkerSettings {
@@ -72,6 +75,7 @@ impl Default for WorkerSettings {
         Self {
             concurrency: 8,
             max_file_bytes: 1024 * 1024 * 1024,
+            lease_seconds: 30,
         }
     }
 }

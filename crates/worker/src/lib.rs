@@ -1,7 +1,7 @@
 //! The background worker: claims due tasks from the database with leases and runs them.
 //!
 //! One [`Worker`] per process (inside `serve`, or alone as `taxbridge worker`), any number of
-//! processes per database. Each claim is a lease of [`LEASE`] renewed every third of it while
+//! processes per database. Each claim is a lease ([`LEASE`] by default) renewed every third of it while
 //! the task runs; a task whose lease cannot be renewed (it lapsed and another worker took it)
 //! is stopped, so it never records an outcome twice. On shutdown the worker stops claiming,
 //! stops its running tasks and hands their leases back, so another worker starts them at once
@@ -44,6 +44,9 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// How often to look for due tasks when nothing wakes the worker.
     pub poll_interval: Duration,
+    /// How long a claim lasts unrenewed: how soon a dead worker's tasks are taken over. Renewed
+    /// every third of it.
+    pub lease: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -51,6 +54,7 @@ impl Default for WorkerSettings {
         Self {
             concurrency: 8,
             poll_interval: Duration::from_millis(500),
+            lease: LEASE,
         }
     }
 }
@@ -84,6 +88,7 @@ impl Worker {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let kinds: Vec<TaskKind> = self.handlers.keys().copied().collect();
         let concurrency = self.settings.concurrency.max(1);
+        let lease = self.settings.lease.max(Duration::from_secs(1));
         let mut running: JoinSet<()> = JoinSet::new();
         tracing::info!(owner = %self.owner.0, concurrency, "worker started");
         let mut shutdown = std::pin::pin!(shutdown);
@@ -93,7 +98,7 @@ impl Worker {
             let mut claimed = 0;
             if free > 0 {
                 let now = Timestamp::now();
-                let until = Timestamp::from_millis(now.as_millis() + LEASE.as_millis() as i64);
+                let until = Timestamp::from_millis(now.as_millis() + lease.as_millis() as i64);
                 match self
                     .store
                     .claim_tasks(&self.owner, &kinds, now, until, free as u32)
@@ -108,6 +113,7 @@ impl Worker {
                                     handler.clone(),
                                     self.owner.clone(),
                                     task,
+                                    lease,
                                 ));
                             }
                         }
@@ -148,12 +154,18 @@ impl Worker {
 }
 
 /// Runs one claimed task, renewing its lease until it ends; stops it if the lease is lost.
-async fn run_one(store: Arc<dyn TaskStore>, handler: Arc<dyn Handler>, owner: Owner, task: Task) {
+async fn run_one(
+    store: Arc<dyn TaskStore>,
+    handler: Arc<dyn Handler>,
+    owner: Owner,
+    task: Task,
+    lease: Duration,
+) {
     let renewing = async {
         loop {
-            tokio::time::sleep(LEASE / 3).await;
+            tokio::time::sleep(lease / 3).await;
             let until =
-                Timestamp::from_millis(Timestamp::now().as_millis() + LEASE.as_millis() as i64);
+                Timestamp::from_millis(Timestamp::now().as_millis() + lease.as_millis() as i64);
             match store.renew_task(&task.id, &owner, until).await {
                 Ok(true) => {}
                 Ok(false) => return,

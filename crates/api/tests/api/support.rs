@@ -139,6 +139,7 @@ impl TestApp {
             WorkerSettings {
                 concurrency: 4,
                 poll_interval: Duration::from_millis(100),
+                ..WorkerSettings::default()
             },
             imports.tasks_added(),
         );

@@ -193,11 +193,32 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
+    let mut text = state.metrics.render();
+    let services = &state.services;
+    text.push_str(
+        &prometheus::TextEncoder::new()
+            .encode_to_string(&services.worker_metrics.gather())
+            .unwrap_or_default(),
+    );
+    // Queue depth is read at scrape time: every node sees the same queue in the database.
+    match services.tasks.task_counts().await {
+        Ok(counts) => {
+            text.push_str("# HELP taxbridge_task_queue_depth Tasks waiting or running, by kind\n");
+            text.push_str("# TYPE taxbridge_task_queue_depth gauge\n");
+            for kind in taxbridge_domain::tasks::TaskKind::ALL {
+                let count = counts
+                    .iter()
+                    .find(|(k, _)| *k == kind)
+                    .map_or(0, |(_, n)| *n);
+                text.push_str(&format!(
+                    "taxbridge_task_queue_depth{{kind=\"{}\"}} {count}\n",
+                    kind.as_str()
+                ));
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "metrics: could not count the task queue"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn not_found() -> Response {

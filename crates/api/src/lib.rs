@@ -42,6 +42,10 @@ pub struct Services {
     pub blobs: taxbridge_blobs::Blobs,
     /// The largest file `PUT /uploads/artifacts/{id}` accepts.
     pub max_upload_bytes: u64,
+    /// The task queue, whose depth `/metrics` reports.
+    pub tasks: Arc<dyn taxbridge_domain::tasks::TaskStore>,
+    /// Series of the in-process worker, rendered by `/metrics` beside the API's.
+    pub worker_metrics: prometheus::Registry,
     /// Where users reach this gateway's web pages, e.g. `https://taxbridge.example.com`; deep
     /// links start with it.
     pub public_base_url: String,

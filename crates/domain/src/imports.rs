@@ -104,6 +104,8 @@ pub struct JobProgress {
     pub succeeded: u64,
     pub failed: u64,
     pub terminated: u64,
+    /// Bytes stored by the artifacts that succeeded.
+    pub bytes: u64,
 }
 
 /// A work and its place in its job (one row: a work belongs to exactly one job).

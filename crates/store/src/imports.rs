@@ -133,11 +133,11 @@ impl FromColumns for Text {
     }
 }
 
-struct Counts(String, i64);
+struct Counts(String, i64, i64);
 
 impl FromColumns for Counts {
     fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
-        Ok(Self(c.text()?, c.int()?))
+        Ok(Self(c.text()?, c.int()?, c.int()?))
     }
 }
 
@@ -256,7 +256,7 @@ impl ImportStore for Store {
         let works: Vec<Counts> = self
             .db
             .fetch(
-                "SELECT 'works', COUNT(*) FROM job_works WHERE job_id = $1",
+                "SELECT 'works', COUNT(*), CAST(0 AS BIGINT) FROM job_works WHERE job_id = $1",
                 &[job.as_str().into()],
             )
             .await?;
@@ -264,12 +264,14 @@ impl ImportStore for Store {
         let by_status: Vec<Counts> = self
             .db
             .fetch(
-                "SELECT status, COUNT(*) FROM job_artifacts WHERE job_id = $1 GROUP BY status",
+                "SELECT status, COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM job_artifacts \
+                 WHERE job_id = $1 GROUP BY status",
                 &[job.as_str().into()],
             )
             .await?;
-        for Counts(status, count) in by_status {
+        for Counts(status, count, bytes) in by_status {
             let count = count.max(0) as u64;
+            progress.bytes += bytes.max(0) as u64;
             progress.artifacts += count;
             match ArtifactStatus::parse(&status) {
                 Some(ArtifactStatus::Initial) => progress.initial += count,

@@ -77,7 +77,7 @@ async fn open(settings: &Settings) -> anyhow::Result<Identity> {
     Ok(identity_on(open_store(settings).await?))
 }
 
-async fn open_store(settings: &Settings) -> anyhow::Result<Arc<Store>> {
+pub(crate) async fn open_store(settings: &Settings) -> anyhow::Result<Arc<Store>> {
     Ok(Arc::new(
         taxbridge_store::connect(&settings.database_url()).await?,
     ))

@@ -3,6 +3,7 @@
 //! same database as a running server.
 
 mod admin;
+mod jobs;
 mod keyring;
 mod secrets;
 mod serve;
@@ -69,6 +70,9 @@ enum Command {
     /// Manage the keys that encrypt stored provider credentials.
     #[command(subcommand)]
     Encryption(EncryptionCommand),
+    /// Watch push imports.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
     /// Print request counts per day, API key, source-platform and operation.
     Usage {
         /// How many days back, today included.
@@ -158,5 +162,6 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Partners(cmd) => admin::partners(cmd, &settings).await,
         Command::Workspaces(cmd) => admin::workspaces(cmd, &settings).await,
         Command::Usage { days } => admin::usage(days, &settings).await,
+        Command::Jobs(cmd) => jobs::run(cmd, &settings).await,
     }
 }

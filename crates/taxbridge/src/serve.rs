@@ -18,7 +18,7 @@ use taxbridge_outbound::{policy::Policy, Egress, EgressSettings, PartnerProtocol
 use taxbridge_store::Backend;
 use taxbridge_worker::{
     download::{Download, DownloadSettings},
-    Worker, WorkerSettings,
+    Worker, WorkerMetrics, WorkerSettings,
 };
 
 /// What `serve` and `worker` both open: the store, the services, the blob store, the egress
@@ -87,6 +87,8 @@ async fn open(settings: &Settings, bootstrap: bool) -> anyhow::Result<Opened> {
         usage: Arc::new(UsageRecorder::new(store.clone())),
         blobs,
         max_upload_bytes: settings.worker.max_file_bytes,
+        tasks: store.clone(),
+        worker_metrics: prometheus::Registry::new_custom(Some("taxbridge".into()), None)?,
         public_base_url: settings.public_base_url(),
     });
     Ok(Opened {
@@ -111,6 +113,7 @@ fn worker(opened: &Opened, settings: &Settings, concurrency: usize) -> Worker {
             max_bytes: settings.worker.max_file_bytes,
             ..DownloadSettings::default()
         },
+        WorkerMetrics::new(&services.worker_metrics),
     );
     Worker::new(
         opened.store.clone(),

@@ -149,8 +149,9 @@ fn post(endpoint: &str, token: Option<&str>, query: &str, variables: Value) -> V
     answer["data"].clone()
 }
 
-/// Sets up an active connection and an import of 100 artifacts, triggers it; returns the token.
-fn start_import(server: &Server, data_dir: &Path, platform: &str) -> String {
+/// Sets up an active connection and an import of 100 artifacts, triggers it; returns the
+/// token and the job's id.
+fn start_import(server: &Server, data_dir: &Path, platform: &str) -> (String, String) {
     let created = Command::new(BIN)
         .arg("--data-dir")
         .arg(data_dir)
@@ -231,7 +232,7 @@ fn start_import(server: &Server, data_dir: &Path, platform: &str) -> String {
         "mutation T($j: ID!) { triggerConnectionJob(connectionJobId: $j) { id } }",
         json!({ "j": job }),
     );
-    token
+    (token, job)
 }
 
 const STATE: &str = "{ me { workspaces { connections { connectionJobs { status progress { works artifacts artifactsSucceeded artifactsFailed } } jobWorks(limit: 500) { work { status } jobWorkArtifacts { workArtifact { externalId status uploadedUrl metadata } } } } } } }";
@@ -265,7 +266,7 @@ fn killed_mid_import_a_restarted_server_finishes_every_artifact_once() {
         let kill_after = Duration::from_millis((seed >> 33) % 700);
         let dir = tempfile::tempdir().expect("data dir");
         let first = serve(dir.path());
-        let token = start_import(&first, dir.path(), &platform);
+        let (token, job) = start_import(&first, dir.path(), &platform);
         std::thread::sleep(kill_after);
         drop(first); // SIGKILL: no shutdown, leases held, downloads cut mid-body.
 
@@ -336,5 +337,37 @@ fn killed_mid_import_a_restarted_server_finishes_every_artifact_once() {
             total,
             "run {run}: one complete blob per artifact"
         );
+        if run == 0 {
+            watch_shows_the_final_state(dir.path(), &job);
+        }
     }
+}
+
+/// `taxbridge jobs watch` on a finished job prints its final state and exits; on an unknown
+/// id it says which.
+fn watch_shows_the_final_state(data_dir: &Path, job: &str) {
+    let watch = |id: &str| {
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["jobs", "watch", id])
+            .env_remove("TAXBRIDGE_DATABASE_URL")
+            .output()
+            .expect("jobs watch")
+    };
+    let out = watch(job);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("100/100 artifacts")
+            && text.contains("completed · 10 works · 100 succeeded, 0 failed, 0 remaining"),
+        "{text}"
+    );
+    let unknown = watch("job_nope");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("`job_nope`"));
 }

@@ -12,7 +12,7 @@
 //! sha256 and type or `error` with `{code, message, httpStatus}`, is recorded together with the
 //! end of the task.
 
-use crate::{Handler, Outcome};
+use crate::{Handler, Outcome, WorkerMetrics};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use std::{sync::Arc, time::Duration};
@@ -57,9 +57,11 @@ pub struct Download {
     blobs: Blobs,
     egress: Egress,
     settings: DownloadSettings,
+    metrics: WorkerMetrics,
 }
 
 impl Download {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         imports: Arc<dyn ImportStore>,
         tasks: Arc<dyn TaskStore>,
@@ -67,6 +69,7 @@ impl Download {
         blobs: Blobs,
         egress: Egress,
         settings: DownloadSettings,
+        metrics: WorkerMetrics,
     ) -> Self {
         Self {
             imports,
@@ -75,6 +78,7 @@ impl Download {
             blobs,
             egress,
             settings,
+            metrics,
         }
     }
 }
@@ -254,6 +258,19 @@ impl Download {
     }
 
     async fn record(&self, task: &Task, owner: &Owner, outcome: ArtifactOutcome) -> Outcome {
+        match &outcome {
+            ArtifactOutcome::Success(stored) => {
+                self.metrics.downloads.with_label_values(&["success"]).inc();
+                self.metrics.download_bytes.inc_by(stored.size);
+            }
+            ArtifactOutcome::Error { code, .. } => {
+                self.metrics.downloads.with_label_values(&["error"]).inc();
+                self.metrics
+                    .download_failures
+                    .with_label_values(&[code.as_str()])
+                    .inc();
+            }
+        }
         let artifact = ArtifactId::from_string(task.subject.clone());
         match self
             .imports
@@ -322,6 +339,10 @@ impl Handler for Download {
                     break failure.outcome()
                 }
                 Err(failure) => {
+                    self.metrics
+                        .download_failures
+                        .with_label_values(&[failure.code])
+                        .inc();
                     let jitter = rand::random::<f64>() * 0.4 + 0.8;
                     let wait = failure.retry_after.unwrap_or_else(|| delay.mul_f64(jitter));
                     tracing::info!(artifact = %id, attempt, code = failure.code, wait_ms = wait.as_millis() as u64, "download failed; retrying");

@@ -11,6 +11,9 @@
 //! first.
 
 pub mod download;
+mod metrics;
+
+pub use metrics::WorkerMetrics;
 
 use async_trait::async_trait;
 use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};

@@ -684,6 +684,31 @@ async fn downloads_succeed_fail_recover_use_credentials_and_bytes_are_served(app
         "a foreign artifact reads like a missing one"
     );
 
+    // Prometheus: the queue is empty, and downloads are counted by outcome and failure code.
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "taxbridge_task_queue_depth{kind=\"download\"} 0",
+        "downloads_total{outcome=\"success\"} 3",
+        "downloads_total{outcome=\"error\"} 2",
+        "download_failures_total{code=\"URL_REFUSED\"} 1",
+        "download_failures_total{code=\"HTTP_ERROR\"} 3",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in\n{metrics}"
+        );
+    }
+    let bytes = format!("download_bytes_total {}", 3 * expected.len());
+    assert!(metrics.lines().any(|l| l == bytes), "no `{bytes}`");
+
     // Credentials went only where the connection's base URL is, and every request had them.
     let authorizations = server
         .authorizations

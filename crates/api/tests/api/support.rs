@@ -20,7 +20,7 @@ use taxbridge_domain::{
 use taxbridge_outbound::{Egress, EgressSettings, PartnerProtocol};
 use taxbridge_worker::{
     download::{Download, DownloadSettings},
-    Worker, WorkerSettings,
+    Worker, WorkerMetrics, WorkerSettings,
 };
 
 /// The largest file a test app downloads or accepts.
@@ -121,6 +121,7 @@ impl TestApp {
         })
         .expect("egress");
         let imports = Arc::new(Imports::new(store.clone(), connections.clone()));
+        let worker_metrics = prometheus::Registry::new();
         // The worker runs beside the app, as in `serve`, with retries a test can wait for.
         let worker = Worker::new(
             store.clone(),
@@ -135,6 +136,7 @@ impl TestApp {
                     attempts: 5,
                     first_retry: Duration::from_millis(50),
                 },
+                WorkerMetrics::new(&worker_metrics),
             ))],
             WorkerSettings {
                 concurrency: 4,
@@ -151,6 +153,8 @@ impl TestApp {
             imports,
             blobs,
             max_upload_bytes: MAX_FILE_BYTES,
+            tasks: store.clone(),
+            worker_metrics,
             connections,
             health: store.clone(),
             identity: identity.clone(),

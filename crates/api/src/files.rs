@@ -206,16 +206,26 @@ pub(crate) async fn download(
     response
 }
 
-/// `PUT /uploads/artifacts/{artifactId}`.
+/// `PUT /uploads/artifacts/{artifactId}`. Any refusal may leave the body unread, so every
+/// answer but success closes the connection.
 pub(crate) async fn upload(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
+    let response = receive(&state, &id, request).await;
+    if response.status().is_success() {
+        response
+    } else {
+        closing(response)
+    }
+}
+
+async fn receive(state: &AppState, id: &str, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let result = async {
-        let caller = caller(&state, &parts.headers).await?;
-        Ok::<_, ApiError>(state.services.imports.artifact(&caller, &id).await?)
+        let caller = caller(state, &parts.headers).await?;
+        Ok::<_, ApiError>(state.services.imports.artifact(&caller, id).await?)
     }
     .await;
     let artifact = match result {
@@ -311,6 +321,16 @@ pub(crate) async fn upload(
         ),
         Err(err) => error_response(err.into()),
     }
+}
+
+/// Marks an answer sent before the request body was read to its end: the connection closes
+/// after it, so a client does not send its next request on a connection with a body still in
+/// it.
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// Ends the stream with an error when no chunk arrives within [`UPLOAD_IDLE_TIMEOUT`].

@@ -319,6 +319,13 @@ mod tests {
             settings.usage.flush_interval_seconds,
             defaults.usage.flush_interval_seconds
         );
+        assert_eq!(settings.worker.concurrency, defaults.worker.concurrency);
+        assert_eq!(
+            settings.worker.max_file_bytes,
+            defaults.worker.max_file_bytes
+        );
+        assert_eq!(settings.worker.lease_seconds, defaults.worker.lease_seconds);
+        assert_eq!(settings.blobs.url, defaults.blobs.url);
     }
 
     #[test]

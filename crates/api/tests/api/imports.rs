@@ -13,6 +13,8 @@ per_database!(
     each_call_has_limits_that_name_the_field,
     jobs_need_an_active_connection,
     downloads_succeed_fail_recover_use_credentials_and_bytes_are_served,
+    uploads_over_the_cap_are_refused_and_keep_nothing,
+    a_stopped_worker_hands_its_tasks_back,
 );
 
 /// As `serve` runs by default: a request body of up to 1 MiB, room for 1,000 works.
@@ -718,6 +720,150 @@ async fn downloads_succeed_fail_recover_use_credentials_and_bytes_are_served(app
     assert!(authorizations
         .iter()
         .all(|a| a.as_deref() == Some(&format!("Bearer {}", files::KEY))));
+}
+
+/// A job with one work on a fresh active connection: (token, job id, job work id).
+async fn job_with_a_work(app: &TestApp) -> (String, String, String) {
+    let (token, connection) = active_connection(app).await;
+    let job = new_job(app, &token, &connection).await;
+    let work = call(
+        app,
+        &token,
+        CREATE_WORKS,
+        json!({ "connectionJobId": job, "inputs": works(&["client-1"]) }),
+    )
+    .await
+    .assert_ok()["createJobWorks"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (token, job, work)
+}
+
+async fn uploads_over_the_cap_are_refused_and_keep_nothing(app: TestApp) {
+    let (token, _, work) = job_with_a_work(&app).await;
+    let created = call(
+        &app,
+        &token,
+        CREATE_ARTIFACTS,
+        json!({ "jobWorkId": work, "inputs": [{ "name": "scan", "type": "document", "externalId": "scan" }] }),
+    )
+    .await;
+    let artifact = created.assert_ok()["createJobWorkArtifacts"][0]["artifactId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let url = format!("{}/uploads/artifacts/{artifact}", app.base);
+    let too_big = vec![7u8; crate::support::MAX_FILE_BYTES as usize + 1];
+    let refused = app
+        .http
+        .put(&url)
+        .bearer_auth(&token)
+        .body(too_big)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(refused.status(), 413);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    // Without a Content-Length the cap holds while streaming.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..20).map(|_| Ok(vec![1u8; 64 * 1024])).collect();
+    let streamed = app
+        .http
+        .put(&url)
+        .bearer_auth(&token)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(streamed.status(), 413);
+    let state = app
+        .graphql(
+            json!({ "query": "{ me { workspaces { connections { jobWorks { jobWorkArtifacts { workArtifact { status uploadedUrl } } } } } } }" }),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        state.assert_ok()["me"]["workspaces"][0]["connections"][0]["jobWorks"][0]
+            ["jobWorkArtifacts"],
+        json!([{ "workArtifact": { "status": "initial", "uploadedUrl": null } }])
+    );
+    assert_eq!(
+        files_under(app.blob_dir.path()),
+        0,
+        "no blob, staged or complete, is left"
+    );
+    let unknown = app
+        .http
+        .put(format!("{}/uploads/artifacts/art_nope", app.base))
+        .bearer_auth(&token)
+        .body("x")
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(unknown.status(), 404);
+}
+
+/// Files (not folders) anywhere under `dir`.
+fn files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| {
+                if e.path().is_dir() {
+                    files_under(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    })
+}
+
+async fn a_stopped_worker_hands_its_tasks_back(app: TestApp) {
+    use taxbridge_domain::tasks::{Owner, TaskKind, TaskStore};
+    use taxbridge_domain::time::Timestamp;
+    let silent = silent_server().await;
+    let (token, _, work) = job_with_a_work(&app).await;
+    call(
+        &app,
+        &token,
+        CREATE_ARTIFACTS,
+        json!({ "jobWorkId": work, "inputs": [{ "name": "w2", "type": "w2", "externalId": "w2", "url": format!("{silent}/w2.pdf") }] }),
+    )
+    .await
+    .assert_ok();
+    let other = Owner("wkr_other".into());
+    let kinds = [TaskKind::Download];
+    let far = Timestamp::from_millis(Timestamp::now().as_millis() + 60_000);
+    // The app's worker holds the task (its download hangs): nobody else can claim it...
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let held = app
+        .store
+        .claim_tasks(&other, &kinds, Timestamp::now(), far, 10)
+        .await
+        .expect("claim");
+    assert!(held.is_empty(), "the running worker holds its lease");
+    // ...until the worker stops: then the task is due at once, not after the lease.
+    let _ = app.worker_stop.send(true);
+    let mut taken = Vec::new();
+    for _ in 0..50 {
+        taken = app
+            .store
+            .claim_tasks(&other, &kinds, Timestamp::now(), far, 10)
+            .await
+            .expect("claim");
+        if !taken.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(taken.len(), 1, "the stopped worker handed its task back");
+    assert_eq!(taken[0].attempts, 2);
 }
 
 /// A file server for downloads: `/ok/{name}` answers 64 KiB (a PDF by its type), `/missing`

@@ -42,7 +42,8 @@ pub struct TestApp {
     pub blob_dir: tempfile::TempDir,
     _db: TestDatabase,
     _shutdown: tokio::sync::oneshot::Sender<()>,
-    _worker_stop: tokio::sync::watch::Sender<bool>,
+    /// Send `true` to stop the app's worker (it hands its tasks back as it stops).
+    pub worker_stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// A GraphQL response: `data` and `errors` as the server sent them.
@@ -187,7 +188,7 @@ impl TestApp {
             _db: db,
             blob_dir,
             _shutdown: tx,
-            _worker_stop: worker_stop,
+            worker_stop,
         })
     }
 

@@ -1,7 +1,9 @@
-//! Crash safety of push imports (spec §6): `kill -9` the server at a random moment of an import
-//! of 100 artifacts, start it again, and every artifact ends `success` exactly once, its bytes
-//! exact, with no duplicate rows and no partial blob served. Twenty runs, each with its own
-//! data dir and moment; the moments come from a fixed seed, so a failing run can be replayed.
+//! Push imports run by the binary. Crash safety (spec §6): `kill -9` the server at a random
+//! moment of an import of 100 artifacts, start it again, and every artifact ends `success`
+//! exactly once, its bytes exact, with no duplicate rows and no partial blob served. Twenty
+//! runs, each with its own data dir and moment; the moments come from a fixed seed, so a
+//! failing run can be replayed. And scale-out: `serve` without a worker beside `taxbridge
+//! worker`, storing blobs in a real S3-compatible store.
 
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -86,6 +88,10 @@ impl Drop for Server {
 }
 
 fn serve(data_dir: &Path) -> Server {
+    serve_with(data_dir, &[])
+}
+
+fn serve_with(data_dir: &Path, env: &[(&str, String)]) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -100,6 +106,7 @@ fn serve(data_dir: &Path) -> Server {
         .env("TAXBRIDGE_EGRESS__ALLOW_CIDRS", r#"["127.0.0.0/8"]"#)
         // A dead worker's claims lapse after 2 s, so a restart resumes within the test's time.
         .env("TAXBRIDGE_WORKER__LEASE_SECONDS", "2")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -370,4 +377,89 @@ fn watch_shows_the_final_state(data_dir: &Path, job: &str) {
     let unknown = watch("job_nope");
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("`job_nope`"));
+}
+
+/// The S3 settings of the server `scripts/test-s3.sh` starts, as `TAXBRIDGE_BLOBS__*`; `None`
+/// outside CI when none is named.
+fn s3_blobs(prefix: &str) -> Option<Vec<(&'static str, String)>> {
+    let var = |name: &str| std::env::var(format!("TAXBRIDGE_TEST_S3_{name}")).ok();
+    match (var("ENDPOINT"), var("BUCKET"), var("KEY"), var("SECRET")) {
+        (Some(endpoint), Some(bucket), Some(key), Some(secret)) => Some(vec![
+            ("TAXBRIDGE_BLOBS__URL", format!("s3://{bucket}/{prefix}")),
+            ("TAXBRIDGE_BLOBS__ENDPOINT", endpoint),
+            ("TAXBRIDGE_BLOBS__ACCESS_KEY_ID", key),
+            ("TAXBRIDGE_BLOBS__SECRET_ACCESS_KEY", secret),
+        ]),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("TAXBRIDGE_TEST_S3_* must name an S3 server when CI is set (scripts/test-s3.sh)")
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn a_separate_worker_process_runs_the_downloads_into_s3() {
+    let Some(blobs) = s3_blobs(&format!("worker-{}", std::process::id())) else {
+        eprintln!("skipped: no S3 server (eval \"$(scripts/test-s3.sh start)\")");
+        return;
+    };
+    let platform = platform();
+    let dir = tempfile::tempdir().expect("data dir");
+    let mut env = blobs.clone();
+    env.push(("TAXBRIDGE_WORKER__CONCURRENCY", "0".into()));
+    let server = serve_with(dir.path(), &env);
+    let (token, _) = start_import(&server, dir.path(), &platform);
+    std::thread::sleep(Duration::from_millis(800));
+    let state = post(&server.endpoint, Some(&token), STATE, json!({}));
+    let job = &state["me"]["workspaces"][0]["connections"][0]["connectionJobs"][0];
+    assert_eq!(
+        job["progress"]["artifactsSucceeded"], 0,
+        "serve runs no worker: {job}"
+    );
+
+    let mut worker = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("worker")
+        .env_remove("TAXBRIDGE_DATABASE_URL")
+        .env("TAXBRIDGE_EGRESS__ALLOW_CIDRS", r#"["127.0.0.0/8"]"#)
+        .envs(blobs.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn worker");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let connection = loop {
+        let state = post(&server.endpoint, Some(&token), STATE, json!({}));
+        let connection = state["me"]["workspaces"][0]["connections"][0].clone();
+        if connection["connectionJobs"][0]["status"] == "completed" {
+            break connection;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not finished: {}",
+            connection["connectionJobs"]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let total = WORKS * FILES_PER_WORK;
+    assert_eq!(
+        connection["connectionJobs"][0]["progress"]["artifactsSucceeded"],
+        total
+    );
+    // The gateway serves from S3 what the worker stored there; nothing is under the data dir.
+    let artifact = &connection["jobWorks"][0]["jobWorkArtifacts"][0]["workArtifact"];
+    let n: usize = artifact["externalId"]
+        .as_str()
+        .and_then(|n| n.parse().ok())
+        .expect("n");
+    let url = artifact["uploadedUrl"].as_str().expect("uploadedUrl");
+    assert!(curl(&[url, "-H", &format!("Authorization: Bearer {token}")]) == content(n));
+    assert_eq!(blobs_in(&dir.path().join("blobs")), 0, "blobs went to S3");
+    // SIGTERM: the worker stops cleanly.
+    Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(worker.wait().expect("wait").success());
 }

@@ -38,6 +38,13 @@ case "${1:-start}" in
       as_pg "$BIN/pg_ctl" -D "$DIR" -l "$DIR/server.log" -w \
         -o "-p $PORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >&2
     fi
+    # Each test creates a database of its own and leaves it; clear an earlier run's (about 8 MB
+    # each, a gigabyte a full run) so repeated local runs do not fill the disk.
+    "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -Atc \
+      "SELECT datname FROM pg_database WHERE datname LIKE 'tb\_test\_%'" 2>/dev/null \
+      | while read -r db; do
+          "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+        done || true
     echo "export TAXBRIDGE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$PORT/postgres"
     ;;
   stop)

@@ -84,6 +84,9 @@ pub struct Reading {
 #[derive(Clone)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
+    /// The folder of a local store (none for S3, which drops an abandoned upload's parts by
+    /// its own lifecycle rules).
+    local_dir: Option<std::path::PathBuf>,
     prefix: Path,
     /// Bytes buffered per part of a multipart write (S3 parts must be at least 5 MiB).
     part_size: usize,
@@ -103,6 +106,7 @@ impl Blobs {
             .map_err(|err| BlobError::Settings(err.to_string()))?;
         Ok(Self {
             store: Arc::new(store),
+            local_dir: Some(dir.to_owned()),
             prefix: Path::default(),
             part_size: 1024 * 1024,
             description: format!("local folder {}", dir.display()),
@@ -160,6 +164,7 @@ impl Blobs {
         let prefix = Path::from(url.path().trim_matches('/'));
         Ok(Self {
             store: Arc::new(store),
+            local_dir: None,
             description: format!("s3://{bucket}/{prefix}"),
             prefix,
             part_size: 5 * 1024 * 1024,
@@ -263,6 +268,38 @@ impl Blobs {
             .size)
     }
 
+    /// Deletes the staging files of local uploads that a killed process abandoned: files named
+    /// `<blob>#<n>` (object_store's staging name) untouched for `idle`. A blob is renamed into
+    /// place only once complete, so a staging file is never served; this only frees its space.
+    /// Returns how many were removed.
+    pub fn sweep_abandoned(&self, idle: std::time::Duration) -> usize {
+        fn walk(dir: &std::path::Path, idle: std::time::Duration) -> usize {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return 0;
+            };
+            let mut removed = 0;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    removed += walk(&path, idle);
+                    continue;
+                }
+                let staged = entry.file_name().to_string_lossy().contains('#');
+                let stale = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age >= idle);
+                if staged && stale && std::fs::remove_file(&path).is_ok() {
+                    removed += 1;
+                }
+            }
+            removed
+        }
+        self.local_dir.as_deref().map_or(0, |dir| walk(dir, idle))
+    }
+
     /// Removes the blob `key` if it exists.
     pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
         match self.store.delete(&self.path(key)).await {
@@ -349,6 +386,23 @@ mod tests {
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["k".to_owned()], "{names:?}");
+    }
+
+    #[test]
+    fn abandoned_staging_files_are_swept_and_blobs_are_kept() {
+        let dir = tempfile::tempdir().expect("dir");
+        let blobs = Blobs::local(dir.path()).expect("blobs");
+        std::fs::create_dir_all(dir.path().join("w/a")).expect("dirs");
+        std::fs::write(dir.path().join("w/a/art_1"), b"complete").expect("blob");
+        std::fs::write(dir.path().join("w/a/art_2#1"), b"half").expect("staging");
+        assert_eq!(
+            blobs.sweep_abandoned(std::time::Duration::from_secs(3600)),
+            0,
+            "too recent"
+        );
+        assert_eq!(blobs.sweep_abandoned(std::time::Duration::ZERO), 1);
+        assert!(dir.path().join("w/a/art_1").exists());
+        assert!(!dir.path().join("w/a/art_2#1").exists());
     }
 
     #[test]

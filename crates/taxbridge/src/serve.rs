@@ -50,6 +50,15 @@ async fn open(settings: &Settings, bootstrap: bool) -> anyhow::Result<Opened> {
     let catalog = Arc::new(load_catalog(settings)?);
     let keys = Arc::new(crate::keyring::keys(settings, backend)?);
     let blobs = blobs(settings)?;
+    // Staging files a killed process left behind (never served: a blob appears only whole),
+    // swept in the background: the walk grows with the number of blobs.
+    let sweeping = blobs.clone();
+    tokio::task::spawn_blocking(move || {
+        let swept = sweeping.sweep_abandoned(Duration::from_secs(600));
+        if swept > 0 {
+            tracing::info!(files = swept, "removed abandoned upload staging files");
+        }
+    });
     // The one storage handle: every service takes the port it needs from it.
     let store = Arc::new(taxbridge_store::connect(&url).await?);
     let identity = Arc::new(Identity::new(

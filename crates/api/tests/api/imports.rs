@@ -470,18 +470,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 async fn downloads_succeed_fail_recover_use_credentials_and_bytes_are_served(app: TestApp) {
     let (server, base) = files::start().await;
     let (token, _, connection) = connection_to_files(&app, &base).await;
-    let job = new_job(&app, &token, &connection).await;
-    let work = call(
-        &app,
-        &token,
-        CREATE_WORKS,
-        json!({ "connectionJobId": job, "inputs": works(&["client-1"]) }),
-    )
-    .await
-    .assert_ok()["createJobWorks"][0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let (job, work) = job_with_a_work_on(&app, &token, &connection).await;
     let artifact = |external_id: &str, url: Option<String>| json!({ "name": external_id, "type": "document", "externalId": external_id, "url": url, "metadata": { "source": "test" } });
     let created = call(
         &app,
@@ -725,10 +714,16 @@ async fn downloads_succeed_fail_recover_use_credentials_and_bytes_are_served(app
 /// A job with one work on a fresh active connection: (token, job id, job work id).
 async fn job_with_a_work(app: &TestApp) -> (String, String, String) {
     let (token, connection) = active_connection(app).await;
-    let job = new_job(app, &token, &connection).await;
+    let (job, work) = job_with_a_work_on(app, &token, &connection).await;
+    (token, job, work)
+}
+
+/// A new job on `connection` with one work: (job id, job work id).
+async fn job_with_a_work_on(app: &TestApp, token: &str, connection: &str) -> (String, String) {
+    let job = new_job(app, token, connection).await;
     let work = call(
         app,
-        &token,
+        token,
         CREATE_WORKS,
         json!({ "connectionJobId": job, "inputs": works(&["client-1"]) }),
     )
@@ -737,7 +732,7 @@ async fn job_with_a_work(app: &TestApp) -> (String, String, String) {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    (token, job, work)
+    (job, work)
 }
 
 async fn uploads_over_the_cap_are_refused_and_keep_nothing(app: TestApp) {

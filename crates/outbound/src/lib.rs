@@ -18,6 +18,7 @@
 
 pub mod partner;
 pub mod policy;
+pub mod tus;
 
 use bytes::Bytes;
 pub use partner::PartnerProtocol;

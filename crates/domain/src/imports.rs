@@ -385,15 +385,7 @@ impl Imports {
         inputs: Vec<NewWork>,
     ) -> Result<Vec<JobWork>, ImportError> {
         let job = self.job(caller, job_id).await?;
-        if inputs.is_empty() || inputs.len() > MAX_WORKS_PER_CALL {
-            return Err(invalid(
-                "inputs",
-                format!(
-                    "Send between 1 and {MAX_WORKS_PER_CALL} works per call (got {}).",
-                    inputs.len()
-                ),
-            ));
-        }
+        check_count(inputs.len(), MAX_WORKS_PER_CALL, "works")?;
         for (at, input) in inputs.iter().enumerate() {
             check_text(&format!("inputs[{at}].name"), &input.name, MAX_NAME_CHARS)?;
             check_text(
@@ -461,15 +453,7 @@ impl Imports {
         inputs: Vec<NewArtifact>,
     ) -> Result<Vec<Artifact>, ImportError> {
         let work = self.job_work(caller, job_work_id).await?;
-        if inputs.is_empty() || inputs.len() > MAX_ARTIFACTS_PER_CALL {
-            return Err(invalid(
-                "inputs",
-                format!(
-                    "Send between 1 and {MAX_ARTIFACTS_PER_CALL} artifacts per call (got {}).",
-                    inputs.len()
-                ),
-            ));
-        }
+        check_count(inputs.len(), MAX_ARTIFACTS_PER_CALL, "artifacts")?;
         let mut checked = Vec::with_capacity(inputs.len());
         for (at, mut input) in inputs.into_iter().enumerate() {
             check_text(&format!("inputs[{at}].name"), &input.name, MAX_NAME_CHARS)?;
@@ -656,6 +640,17 @@ fn repeated(values: &[String]) -> BTreeSet<String> {
         .filter(|v| !seen.insert(v.as_str()))
         .cloned()
         .collect()
+}
+
+/// One call's `inputs`: at least one, at most `max`.
+fn check_count(count: usize, max: usize, what: &str) -> Result<(), ImportError> {
+    if count == 0 || count > max {
+        return Err(invalid(
+            "inputs",
+            format!("Send between 1 and {max} {what} per call (got {count})."),
+        ));
+    }
+    Ok(())
 }
 
 fn check_text(field: &str, value: &str, max_chars: usize) -> Result<(), ImportError> {

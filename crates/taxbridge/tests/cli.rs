@@ -9,6 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_taxbridge");
 
 fn taxbridge(data_dir: &Path, args: &[&str]) -> std::process::Output {
@@ -247,31 +249,13 @@ fn partner_with_workspace(server: &Server, data: &Path) -> (String, String) {
 
 /// A platform that accepts every verify: a thread answering 200 with a firm, on loopback.
 fn accepting_platform() -> String {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut stream = stream;
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let body = r#"{"firmId":"f-1","firmName":"Smith CPA"}"#;
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
-        }
-    });
-    base
+    common::loopback_server(|_| {
+        (
+            "200 OK",
+            "application/json",
+            br#"{"firmId":"f-1","firmName":"Smith CPA"}"#.to_vec(),
+        )
+    })
 }
 
 /// `taxbridge encryption rotate` while a client collects in a loop: no collect fails, and

@@ -8,11 +8,13 @@
 use serde_json::{json, Value};
 use sha2::Digest;
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{BufRead, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
+
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_taxbridge");
 const RUNS: u64 = 20;
@@ -29,50 +31,22 @@ fn content(n: usize) -> Vec<u8> {
 /// A platform on loopback: `GET /v1/verify` accepts every firm; `GET /files/{n}` answers file
 /// `n` after 30 ms (slow enough that a kill lands in the middle of an import).
 fn platform() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut stream = stream;
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&head);
-                let path = head
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or_default()
-                    .to_owned();
-                let (kind, body) = if path == "/v1/verify" {
-                    (
-                        "application/json",
-                        br#"{"firmId":"f-1","firmName":"Crash CPA"}"#.to_vec(),
-                    )
-                } else if let Some(n) = path.strip_prefix("/files/").and_then(|n| n.parse().ok()) {
-                    std::thread::sleep(Duration::from_millis(30));
-                    ("application/pdf", content(n))
-                } else {
-                    let _ = stream.write_all(
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    );
-                    return;
-                };
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(&body);
-            });
+    common::loopback_server(|path| {
+        if path == "/v1/verify" {
+            return (
+                "200 OK",
+                "application/json",
+                br#"{"firmId":"f-1","firmName":"Crash CPA"}"#.to_vec(),
+            );
         }
-    });
-    base
+        match path.strip_prefix("/files/").and_then(|n| n.parse().ok()) {
+            Some(n) => {
+                std::thread::sleep(Duration::from_millis(30));
+                ("200 OK", "application/pdf", content(n))
+            }
+            None => ("404 Not Found", "text/plain", Vec::new()),
+        }
+    })
 }
 
 struct Server {

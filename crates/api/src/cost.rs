@@ -36,6 +36,12 @@ fn too_complex(message: String) -> Refusal {
     }
 }
 
+/// The pull pattern's lists (`options.limit`, default 50): each item may cost a call to a
+/// provider's platform, so they count their default page even without options. (Other lists
+/// without a `limit` count as one, as the docs' queries are written.) Kept in step with the
+/// schema by a test.
+const PULLS: [&str; 2] = ["clients", "files"];
+
 /// The directives a query may carry.
 const KNOWN_DIRECTIVES: [&str; 2] = ["skip", "include"];
 
@@ -144,18 +150,42 @@ impl<'a> Walk<'a> {
         Ok(1u64.saturating_add(self.multiplier(field).saturating_mul(items)))
     }
 
-    /// How many items a field can return: its `limit`, else the lists' default, for fields
-    /// that take one; 1 for the rest.
-    fn multiplier(&self, field: &Field) -> u64 {
-        let Some(limit) = field.get_argument("limit") else {
-            return 1;
-        };
-        let value = match &limit.node {
+    /// A literal or variable argument, variables inside objects included.
+    fn resolve(&self, value: &Value) -> Option<ConstValue> {
+        match value {
             Value::Variable(name) => self.variables.get(name).cloned(),
-            other => other.clone().into_const(),
+            other => other
+                .clone()
+                .into_const_with(|name| self.variables.get(&name).cloned().ok_or(()))
+                .ok(),
+        }
+    }
+
+    /// How many items a field can return: its `limit` (or, for the pull pattern's fields,
+    /// `options.limit`), else the lists' default, for fields that take one; 1 for the rest.
+    fn multiplier(&self, field: &Field) -> u64 {
+        let value = if let Some(limit) = field.get_argument("limit") {
+            self.resolve(&limit.node)
+        } else if let Some(options) = field.get_argument("options") {
+            match self.resolve(&options.node) {
+                // A limit that is no count is refused by the field itself, naming it.
+                Some(ConstValue::Object(options)) => options
+                    .get("limit")
+                    .filter(|n| !matches!(n, ConstValue::Number(n) if n.as_u64().is_none()))
+                    .cloned(),
+                _ => None,
+            }
+        } else if PULLS.contains(&field.name.node.as_str()) {
+            None
+        } else {
+            return 1;
         };
         match value {
             Some(ConstValue::Number(n)) => n.as_u64().unwrap_or(u64::MAX).max(1),
+            // A pull's `options.limit` may be spelled as a string.
+            Some(ConstValue::String(n)) => n
+                .parse::<u64>()
+                .map_or(u64::from(DEFAULT_LIMIT), |n| n.max(1)),
             _ => u64::from(DEFAULT_LIMIT),
         }
     }
@@ -187,6 +217,48 @@ mod tests {
             "{ me { workspaces { id members { id email name role } } } }",
         ] {
             assert_eq!(check_query(query, serde_json::json!({})), Ok(()), "{query}");
+        }
+    }
+
+    #[test]
+    fn every_pull_of_the_schema_is_counted() {
+        let sdl = crate::sdl();
+        let mut paged: Vec<&str> = sdl
+            .lines()
+            .filter(|line| {
+                line.starts_with('\t') && line.contains("options: JSON") && line.contains("): [")
+            })
+            .filter_map(|line| line.trim().split('(').next())
+            .collect();
+        paged.sort_unstable();
+        paged.dedup();
+        let mut known = PULLS.to_vec();
+        known.sort_unstable();
+        assert_eq!(paged, known);
+    }
+
+    #[test]
+    fn pulls_without_options_count_the_default_page() {
+        let refused = check_query(
+            "{ me { workspaces(limit: 1) { connections(limit: 8) { clients { id files { id name: fileName size: fileSize } } } } } }",
+            serde_json::json!({}),
+        )
+        .expect_err("8 x 50 x 50 values");
+        assert_eq!(refused.code, ErrorCode::QueryTooComplex);
+    }
+
+    #[test]
+    fn pulls_count_their_options_limit() {
+        let page = "{ me { workspaces(limit: 1) { connections(limit: 1) { clients(options: {limit: 500}) { id name email phone type lastModified } } } } }";
+        assert!(check_query(page, serde_json::json!({})).is_ok());
+        for query in [
+            "{ me { workspaces(limit: 1) { connections(limit: 1) { clients(options: {limit: 500}) { id files { id fileName } } } } } }",
+            "query($o: JSON) { me { workspaces(limit: 1) { connections(limit: 1) { clients(options: $o) { id files { id fileName } } } } } }",
+            "query($n: Int) { me { workspaces(limit: 1) { connections(limit: 1) { clients(options: {limit: $n}) { id files { id fileName } } } } } }",
+        ] {
+            let refused = check_query(query, serde_json::json!({"o": {"limit": "500"}, "n": 500}))
+                .expect_err(query);
+            assert_eq!(refused.code, ErrorCode::QueryTooComplex);
         }
     }
 

@@ -269,6 +269,7 @@ impl From<ConnectionError> for ApiError {
             ConnectionError::Forbidden(message) => Self::Forbidden(message),
             ConnectionError::Conflict(message) => Self::Conflict(message),
             ConnectionError::NotFound => Self::NotFound(ConnectionError::NotFound.to_string()),
+            ConnectionError::Upstream(message) => Self::Upstream(message),
             ConnectionError::Workspace(workspace) => workspace.into(),
             ConnectionError::Store(store) => store.into(),
         }

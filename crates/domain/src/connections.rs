@@ -17,6 +17,7 @@ use crate::{
     ids::{ConnectionId, WorkspaceId},
     lists::Page,
     providers::{partner_entry, Catalog, Provider},
+    pulls::{PlatformClient, PlatformFile, Puller},
     store::{StoreError, StoreResult},
     time::Timestamp,
     workspaces::{WorkspaceAccess, WorkspaceError, Workspaces},
@@ -175,18 +176,37 @@ pub struct VerifiedFirm {
 /// can act on (`Rejected` is the credentials' fault, the rest the platform's or the URL's).
 #[async_trait]
 pub trait PartnerPlatform: Send + Sync + 'static {
-    async fn verify(&self, call: VerifyCall<'_>) -> Result<VerifiedFirm, VerifyFailure>;
+    async fn verify(&self, call: VerifyCall<'_>) -> Result<VerifiedFirm, PlatformFailure>;
+    /// `GET /v1/clients` with these query parameters.
+    async fn clients(
+        &self,
+        puller: &Puller,
+        params: &[(String, String)],
+    ) -> Result<Vec<PlatformClient>, PlatformFailure>;
+    /// `GET /v1/clients/{id}`; `None` when the platform answers 404.
+    async fn client(
+        &self,
+        puller: &Puller,
+        id: &str,
+    ) -> Result<Option<PlatformClient>, PlatformFailure>;
+    /// `GET /v1/clients/{id}/files` with these query parameters.
+    async fn files(
+        &self,
+        puller: &Puller,
+        client_id: &str,
+        params: &[(String, String)],
+    ) -> Result<Vec<PlatformFile>, PlatformFailure>;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum VerifyFailure {
+pub enum PlatformFailure {
     #[error("the platform rejected the credentials (HTTP {0}); check the apiKey and securityToken, then collect again")]
     Rejected(u16),
     #[error("{0}")]
     Unreachable(String),
     #[error("the platform answered HTTP {0}; try again later or check the baseUrl")]
     Status(u16),
-    #[error("the platform's answer was not a partner protocol v1 verify answer: {0}")]
+    #[error("the platform's answer was not a partner protocol v1 answer: {0}")]
     BadAnswer(String),
 }
 
@@ -200,6 +220,9 @@ pub enum ConnectionError {
     Conflict(String),
     #[error("No connection has this id, or it is not one you can reach.")]
     NotFound,
+    /// The provider's platform failed a pull; the message says how.
+    #[error("{0}")]
+    Upstream(String),
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
     #[error(transparent)]
@@ -221,12 +244,12 @@ pub struct ConnectionView {
 }
 
 pub struct Connections {
-    store: Arc<dyn ConnectionStore>,
+    pub(crate) store: Arc<dyn ConnectionStore>,
     accounts: Arc<dyn AccountStore>,
     workspaces: Arc<Workspaces>,
     catalog: Arc<Catalog>,
     keys: Arc<Keys>,
-    platform: Arc<dyn PartnerPlatform>,
+    pub(crate) platform: Arc<dyn PartnerPlatform>,
     /// One collect at a time per connection on this node.
     collecting: std::sync::Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
     /// Registered partners' catalog entries as last read, by provider key, with when.
@@ -519,7 +542,7 @@ impl Connections {
         };
         let base_url = text(&connection.settings, "baseUrl").or(provider.base_url.clone());
         let outcome = match &base_url {
-            None => Err(VerifyFailure::Unreachable(
+            None => Err(PlatformFailure::Unreachable(
                 "no base URL is known for this provider: collect again with inputs {\"baseUrl\": \"https://…\"}".into(),
             )),
             Some(base_url) => {

@@ -22,6 +22,7 @@ pub mod ids;
 pub mod imports;
 pub mod lists;
 pub mod providers;
+pub mod pulls;
 pub mod store;
 pub mod tasks;
 pub mod text;

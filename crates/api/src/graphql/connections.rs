@@ -84,6 +84,15 @@ impl From<ConnectionView> for ProviderConnection {
 
 #[async_graphql::ComplexObject]
 impl ProviderConnection {
+    /// Clients listed live from the provider's platform; `options` become query parameters (`limit` at most 500), and `{id}` reads one client. Null, with an UPSTREAM_ERROR, when the platform fails.
+    async fn clients(
+        &self,
+        ctx: &Context<'_>,
+        options: Option<Json<serde_json::Value>>,
+    ) -> Result<Option<Vec<super::pulls::ConnectionClient>>, ApiError> {
+        super::pulls::clients_of(ctx, &self.id, options).await
+    }
+
     /// Works imported through this connection, across all its jobs.
     async fn job_works(
         &self,

@@ -7,6 +7,7 @@ mod identity;
 mod imports;
 pub(crate) mod lists;
 mod plain_list;
+mod pulls;
 mod scalars;
 mod workspaces;
 
@@ -133,6 +134,10 @@ pub struct RequestContext {
     caller: OnceCell<Result<Caller, ApiError>>,
     /// The key a successful login used (a login request carries no token).
     pub login_key: OnceLock<ApiKeyId>,
+    /// Slots for this request's calls to provider platforms (the pull pattern).
+    pulls: tokio::sync::Semaphore,
+    /// Calls to provider platforms this request has made.
+    pulls_made: std::sync::atomic::AtomicU32,
 }
 
 impl RequestContext {
@@ -147,6 +152,8 @@ impl RequestContext {
             client,
             caller: OnceCell::new(),
             login_key: OnceLock::new(),
+            pulls: tokio::sync::Semaphore::const_new(pulls::PULL_CONCURRENCY),
+            pulls_made: std::sync::atomic::AtomicU32::new(0),
         }
     }
 

@@ -24,7 +24,13 @@ const START: &str = "mutation StartProviderConnection($workspaceId: ID!, $provid
 
 const SECRET: &str = "firm-specific-api-key-12345";
 
-async fn start(app: &TestApp, token: &str, workspace: &str, key: &str, inputs: Value) -> Gql {
+pub(crate) async fn start(
+    app: &TestApp,
+    token: &str,
+    workspace: &str,
+    key: &str,
+    inputs: Value,
+) -> Gql {
     app.graphql(
         json!({ "query": START, "variables": { "workspaceId": workspace, "providerKey": key, "inputs": inputs } }),
         Some(token),
@@ -38,7 +44,7 @@ fn seed_inputs() -> Value {
 }
 
 /// A partner `qount` with a workspace: (token, workspace id).
-async fn partner_with_workspace(app: &TestApp, key: &str) -> (String, String) {
+pub(crate) async fn partner_with_workspace(app: &TestApp, key: &str) -> (String, String) {
     let token = app.partner_token(key).await;
     let created = app.create_workspace(&token, &format!("{key} firm")).await;
     let id = created.assert_ok()["createWorkspace"]["id"]
@@ -48,7 +54,7 @@ async fn partner_with_workspace(app: &TestApp, key: &str) -> (String, String) {
     (token, id)
 }
 
-fn started(response: &Gql) -> Value {
+pub(crate) fn started(response: &Gql) -> Value {
     response.assert_ok()["startProviderConnection"].clone()
 }
 
@@ -523,7 +529,7 @@ mod fake {
 
 const COLLECT: &str = "mutation CollectProviderConnection($connectionId: ID!, $inputs: JSON) { collectProviderConnection(connectionId: $connectionId, inputs: $inputs) { id status action displayName settings statusDetail lastVerifiedAt } }";
 
-async fn collect(app: &TestApp, token: &str, id: &str, inputs: Value) -> Gql {
+pub(crate) async fn collect(app: &TestApp, token: &str, id: &str, inputs: Value) -> Gql {
     app.graphql(
         json!({ "query": COLLECT, "variables": { "connectionId": id, "inputs": inputs } }),
         Some(token),

@@ -6,6 +6,7 @@ mod bad_input;
 mod connections;
 mod identity;
 mod imports;
+mod pulls;
 mod schema;
 mod support;
 mod transport;

@@ -133,16 +133,38 @@ pub(crate) async fn post(State(state): State<Arc<AppState>>, request: Request) -
     if let Err(refused) = require_json(headers) {
         return refused.into_response();
     }
-    let bytes = match read_body(&state, headers, body).await {
-        Ok(bytes) => bytes,
+    let (bytes, large) = match read_body(&state, headers, body).await {
+        Ok(read) => read,
         Err(refused) => return refused.into_response(),
     };
     let request = match parse_request(&bytes) {
         Ok(request) => request,
         Err(refused) => return refused.into_response(),
     };
-    run(&state, headers, client, request, media, false).await
+    drop(bytes);
+    let answer = run(
+        &state,
+        headers,
+        client,
+        request,
+        media,
+        false,
+        large.is_some(),
+    )
+    .await;
+    drop(large);
+    answer
 }
+
+/// The one operation whose body may be larger than `max_body_bytes`: `uploadConnectionFile`
+/// carrying up to 10 MiB in `contentBase64`.
+pub(crate) const UPLOAD_OPERATION: &str = "uploadConnectionFile";
+/// Its body limit: the file in base64 (4 bytes per 3) and room for the rest of the request.
+pub(crate) const UPLOAD_BODY_BYTES: usize =
+    taxbridge_domain::uploads::MAX_INLINE_BYTES.div_ceil(3) * 4 + 64 * 1024;
+/// Large bodies read at once; more wait their turn, so they cost at most this many times
+/// [`UPLOAD_BODY_BYTES`] of memory.
+pub(crate) const LARGE_BODIES_AT_ONCE: usize = 4;
 
 /// The client's address, as the accept loop recorded it.
 fn client_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
@@ -191,7 +213,7 @@ pub(crate) async fn get(State(state): State<Arc<AppState>>, request: Request) ->
             }
         }
     }
-    run(&state, headers, client, request, media, true).await
+    run(&state, headers, client, request, media, true, false).await
 }
 
 fn graphiql() -> Response {
@@ -240,28 +262,56 @@ fn require_json(headers: &HeaderMap) -> Result<(), Refused> {
     ))
 }
 
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Refused> {
-    let limit = state.max_body_bytes;
-    let too_large = || Refused {
+/// Reads the body within `max_body_bytes`. A larger one is read only when it may be an
+/// `uploadConnectionFile` (an access token, and a declared `Content-Length` of at most
+/// [`UPLOAD_BODY_BYTES`]), holding one of [`LARGE_BODIES_AT_ONCE`] slots, which is returned
+/// with it; `run` then refuses it unless that is the operation.
+async fn read_body<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Vec<u8>, Option<tokio::sync::SemaphorePermit<'a>>), Refused> {
+    let mut limit = state.max_body_bytes;
+    let too_large = |limit: usize| {
+        Refused {
         status: StatusCode::PAYLOAD_TOO_LARGE,
         code: ErrorCode::BadUserInput,
         message: format!(
-            "The request body is larger than the {limit}-byte limit; send less per request."
+            "The request body is larger than the {limit}-byte limit; send less per request (only {UPLOAD_OPERATION} may send up to {UPLOAD_BODY_BYTES} bytes, with an access token and a Content-Length)."
         ),
         field: Some("body"),
+    }
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(too_large());
+    let mut slot = None;
+    if let Some(len) = declared.filter(|len| *len > limit) {
+        if len > UPLOAD_BODY_BYTES.max(limit) || bearer_token(headers).is_none() {
+            return Err(too_large(limit));
+        }
+        let waited =
+            tokio::time::timeout(state.body_read_timeout, state.large_bodies.acquire()).await;
+        match waited {
+            Ok(Ok(permit)) => slot = Some(permit),
+            _ => {
+                return Err(Refused::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::RequestTimeout,
+                    "Too many large requests are being read; try again shortly.".into(),
+                ))
+            }
+        }
+        limit = len;
     }
     let collected =
         tokio::time::timeout(state.body_read_timeout, Limited::new(body, limit).collect());
     match collected.await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
-        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Ok(collected)) => Ok((collected.to_bytes().to_vec(), slot)),
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(too_large(state.max_body_bytes))
+        }
         Ok(Err(_)) => Err(bad_request(
             "The request body could not be read: it ended early or its chunked encoding is malformed.".into(),
         )),
@@ -363,6 +413,7 @@ async fn run(
     request: async_graphql::Request,
     media: Media,
     via_get: bool,
+    large: bool,
 ) -> Response {
     let id = request_id(headers);
     let platform = normalise_platform(headers.get("source-platform").and_then(|v| v.to_str().ok()));
@@ -374,6 +425,21 @@ async fn run(
     let mut request = request.data(context.clone());
 
     let (operation, mut response) = match prepare(state, &request.query) {
+        // A body over the usual limit is admitted for one operation only.
+        Ok(Prepared { ref document, .. })
+            if large
+                && root_fields(document, request.operation_name.as_deref()) != UPLOAD_OPERATION =>
+        {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::BadUserInput,
+                format!(
+                    "The request body is larger than the {}-byte limit; only {UPLOAD_OPERATION}, sent alone, may be larger.",
+                    state.max_body_bytes
+                ),
+                Some("body"),
+            );
+        }
         Err(refused) => (
             "(refused)".to_owned(),
             async_graphql::Response::from_errors(vec![refused]),

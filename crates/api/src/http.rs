@@ -37,6 +37,8 @@ pub(crate) struct AppState {
     pub(crate) body_read_timeout: std::time::Duration,
     pub(crate) documents: ParsedQueries,
     pub(crate) limits: QueryLimits,
+    /// Slots for bodies over `max_body_bytes` (`uploadConnectionFile`'s inline files).
+    pub(crate) large_bodies: tokio::sync::Semaphore,
 }
 
 /// The routes, and the rate limits they enforce (the caller forgets idle keys now and then).
@@ -54,6 +56,7 @@ pub fn router(settings: &ApiSettings, services: Arc<Services>) -> (Router, Arc<R
         body_read_timeout: settings.connections.body_read_timeout,
         documents: ParsedQueries::default(),
         limits: settings.query_limits,
+        large_bodies: tokio::sync::Semaphore::const_new(crate::endpoint::LARGE_BODIES_AT_ONCE),
     });
     let router = Router::new()
         .route("/graphql", get(endpoint::get).post(endpoint::post))

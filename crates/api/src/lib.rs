@@ -38,6 +38,7 @@ pub struct Services {
     pub workspaces: Arc<Workspaces>,
     pub connections: Arc<Connections>,
     pub imports: Arc<Imports>,
+    pub uploads: Arc<taxbridge_domain::uploads::Uploads>,
     /// Where artifacts' bytes live.
     pub blobs: taxbridge_blobs::Blobs,
     /// The largest file `PUT /uploads/artifacts/{id}` accepts.

@@ -89,6 +89,11 @@ id_type!(
     TaskId,
     "tsk_"
 );
+id_type!(
+    /// A file sent to a provider's platform with `uploadConnectionFile`.
+    UploadId,
+    "upl_"
+);
 
 #[cfg(test)]
 mod tests {

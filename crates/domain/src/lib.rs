@@ -29,5 +29,6 @@ pub mod text;
 pub mod time;
 pub mod tokens;
 pub mod ttl_map;
+pub mod uploads;
 pub mod usage;
 pub mod workspaces;

@@ -18,14 +18,17 @@ pub const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 pub enum TaskKind {
     /// Fetch an artifact's `url` into blob storage.
     Download,
+    /// Send a file to a provider's tus endpoint (`uploadConnectionFile`).
+    Upload,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 1] = [TaskKind::Download];
+    pub const ALL: [TaskKind; 2] = [TaskKind::Download, TaskKind::Upload];
 
     pub fn as_str(self) -> &'static str {
         match self {
             TaskKind::Download => "download",
+            TaskKind::Upload => "upload",
         }
     }
 

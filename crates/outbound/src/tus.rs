@@ -197,6 +197,20 @@ impl TusClient {
         }
     }
 
+    /// Creates the upload (`POST`, retried like every request): its URL. A caller that must
+    /// survive its own crash stores the URL before sending, then calls [`Self::upload`] with
+    /// it as `resume`.
+    pub async fn create_upload(&self, spec: &TusUpload) -> Result<Url, TusError> {
+        let mut retry = Retry::new(spec);
+        loop {
+            match self.create(spec).await {
+                Ok(url) => return Ok(url),
+                Err(Failure::Final(err)) => return Err(err),
+                Err(Failure::Transient(message)) => retry.wait(message).await?,
+            }
+        }
+    }
+
     /// Sends the whole file, creating the upload unless `resume` names one; reports the
     /// upload's URL and each new offset through `progress`. Returns the upload's URL.
     pub async fn upload(
@@ -206,17 +220,11 @@ impl TusClient {
         resume: Option<Url>,
         progress: &(dyn Fn(&Url, u64) + Send + Sync),
     ) -> Result<Url, TusError> {
-        let mut retry = Retry::new(spec);
         let upload = match resume {
             Some(url) => url,
-            None => loop {
-                match self.create(spec).await {
-                    Ok(url) => break url,
-                    Err(Failure::Final(err)) => return Err(err),
-                    Err(Failure::Transient(message)) => retry.wait(message).await?,
-                }
-            },
+            None => self.create_upload(spec).await?,
         };
+        let mut retry = Retry::new(spec);
         progress(&upload, 0);
         // A resumed upload asks where the server is; a new one starts at 0.
         let mut offset: Option<u64> = None;

@@ -121,7 +121,7 @@ impl FromColumns for Artifact {
     }
 }
 
-fn parse_status<T>(id: &str, raw: &str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
+pub(crate) fn parse_status<T>(id: &str, raw: &str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
     parse(raw).ok_or_else(|| corrupt(format!("{id} has status `{raw}`")))
 }
 

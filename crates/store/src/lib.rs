@@ -24,6 +24,7 @@ mod listing;
 mod members;
 mod read;
 mod tasks;
+mod uploads;
 mod usage;
 mod workspaces;
 mod write;

@@ -11,6 +11,7 @@ use taxbridge_domain::{
     identity::{reveal, Identity, IdentitySettings},
     imports::Imports,
     providers::Catalog,
+    uploads::Uploads,
     usage::UsageRecorder,
     workspaces::Workspaces,
 };
@@ -18,6 +19,7 @@ use taxbridge_outbound::{policy::Policy, Egress, EgressSettings, PartnerProtocol
 use taxbridge_store::Backend;
 use taxbridge_worker::{
     download::{Download, DownloadSettings},
+    upload::{UploadHandler, UploadSettings},
     Worker, WorkerMetrics, WorkerSettings,
 };
 
@@ -87,9 +89,15 @@ async fn open(settings: &Settings, bootstrap: bool) -> anyhow::Result<Opened> {
         keys,
         platform,
     ));
+    let imports = Arc::new(Imports::new(store.clone(), connections.clone()));
     let services = Arc::new(Services {
         health: store.clone(),
-        imports: Arc::new(Imports::new(store.clone(), connections.clone())),
+        uploads: Arc::new(Uploads::new(
+            store.clone(),
+            imports.clone(),
+            connections.clone(),
+        )),
+        imports,
         connections,
         workspaces,
         identity,
@@ -124,9 +132,19 @@ fn worker(opened: &Opened, settings: &Settings, concurrency: usize) -> Worker {
         },
         WorkerMetrics::new(&services.worker_metrics),
     );
+    let upload = UploadHandler::new(
+        services.uploads.store().clone(),
+        opened.store.clone(),
+        services.blobs.clone(),
+        taxbridge_outbound::tus::TusClient::new(opened.egress.clone()),
+        UploadSettings {
+            chunk_bytes: settings.worker.tus_chunk_bytes.max(64 * 1024),
+            ..UploadSettings::default()
+        },
+    );
     Worker::new(
         opened.store.clone(),
-        vec![Arc::new(download)],
+        vec![Arc::new(download), Arc::new(upload)],
         WorkerSettings {
             concurrency,
             lease: Duration::from_secs(settings.worker.lease_seconds.clamp(1, 30)),

@@ -56,7 +56,7 @@ pub struct BlobSettings {
     pub secret_access_key: Option<SecretString>,
 }
 
-/// The background worker that downloads push-import artifacts.
+/// The background worker: downloads of push-import artifacts, uploads over tus.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(default)]
 pub struct WorkerSettings {
@@ -68,6 +68,8 @@ pub struct WorkerSettings {
     /// How long a task's claim lasts unrenewed (at most 30): how soon another worker takes over
     /// the tasks of one that died.
     pub lease_seconds: u64,
+    /// Bytes sent per tus `PATCH` when uploading a file to a provider (at least 64 KiB).
+    pub tus_chunk_bytes: usize,
 }
 
 impl Default for WorkerSettings {
@@ -76,6 +78,7 @@ impl Default for WorkerSettings {
             concurrency: 8,
             max_file_bytes: 1024 * 1024 * 1024,
             lease_seconds: 30,
+            tus_chunk_bytes: 8 * 1024 * 1024,
         }
     }
 }

@@ -12,7 +12,7 @@
 //! sha256 and type or `error` with `{code, message, httpStatus}`, is recorded together with the
 //! end of the task.
 
-use crate::{Handler, Outcome, WorkerMetrics};
+use crate::{Handler, Outcome, WorkerMetrics, MAX_CLAIMS};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use std::{sync::Arc, time::Duration};
@@ -45,10 +45,6 @@ impl Default for DownloadSettings {
         }
     }
 }
-
-/// Claims after which a task that keeps being interrupted (its worker killed each time) is
-/// recorded as failed rather than tried again.
-const MAX_CLAIMS: u32 = 10;
 
 pub struct Download {
     imports: Arc<dyn ImportStore>,

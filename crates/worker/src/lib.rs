@@ -12,6 +12,7 @@
 
 pub mod download;
 mod metrics;
+pub mod upload;
 
 pub use metrics::WorkerMetrics;
 
@@ -22,6 +23,10 @@ use taxbridge_domain::{
     time::Timestamp,
 };
 use tokio::{sync::Notify, task::JoinSet};
+
+/// Claims after which a task that keeps being interrupted (its worker killed each time) is
+/// recorded as failed rather than tried again.
+pub const MAX_CLAIMS: u32 = 10;
 
 /// How a task run ended, as the handler reports it.
 #[derive(Debug)]

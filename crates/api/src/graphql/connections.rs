@@ -116,6 +116,16 @@ impl ProviderConnection {
     ) -> Result<Vec<super::imports::ConnectionJob>, ApiError> {
         super::imports::jobs_of(ctx, &self.id, filters, sort_by, offset, limit).await
     }
+
+    /// Files queued for upload to the provider with uploadConnectionFile, newest first.
+    async fn uploads(
+        &self,
+        ctx: &Context<'_>,
+        offset: Option<i32>,
+        limit: Option<i32>,
+    ) -> Result<Vec<super::uploads::ConnectionUpload>, ApiError> {
+        super::uploads::of_connection(ctx, &self.id, offset, limit).await
+    }
 }
 
 /// Every field but `provider` is a stored value: a page that selects only those is built

@@ -9,6 +9,7 @@ pub(crate) mod lists;
 mod plain_list;
 mod pulls;
 mod scalars;
+mod uploads;
 mod workspaces;
 
 use crate::{error::ApiError, rate_limits::RateLimits, Services};
@@ -66,6 +67,7 @@ pub struct Mutation(
     workspaces::WorkspaceMutation,
     connections::ConnectionMutation,
     imports::ImportMutation,
+    uploads::UploadMutation,
 );
 
 pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;

@@ -803,8 +803,40 @@ async fn uploads_over_the_cap_are_refused_and_keep_nothing(app: TestApp) {
     assert_eq!(unknown.status(), 404);
 }
 
+/// A new job and work on `connection` with one artifact whose bytes were sent with `PUT`:
+/// the artifact id.
+pub(crate) async fn artifact_with_bytes(
+    app: &TestApp,
+    token: &str,
+    connection: &str,
+    bytes: &[u8],
+) -> String {
+    let (_, work) = job_with_a_work_on(app, token, connection).await;
+    let created = call(
+        app,
+        token,
+        CREATE_ARTIFACTS,
+        json!({ "jobWorkId": work, "inputs": [{ "name": "scan", "type": "document", "externalId": "scan" }] }),
+    )
+    .await;
+    let artifact = created.assert_ok()["createJobWorkArtifacts"][0]["artifactId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let put = app
+        .http
+        .put(format!("{}/uploads/artifacts/{artifact}", app.base))
+        .bearer_auth(token)
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .expect("put");
+    assert!(put.status().is_success(), "{}", put.status());
+    artifact
+}
+
 /// Files (not folders) anywhere under `dir`.
-fn files_under(dir: &std::path::Path) -> usize {
+pub(crate) fn files_under(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |entries| {
         entries
             .flatten()

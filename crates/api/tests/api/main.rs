@@ -10,4 +10,5 @@ mod pulls;
 mod schema;
 mod support;
 mod transport;
+mod uploads;
 mod workspaces;

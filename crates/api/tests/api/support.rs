@@ -28,6 +28,8 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 use taxbridge_store::Store;
 use taxbridge_testkit::{fresh_database, Database, TestDatabase};
 
+/// Bytes per tus `PATCH` in the tests: small, so a file takes several.
+pub const UPLOAD_CHUNK_BYTES: usize = 256 * 1024;
 pub const PUBLIC_BASE_URL: &str = "https://taxbridge.test";
 pub const SIGNING_SECRET: &[u8] = b"test-signing-secret-of-32-bytes!";
 
@@ -122,23 +124,43 @@ impl TestApp {
         })
         .expect("egress");
         let imports = Arc::new(Imports::new(store.clone(), connections.clone()));
+        let uploads = Arc::new(taxbridge_domain::uploads::Uploads::new(
+            store.clone(),
+            imports.clone(),
+            connections.clone(),
+        ));
+        let upload = taxbridge_worker::upload::UploadHandler::new(
+            store.clone(),
+            store.clone(),
+            blobs.clone(),
+            taxbridge_outbound::tus::TusClient::new(egress.clone()),
+            taxbridge_worker::upload::UploadSettings {
+                chunk_bytes: UPLOAD_CHUNK_BYTES,
+                attempts: 4,
+                first_retry: Duration::from_millis(50),
+                progress_every: Duration::from_millis(50),
+            },
+        );
         let worker_metrics = prometheus::Registry::new();
         // The worker runs beside the app, as in `serve`, with retries a test can wait for.
         let worker = Worker::new(
             store.clone(),
-            vec![Arc::new(Download::new(
-                store.clone(),
-                store.clone(),
-                connections.clone(),
-                blobs.clone(),
-                egress,
-                DownloadSettings {
-                    max_bytes: MAX_FILE_BYTES,
-                    attempts: 5,
-                    first_retry: Duration::from_millis(50),
-                },
-                WorkerMetrics::new(&worker_metrics),
-            ))],
+            vec![
+                Arc::new(Download::new(
+                    store.clone(),
+                    store.clone(),
+                    connections.clone(),
+                    blobs.clone(),
+                    egress.clone(),
+                    DownloadSettings {
+                        max_bytes: MAX_FILE_BYTES,
+                        attempts: 5,
+                        first_retry: Duration::from_millis(50),
+                    },
+                    WorkerMetrics::new(&worker_metrics),
+                )),
+                Arc::new(upload),
+            ],
             WorkerSettings {
                 concurrency: 4,
                 poll_interval: Duration::from_millis(100),
@@ -152,6 +174,7 @@ impl TestApp {
         }));
         let services = Arc::new(Services {
             imports,
+            uploads,
             blobs,
             max_upload_bytes: MAX_FILE_BYTES,
             tasks: store.clone(),

@@ -499,6 +499,10 @@ fn id_operations(ids: &Ids<'_>) -> Vec<(&'static str, Value)> {
             json!({ "query": "mutation($c: ID!) { collectProviderConnection(connectionId: $c, inputs: {apiKey: \"stolen\"}) { id } }", "variables": { "c": connection_id } }),
         ),
         (
+            "uploadConnectionFile",
+            json!({ "query": "mutation($c: ID!) { uploadConnectionFile(connectionId: $c, clientKey: \"x\", file: {fileName: \"x.pdf\", tusdEndpoint: \"https://tus.example/files/\", contentBase64: \"eA==\"}) { success } }", "variables": { "c": connection_id } }),
+        ),
+        (
             "disconnectProviderConnection",
             json!({ "query": "mutation($c: ID!) { disconnectProviderConnection(connectionId: $c) { id } }", "variables": { "c": connection_id } }),
         ),

@@ -130,9 +130,9 @@ fn post(endpoint: &str, token: Option<&str>, query: &str, variables: Value) -> V
     answer["data"].clone()
 }
 
-/// Sets up an active connection and an import of 100 artifacts, triggers it; returns the
-/// token and the job's id.
-fn start_import(server: &Server, data_dir: &Path, platform: &str) -> (String, String) {
+/// A partner registered with the CLI, its workspace and an active connection to `platform`:
+/// (token, connection id).
+fn active_connection(server: &Server, data_dir: &Path, platform: &str) -> (String, String) {
     let created = Command::new(BIN)
         .arg("--data-dir")
         .arg(data_dir)
@@ -180,6 +180,14 @@ fn start_import(server: &Server, data_dir: &Path, platform: &str) -> (String, St
         collected["collectProviderConnection"]["status"], "active",
         "{collected}"
     );
+    (token, connection)
+}
+
+/// Sets up an active connection and an import of 100 artifacts, triggers it; returns the
+/// token and the job's id.
+fn start_import(server: &Server, data_dir: &Path, platform: &str) -> (String, String) {
+    let (token, connection) = active_connection(server, data_dir, platform);
+    let ep = server.endpoint.as_str();
     let job = post(
         ep,
         Some(&token),
@@ -436,4 +444,169 @@ fn a_separate_worker_process_runs_the_downloads_into_s3() {
         .status()
         .expect("kill");
     assert!(worker.wait().expect("wait").success());
+}
+
+/// A TCP proxy to `upstream` that passes what the client sends 8 KiB at a time, 4 ms apart
+/// (about 2 MB/s): slow enough for a kill to land mid-upload. Returns its address.
+fn slow_proxy(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                continue;
+            };
+            let (mut client_in, mut server_out) = (
+                client.try_clone().expect("clone"),
+                server.try_clone().expect("clone"),
+            );
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8 * 1024];
+                while let Ok(n) = client_in.read(&mut buf) {
+                    if n == 0 || server_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(4));
+                }
+                let _ = server_out.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut server_in, mut client_out) = (server, client);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server_in, &mut client_out);
+                let _ = client_out.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+/// `uploadConnectionFile`'s body is large (6 MiB of base64): sent from a file, not argv.
+fn post_large(endpoint: &str, token: &str, body: &Value) -> Value {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), body.to_string()).expect("write body");
+    let out = curl(&[
+        "-X",
+        "POST",
+        endpoint,
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        "--data-binary",
+        &format!("@{}", file.path().display()),
+    ]);
+    serde_json::from_slice(&out)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&out)))
+}
+
+const UPLOADS: &str =
+    "{ me { workspaces { connections { uploads { id status bytesSent totalBytes error } } } } }";
+
+/// `kill -9` while a file is being sent over tus: the restarted server asks the tus server
+/// its offset and sends the rest to the same upload (one upload on the server, never a second
+/// one started over), and the bytes arrive exact.
+#[test]
+fn killed_mid_upload_a_restarted_server_resumes_the_same_tus_upload() {
+    let (endpoint, tus_dir) = match (
+        std::env::var("TAXBRIDGE_TEST_TUS_URL"),
+        std::env::var("TAXBRIDGE_TEST_TUS_DIR"),
+    ) {
+        (Ok(url), Ok(dir)) => (url, std::path::PathBuf::from(dir)),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("TAXBRIDGE_TEST_TUS_URL must name a tus server when CI is set (scripts/test-tus.sh)")
+        }
+        _ => {
+            eprintln!("skipped: no tus server (eval \"$(scripts/test-tus.sh start)\")");
+            return;
+        }
+    };
+    let mut url = url_parts(&endpoint);
+    let proxy = slow_proxy(url.0);
+    url.0 = proxy;
+    let tus_endpoint = format!("http://{}{}", url.0, url.1);
+    let platform = platform();
+    let dir = tempfile::tempdir().expect("data dir");
+    let env = [("TAXBRIDGE_WORKER__TUS_CHUNK_BYTES", "65536".to_owned())];
+    let first = serve_with(dir.path(), &env);
+    let (token, connection) = active_connection(&first, dir.path(), &platform);
+    let bytes: Vec<u8> = (0..6 * 1024 * 1024usize)
+        .map(|i| (i.wrapping_mul(7) >> 5) as u8)
+        .collect();
+    let client_key = format!("crash-{}", std::process::id());
+    use base64::Engine;
+    let answer = post_large(
+        &first.endpoint,
+        &token,
+        &json!({
+            "query": "mutation U($c: ID!, $k: String!, $f: FileUploadInput!) { uploadConnectionFile(connectionId: $c, clientKey: $k, file: $f) { success uploadId } }",
+            "variables": { "c": connection, "k": client_key, "f": { "fileName": "return.pdf", "contentType": "application/pdf", "tusdEndpoint": tus_endpoint, "contentBase64": base64::engine::general_purpose::STANDARD.encode(&bytes) } }
+        }),
+    );
+    assert_eq!(
+        answer["data"]["uploadConnectionFile"]["success"], true,
+        "{answer}"
+    );
+    let upload = |endpoint: &str| {
+        post(endpoint, Some(&token), UPLOADS, json!({}))["me"]["workspaces"][0]["connections"][0]
+            ["uploads"][0]
+            .clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let sent_at_kill = loop {
+        let row = upload(&first.endpoint);
+        let sent = row["bytesSent"].as_u64().unwrap_or(0);
+        if sent > 0 {
+            break sent;
+        }
+        assert!(Instant::now() < deadline, "the upload never started: {row}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(first); // SIGKILL mid-file: the tus upload is left part-sent.
+    assert!(
+        sent_at_kill < bytes.len() as u64,
+        "killed after the whole file was sent"
+    );
+
+    let second = serve_with(dir.path(), &env);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let row = loop {
+        let row = upload(&second.endpoint);
+        if row["status"] == "completed" || row["status"] == "failed" {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "not finished: {row}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(row["status"], "completed", "{row}");
+    assert_eq!(row["bytesSent"], bytes.len());
+    let mine: Vec<std::path::PathBuf> = std::fs::read_dir(&tus_dir)
+        .expect("tus dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter(|p| {
+            std::fs::read(p)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .is_some_and(|info| info["metadata"]["clientKey"] == client_key.as_str())
+        })
+        .collect();
+    assert_eq!(
+        mine.len(),
+        1,
+        "one tus upload, resumed, not started over: {mine:?}"
+    );
+    let received = std::fs::read(mine[0].with_extension("")).expect("the uploaded file");
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&received)),
+        hex::encode(sha2::Sha256::digest(&bytes))
+    );
+}
+
+/// The address and path of an `http://host:port/path` URL.
+fn url_parts(url: &str) -> (std::net::SocketAddr, String) {
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    (authority.parse().expect("host:port"), format!("/{path}"))
 }

@@ -113,6 +113,47 @@ def main():
         else:
             wrong += 1
             print(f"WRONG paging: {len(page['clients'])} clients")
+        # The tus endpoint: create, two chunks, a wrong offset, HEAD, and the file listed.
+        def tus(name, method, path, headers, status, expect_headers=(), data=None):
+            nonlocal ok, wrong
+            documented = spec["paths"][next(p for p in spec["paths"] if p.startswith("/v1/uploads") and (p == path or "{uploadId}" in p and path.count("/") == 3))]
+            known = str(status) in documented[method.lower()]["responses"]
+            request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    got, got_headers = response.status, response.headers
+            except urllib.error.HTTPError as err:
+                got, got_headers = err.code, err.headers
+            missing = [h for h in expect_headers if got_headers.get(h) is None]
+            if got == status and known and not missing:
+                ok += 1
+                print(f"OK    {name}")
+            else:
+                wrong += 1
+                print(f"WRONG {name}: status {got} (documented: {known}), missing headers {missing}")
+            return got_headers
+
+        resumable = {"Tus-Resumable": "1.0.0"}
+        meta = "filename cmV0dXJuLnBkZg==,filetype YXBwbGljYXRpb24vcGRm,clientKey Y2xpZW50LTAwMDE="
+        created = tus("tus: create an upload", "POST", "/v1/uploads",
+                      {**resumable, "Upload-Length": "10", "Upload-Metadata": meta}, 201, ["Location", "Tus-Resumable"])
+        upload = (created.get("Location") or "/v1/uploads/missing").replace(base, "")
+        chunk = {**resumable, "Content-Type": "application/offset+octet-stream"}
+        tus("tus: the first chunk", "PATCH", upload, {**chunk, "Upload-Offset": "0"}, 204, ["Upload-Offset"], b"%PDF-")
+        tus("tus: a chunk at the wrong offset", "PATCH", upload, {**chunk, "Upload-Offset": "0"}, 409, [], b"xxxxx")
+        offset = tus("tus: HEAD gives the offset", "HEAD", upload, resumable, 200, ["Upload-Offset"])
+        tus("tus: the last chunk", "PATCH", upload, {**chunk, "Upload-Offset": offset.get("Upload-Offset") or "0"}, 204, ["Upload-Offset"], b"1.7\n%")
+        tus("tus: without Tus-Resumable", "POST", "/v1/uploads", {"Upload-Length": "1"}, 412)
+        tus("tus: an unknown upload", "HEAD", "/v1/uploads/nobody", resumable, 404)
+        status, listed = call(base, "/v1/clients/client-0001/files?limit=10", good)
+        files_schema = spec["paths"]["/v1/clients/{id}/files"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        names = [f.get("fileName") for f in listed.get("files", [])]
+        if status == 200 and jsonschema.Draft202012Validator(files_schema).is_valid(listed) and "return.pdf" in names:
+            ok += 1
+            print("OK    tus: the finished upload is listed among the client's files")
+        else:
+            wrong += 1
+            print(f"WRONG tus: the finished upload is not listed: {listed}")
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -10,6 +10,7 @@ documents, checking each for the success it promises. Prints one line per exampl
 with `N passed, N failed`; exits non-zero on any failure.
 """
 import argparse
+import base64
 import json
 import os
 import re
@@ -249,9 +250,50 @@ class Runner:
             rows = listed["data"]["me"]["workspaces"][0]["connections"]
             self.check("partner guide: the workspace lists the active connection",
                        any(r["id"] == connection and r["status"] == "active" for r in rows), json.dumps(listed))
+            self.pull_and_upload(token, workspace, connection, base)
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+    def pull_and_upload(self, token, workspace, connection, base):
+        """The pull pattern against the reference partner: the connection's clients, a
+        client's files, and a file sent back over tus, which then shows among the files."""
+        scope = "query Clients($workspaceId: ID!, $connectionId: ID!, $options: JSON) { me { workspaces(filters: {ids: [$workspaceId]}) { connections(filters: {ids: [$connectionId]}) { %s } } } }"
+        ids = {"workspaceId": workspace, "connectionId": connection}
+
+        def connection_of(answer):
+            return ((answer.get("data") or {}).get("me") or {"workspaces": [{"connections": [{}]}]})["workspaces"][0]["connections"][0]
+
+        clients = post(self.endpoint, {"query": scope % "clients(options: $options) { id name email phone type lastModified }",
+                                       "variables": {**ids, "options": {"limit": 5}}}, token)
+        rows = connection_of(clients).get("clients") or []
+        self.check("pull pattern: clients(options: {limit: 5}) from the reference partner",
+                   "errors" not in clients and [r["id"] for r in rows] == [f"client-000{n}" for n in range(1, 6)], json.dumps(clients))
+        files_query = scope % "clients(options: $options) { id files(options: {limit: 50}) { id fileName fileSize mimeType downloadUrl dateCreated } }"
+        files = post(self.endpoint, {"query": files_query, "variables": {**ids, "options": {"id": "client-0001"}}}, token)
+        listed = (connection_of(files).get("clients") or [{}])[0].get("files") or []
+        self.check("pull pattern: files of client-0001", "errors" not in files and len(listed) == 3, json.dumps(files))
+        content = b"%PDF-1.7 signed engagement letter"
+        sent = post(self.endpoint, {
+            "query": "mutation UploadConnectionFile($connectionId: ID!, $clientKey: String!, $file: FileUploadInput!) { uploadConnectionFile(connectionId: $connectionId, clientKey: $clientKey, file: $file) { success message uploadId } }",
+            "variables": {"connectionId": connection, "clientKey": "client-0001",
+                          "file": {"fileName": "engagement-letter.pdf", "contentType": "application/pdf",
+                                   "tusdEndpoint": f"{base}/v1/uploads", "contentBase64": base64.b64encode(content).decode()}},
+        }, token)
+        result = (sent.get("data") or {}).get("uploadConnectionFile") or {}
+        self.check("pull pattern: uploadConnectionFile is queued", result.get("success") is True, json.dumps(sent))
+        status = None
+        for _ in range(100):
+            uploads = post(self.endpoint, {"query": scope.replace(", $options: JSON", "") % "uploads { id status bytesSent totalBytes error }", "variables": ids}, token)
+            row = next((u for u in connection_of(uploads).get("uploads") or [] if u["id"] == result.get("uploadId")), {})
+            status = row.get("status")
+            if status in ("completed", "failed"):
+                break
+            time.sleep(0.1)
+        self.check("pull pattern: the upload completes over tus", status == "completed", json.dumps(row))
+        again = post(self.endpoint, {"query": files_query, "variables": {**ids, "options": {"id": "client-0001"}}}, token)
+        names = [f["fileName"] for f in ((connection_of(again).get("clients") or [{}])[0].get("files") or [])]
+        self.check("pull pattern: the sent file is among the client's files", "engagement-letter.pdf" in names, json.dumps(again))
 
     def pending_pages(self):
         for page, reason in PENDING.items():

@@ -1,6 +1,8 @@
 //! The import benchmark's file server: `GET /f/{n}` answers 10 KiB (different for each `n`),
 //! `GET /big` a file of `BIG_BYTES` bytes (default 1 GiB) streamed from memory, and
-//! `GET /v1/verify` accepts every firm (so a connection to it can be collected).
+//! `GET /v1/verify` accepts every firm (so a connection to it can be collected), and
+//! `PUT /sink` reads a body of any size and keeps nothing (the plain HTTP sink the tus upload
+//! benchmark compares with `curl -T`).
 //!   files 127.0.0.1:9100
 
 use axum::{body::Body, extract::Path, routing::get, Json, Router};
@@ -45,6 +47,16 @@ async fn big() -> axum::response::Response {
         .unwrap_or_default()
 }
 
+async fn sink(body: Body) -> String {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut total = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        total += chunk.len();
+    }
+    format!("{total}\n")
+}
+
 #[tokio::main]
 async fn main() {
     let addr = std::env::args()
@@ -53,6 +65,8 @@ async fn main() {
     let app = Router::new()
         .route("/f/{n}", get(small))
         .route("/big", get(big))
+        .route("/sink", axum::routing::put(sink))
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .route(
             "/v1/verify",
             get(|| async { Json(json!({ "firmId": "bench", "firmName": "Bench CPA" })) }),

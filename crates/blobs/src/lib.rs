@@ -258,6 +258,18 @@ impl Blobs {
         Ok(Reading { size, range, bytes })
     }
 
+    /// The bytes `range` of the blob `key`, read at once (one read for a local file, one
+    /// ranged GET for S3): for a caller that wants pieces of a known size, such as a tus upload.
+    pub async fn read_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, BlobError> {
+        self.store
+            .get_range(&self.path(key), range)
+            .await
+            .map_err(|err| match err {
+                object_store::Error::NotFound { .. } => BlobError::NotFound,
+                other => store_error(other),
+            })
+    }
+
     /// The size of the blob `key`.
     pub async fn size(&self, key: &str) -> Result<u64, BlobError> {
         Ok(self

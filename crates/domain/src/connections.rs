@@ -589,7 +589,15 @@ impl Connections {
         let Some(connection) = self.store.connection_by_id(id).await? else {
             return Ok(None);
         };
-        let secrets = self.secrets_of(&connection)?;
+        self.access_of(&connection).await.map(Some)
+    }
+
+    /// [`Self::platform_access`] of a connection already read.
+    pub(crate) async fn access_of(
+        &self,
+        connection: &Connection,
+    ) -> Result<PlatformAccess, ConnectionError> {
+        let secrets = self.secrets_of(connection)?;
         let text = |map: &serde_json::Map<String, serde_json::Value>, name: &str| {
             map.get(name).and_then(|v| v.as_str()).map(str::to_owned)
         };
@@ -600,13 +608,13 @@ impl Connections {
                 .await?
                 .and_then(|p| p.base_url),
         };
-        Ok(Some(PlatformAccess {
+        Ok(PlatformAccess {
             base_url,
             api_key: text(&secrets, "apiKey"),
             security_token: text(&secrets, "securityToken"),
             workspace_id: connection.workspace_id.to_string(),
             firm_reference: text(&connection.settings, "firmReferenceId"),
-        }))
+        })
     }
 
     /// The connection's secrets, opened.

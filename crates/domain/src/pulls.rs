@@ -169,10 +169,7 @@ impl Connections {
                 connection.status.as_str()
             )));
         }
-        let access = self
-            .platform_access(id)
-            .await?
-            .ok_or(ConnectionError::NotFound)?;
+        let access = self.access_of(&connection).await?;
         let base_url = access.base_url.clone().ok_or_else(|| {
             ConnectionError::Upstream(
                 "no base URL is known for this provider: collect again with inputs {\"baseUrl\": \"https://…\"}".into(),

@@ -240,7 +240,39 @@ impl Egress {
         if let Some(body) = body {
             request = request.body(body);
         }
-        let mut response = request.send().await.map_err(|err| self.explain(err))?;
+        let response = request.send().await.map_err(|err| self.explain(err))?;
+        self.read_answer(response).await
+    }
+
+    /// Sends one request whose body of `length` bytes streams from `body`, on the streaming
+    /// client: no limit on the whole call (a large body takes as long as it takes) but one on
+    /// each read, and no redirects. The answer is read whole, within the size cap.
+    pub async fn send_streamed<S>(
+        &self,
+        method: Method,
+        url: &str,
+        mut headers: header::HeaderMap,
+        length: u64,
+        body: S,
+    ) -> Result<Fetched, EgressError>
+    where
+        S: futures_core::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    {
+        let url = self.check(url)?;
+        headers.insert(header::CONTENT_LENGTH, header::HeaderValue::from(length));
+        let response = self
+            .streaming
+            .request(method, url)
+            .headers(headers)
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await
+            .map_err(|err| self.explain(err))?;
+        self.read_answer(response).await
+    }
+
+    /// A response's body, read whole within the size cap.
+    async fn read_answer(&self, mut response: reqwest::Response) -> Result<Fetched, EgressError> {
         let limit = self.settings.max_response_bytes;
         if response
             .content_length()

@@ -4,7 +4,9 @@
 //! - **create**: `POST <endpoint>` with `Upload-Length` and `Upload-Metadata`; the upload's URL
 //!   is the `Location` answered, resolved against the endpoint when relative.
 //! - **send**: `PATCH <upload>` with `Upload-Offset` and `Content-Type:
-//!   application/offset+octet-stream`, one chunk at a time.
+//!   application/offset+octet-stream`, one chunk at a time. A chunk's body streams from the
+//!   source a piece ([`PIECE_BYTES`]) at a time, so a large chunk costs a piece of memory, not
+//!   a chunk.
 //! - **resume**: after a broken or failed `PATCH`, `HEAD <upload>` asks the server's offset and
 //!   sending goes on from there. An upload that exists is never started over.
 //!
@@ -16,10 +18,16 @@ use crate::{Egress, EgressError};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use bytes::Bytes;
 use reqwest::{header, Method, StatusCode};
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 use url::Url;
 
 const TUS_RESUMABLE: &str = "1.0.0";
+
+/// Bytes read from the source at once while a chunk streams out.
+pub const PIECE_BYTES: usize = 1024 * 1024;
 
 /// Why an upload did not finish.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +100,7 @@ pub struct TusUpload {
 /// Where the bytes come from: any range, any number of times (a resumed upload reads again
 /// from the server's offset).
 #[async_trait::async_trait]
-pub trait Chunks: Send + Sync {
+pub trait Chunks: Send + Sync + 'static {
     async fn read(&self, offset: u64, len: usize) -> Result<Bytes, String>;
 }
 
@@ -175,19 +183,53 @@ impl TusClient {
             .ok_or_else(|| Failure::Transient("the tus server sent no Upload-Offset".into()))
     }
 
-    /// `PATCH upload` with one chunk at `offset`: the server's new offset.
-    async fn patch(&self, upload: &Url, offset: u64, chunk: Bytes) -> Result<u64, Failure> {
+    /// `PATCH upload` with the `len` bytes at `offset`, streamed from `source`: the server's
+    /// new offset. A source that fails to read ends the upload (it is no transient failure).
+    async fn patch(
+        &self,
+        upload: &Url,
+        offset: u64,
+        len: u64,
+        source: &Arc<dyn Chunks>,
+    ) -> Result<u64, Failure> {
         let mut headers = tus_headers();
         headers.insert("upload-offset", header::HeaderValue::from(offset));
         headers.insert(
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/offset+octet-stream"),
         );
-        let answer = self
+        let unreadable: Arc<Mutex<Option<String>>> = Arc::default();
+        let body = {
+            let (source, unreadable) = (source.clone(), unreadable.clone());
+            let end = offset + len;
+            futures_util::stream::unfold(offset, move |at| {
+                let (source, unreadable) = (source.clone(), unreadable.clone());
+                async move {
+                    if at >= end {
+                        return None;
+                    }
+                    let piece = usize::try_from(end - at)
+                        .unwrap_or(usize::MAX)
+                        .min(PIECE_BYTES);
+                    match source.read(at, piece).await {
+                        Ok(bytes) => Some((Ok(bytes), at + piece as u64)),
+                        Err(err) => {
+                            *unreadable.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(err.clone());
+                            Some((Err(std::io::Error::other(err)), end))
+                        }
+                    }
+                }
+            })
+        };
+        let sent = self
             .egress
-            .send(Method::PATCH, upload.as_str(), headers, Some(chunk))
-            .await
-            .map_err(from_egress)?;
+            .send_streamed(Method::PATCH, upload.as_str(), headers, len, body)
+            .await;
+        if let Some(err) = unreadable.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(Failure::Final(TusError::Source(err)));
+        }
+        let answer = sent.map_err(from_egress)?;
         match answer.status {
             StatusCode::NO_CONTENT | StatusCode::OK => offset_of(&answer.headers)
                 .ok_or_else(|| Failure::Transient("the tus server sent no Upload-Offset".into())),
@@ -216,7 +258,7 @@ impl TusClient {
     pub async fn upload(
         &self,
         spec: &TusUpload,
-        source: &dyn Chunks,
+        source: Arc<dyn Chunks>,
         resume: Option<Url>,
         progress: &(dyn Fn(&Url, u64) + Send + Sync),
     ) -> Result<Url, TusError> {
@@ -247,11 +289,8 @@ impl TusClient {
                 progress(&upload, at);
                 return Ok(upload);
             }
-            let len = usize::try_from(spec.length - at)
-                .unwrap_or(usize::MAX)
-                .min(spec.chunk_size.max(1));
-            let chunk = source.read(at, len).await.map_err(TusError::Source)?;
-            match self.patch(&upload, at, chunk).await {
+            let len = (spec.length - at).min(spec.chunk_size.max(1) as u64);
+            match self.patch(&upload, at, len, &source).await {
                 Ok(next) if next > at => {
                     retry = Retry::new(spec);
                     progress(&upload, next);

@@ -93,7 +93,7 @@ async fn a_file_arrives_byte_exact_with_its_metadata() {
     let url = client()
         .upload(
             &spec(&endpoint, data.len()),
-            &Memory(data.clone()),
+            std::sync::Arc::new(Memory(data.clone())),
             None,
             &|_, at| offsets.lock().expect("lock").push(at),
         )
@@ -229,7 +229,7 @@ async fn upload_through(fault: &'static str, len: usize) -> Option<(Arc<Proxy>, 
     let url = client()
         .upload(
             &spec(&through, len),
-            &Memory(data.clone()),
+            std::sync::Arc::new(Memory(data.clone())),
             None,
             &|_, _| {},
         )
@@ -271,7 +271,7 @@ async fn an_endpoint_on_a_refused_address_is_rejected_without_a_call() {
     let err = client()
         .upload(
             &spec("http://10.20.30.40/files", 10),
-            &Memory(file(10)),
+            std::sync::Arc::new(Memory(file(10))),
             None,
             &|_, _| {},
         )
@@ -279,6 +279,36 @@ async fn an_endpoint_on_a_refused_address_is_rejected_without_a_call() {
         .expect_err("refused");
     assert!(
         matches!(err, TusError::Rejected(ref m) if m.contains("10.20.30.40")),
+        "{err}"
+    );
+}
+
+/// A source that fails after its first MiB.
+struct Failing;
+
+#[async_trait::async_trait]
+impl Chunks for Failing {
+    async fn read(&self, offset: u64, len: usize) -> Result<Bytes, String> {
+        if offset >= taxbridge_outbound::tus::PIECE_BYTES as u64 {
+            return Err("the stored file is gone".into());
+        }
+        Ok(Bytes::from(vec![1u8; len]))
+    }
+}
+
+#[tokio::test]
+async fn a_source_that_cannot_be_read_ends_the_upload_at_once() {
+    let Some((endpoint, _)) = server() else {
+        return;
+    };
+    let mut spec = spec(&endpoint, 3 * 1024 * 1024);
+    spec.chunk_size = 3 * 1024 * 1024;
+    let err = client()
+        .upload(&spec, std::sync::Arc::new(Failing), None, &|_, _| {})
+        .await
+        .expect_err("the source failed");
+    assert!(
+        matches!(err, TusError::Source(ref m) if m.contains("gone")),
         "{err}"
     );
 }

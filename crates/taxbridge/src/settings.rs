@@ -68,7 +68,8 @@ pub struct WorkerSettings {
     /// How long a task's claim lasts unrenewed (at most 30): how soon another worker takes over
     /// the tasks of one that died.
     pub lease_seconds: u64,
-    /// Bytes sent per tus `PATCH` when uploading a file to a provider (at least 64 KiB).
+    /// Bytes sent per tus `PATCH` when uploading a file to a provider (at least 64 KiB; each is
+    /// streamed from storage, so a large one costs no memory).
     pub tus_chunk_bytes: usize,
 }
 
@@ -78,7 +79,7 @@ impl Default for WorkerSettings {
             concurrency: 8,
             max_file_bytes: 1024 * 1024 * 1024,
             lease_seconds: 30,
-            tus_chunk_bytes: 8 * 1024 * 1024,
+            tus_chunk_bytes: 64 * 1024 * 1024,
         }
     }
 }

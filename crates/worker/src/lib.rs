@@ -7,8 +7,8 @@
 //! stops its running tasks and hands their leases back, so another worker starts them at once
 //! rather than after the lease.
 //!
-//! A task kind is a [`Handler`]; the download of push-import artifacts ([`download`]) is the
-//! first.
+//! A task kind is a [`Handler`]: the download of push-import artifacts ([`download`]) and the
+//! tus upload of files sent to a provider ([`upload`]).
 
 pub mod download;
 mod metrics;

@@ -10,8 +10,7 @@
 
 use crate::{Handler, Outcome, MAX_CLAIMS};
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use bytes::Bytes;
 use std::{
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -33,7 +32,7 @@ use taxbridge_outbound::{
 
 #[derive(Clone, Debug)]
 pub struct UploadSettings {
-    /// Bytes sent per `PATCH` (default 8 MiB).
+    /// Bytes sent per `PATCH` (default 64 MiB), streamed from storage a MiB at a time.
     pub chunk_bytes: usize,
     /// Failed requests in a row before the upload is recorded as failed.
     pub attempts: u32,
@@ -46,7 +45,7 @@ pub struct UploadSettings {
 impl Default for UploadSettings {
     fn default() -> Self {
         Self {
-            chunk_bytes: 8 * 1024 * 1024,
+            chunk_bytes: 64 * 1024 * 1024,
             attempts: 6,
             first_retry: Duration::from_secs(1),
             progress_every: Duration::from_millis(500),
@@ -80,32 +79,30 @@ impl UploadHandler {
     }
 }
 
-/// A blob read by ranges: each chunk is one ranged read.
-struct BlobChunks<'a> {
-    blobs: &'a Blobs,
-    key: &'a str,
+/// A blob read by ranges, one ranged read per piece of a streamed chunk. `read_to` is how far
+/// the upload has read: what it has sent, give or take the bytes in flight.
+struct BlobChunks {
+    blobs: Blobs,
+    key: String,
+    read_to: Arc<AtomicU64>,
 }
 
 #[async_trait]
-impl Chunks for BlobChunks<'_> {
+impl Chunks for BlobChunks {
     async fn read(&self, offset: u64, len: usize) -> Result<Bytes, String> {
-        let reading = self
+        let chunk = self
             .blobs
-            .read(self.key, Some(offset..offset + len as u64))
+            .read_range(&self.key, offset..offset + len as u64)
             .await
             .map_err(|err| err.to_string())?;
-        let mut chunk = BytesMut::with_capacity(len);
-        let mut bytes = reading.bytes;
-        while let Some(part) = bytes.next().await {
-            chunk.extend_from_slice(&part.map_err(|err| err.to_string())?);
-        }
         if chunk.len() != len {
             return Err(format!(
                 "the stored file ended after {} of {len} bytes at offset {offset}",
                 chunk.len()
             ));
         }
-        Ok(chunk.freeze())
+        self.read_to.store(offset + len as u64, Ordering::Relaxed);
+        Ok(chunk)
     }
 }
 
@@ -195,15 +192,18 @@ impl UploadHandler {
         owner: &Owner,
         url: Url,
     ) -> Result<bool, TusError> {
-        let source = BlobChunks {
-            blobs: &self.blobs,
-            key: &upload.blob_key,
-        };
-        let sent = AtomicU64::new(0);
-        let on_progress = |_: &Url, n: u64| sent.store(n, Ordering::Relaxed);
+        let read_to = Arc::new(AtomicU64::new(0));
+        let source = Arc::new(BlobChunks {
+            blobs: self.blobs.clone(),
+            key: upload.blob_key.clone(),
+            read_to: read_to.clone(),
+        });
+        // The server's offset after each chunk; between them, how far the chunk has streamed.
+        let acknowledged = AtomicU64::new(0);
+        let on_progress = |_: &Url, n: u64| acknowledged.store(n, Ordering::Relaxed);
         let sending = self
             .client
-            .upload(spec, &source, Some(url.clone()), &on_progress);
+            .upload(spec, source, Some(url.clone()), &on_progress);
         tokio::pin!(sending);
         let mut ticker = tokio::time::interval(self.settings.progress_every);
         let mut written = 0;
@@ -211,7 +211,10 @@ impl UploadHandler {
             tokio::select! {
                 outcome = &mut sending => return outcome.map(|_| true),
                 _ = ticker.tick() => {
-                    let now = sent.load(Ordering::Relaxed);
+                    let now = acknowledged
+                        .load(Ordering::Relaxed)
+                        .max(read_to.load(Ordering::Relaxed))
+                        .min(upload.total_bytes);
                     if now != written {
                         if !self.progress(upload, task, owner, url.as_str(), now).await {
                             return Ok(false);

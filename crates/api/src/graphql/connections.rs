@@ -89,7 +89,7 @@ impl ProviderConnection {
         &self,
         ctx: &Context<'_>,
         options: Option<Json<serde_json::Value>>,
-    ) -> Result<Option<Vec<super::pulls::ConnectionClient>>, ApiError> {
+    ) -> Result<Option<super::pulls::ClientPage>, ApiError> {
         super::pulls::clients_of(ctx, &self.id, options).await
     }
 

@@ -7,10 +7,16 @@
 //! query over many connections or clients is neither serial nor a flood on one platform, and
 //! [`MAX_PULLS`] bounds how many one request may make.
 
-use super::{request, services, Date};
+use super::{
+    plain_list::{resolve_items, PlainField, PlainFields},
+    request, services, Date,
+};
 use crate::error::ApiError;
-use async_graphql::{ComplexObject, Context, Json, SimpleObject};
-use std::{future::Future, sync::Arc};
+use async_graphql::{
+    parser::types::Field, registry::Registry, ComplexObject, Context, ContextSelectionSet,
+    InputType, Json, OutputType, Positioned, ServerResult, SimpleObject, Value,
+};
+use std::{borrow::Cow, future::Future, sync::Arc};
 use taxbridge_domain::{
     ids::ConnectionId,
     pulls::{PlatformClient, PlatformFile, PullQuery, Puller},
@@ -49,7 +55,7 @@ pub async fn clients_of(
     ctx: &Context<'_>,
     connection_id: &str,
     options: Option<Json<serde_json::Value>>,
-) -> Result<Option<Vec<ConnectionClient>>, ApiError> {
+) -> Result<Option<ClientPage>, ApiError> {
     let query = PullQuery::parse(options.as_ref().map(|j| &j.0), true)?;
     let connections = &services(ctx).connections;
     let puller = Arc::new(
@@ -61,12 +67,51 @@ pub async fn clients_of(
         Ok(connections.pull_clients(&puller, &query).await?)
     })
     .await?;
-    Ok(Some(
+    Ok(Some(ClientPage(
         clients
             .into_iter()
             .map(|client| ConnectionClient::new(client, puller.clone()))
             .collect(),
-    ))
+    )))
+}
+
+/// `clients`, served as `[ConnectionClient!]`: a page of up to 500 selecting only stored
+/// fields is built without a future per field (see `plain_list`); one that selects `files`
+/// goes through the resolvers.
+pub struct ClientPage(Vec<ConnectionClient>);
+
+impl OutputType for ClientPage {
+    fn type_name() -> Cow<'static, str> {
+        <Vec<ConnectionClient> as OutputType>::type_name()
+    }
+
+    fn qualified_type_name() -> String {
+        <Vec<ConnectionClient> as OutputType>::qualified_type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        <Vec<ConnectionClient> as OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        resolve_items(ctx, field, &self.0).await
+    }
+}
+
+impl PlainFields for ConnectionClient {
+    const TYPE_NAME: &'static str = "ConnectionClient";
+    const FIELDS: &'static [PlainField<Self>] = &[
+        ("id", |c| Value::String(c.id.clone())),
+        ("name", |c| c.name.to_value()),
+        ("email", |c| c.email.to_value()),
+        ("phone", |c| c.phone.to_value()),
+        ("type", |c| c.kind.to_value()),
+        ("lastModified", |c| c.last_modified.to_value()),
+    ];
 }
 
 #[derive(SimpleObject)]
@@ -138,6 +183,29 @@ impl From<PlatformFile> for ConnectionFile {
             mime_type: file.mime_type,
             download_url: file.download_url,
             date_created: file.date_created.map(Into::into),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every plain field is a field of the served type.
+    #[test]
+    fn plain_fields_name_the_served_type_and_its_fields() {
+        assert_eq!(
+            <ConnectionClient as OutputType>::type_name(),
+            ConnectionClient::TYPE_NAME
+        );
+        let sdl = crate::sdl();
+        let served = sdl
+            .split("type ConnectionClient {")
+            .nth(1)
+            .and_then(|rest| rest.split('}').next())
+            .expect("ConnectionClient in the SDL");
+        for (name, _) in ConnectionClient::FIELDS {
+            assert!(served.contains(&format!("\t{name}: ")), "{name}");
         }
     }
 }

@@ -17,21 +17,7 @@ use taxbridge_outbound::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn server() -> Option<(String, std::path::PathBuf)> {
-    match (
-        std::env::var("TAXBRIDGE_TEST_TUS_URL"),
-        std::env::var("TAXBRIDGE_TEST_TUS_DIR"),
-    ) {
-        (Ok(url), Ok(dir)) => Some((url, dir.into())),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("TAXBRIDGE_TEST_TUS_URL must name a tus server when CI is set (scripts/test-tus.sh)")
-        }
-        _ => {
-            eprintln!("skipped: no tus server (eval \"$(scripts/test-tus.sh start)\")");
-            None
-        }
-    }
-}
+use taxbridge_testkit::tus_server as server;
 
 fn client() -> TusClient {
     TusClient::new(

@@ -508,18 +508,8 @@ const UPLOADS: &str =
 /// one started over), and the bytes arrive exact.
 #[test]
 fn killed_mid_upload_a_restarted_server_resumes_the_same_tus_upload() {
-    let (endpoint, tus_dir) = match (
-        std::env::var("TAXBRIDGE_TEST_TUS_URL"),
-        std::env::var("TAXBRIDGE_TEST_TUS_DIR"),
-    ) {
-        (Ok(url), Ok(dir)) => (url, std::path::PathBuf::from(dir)),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("TAXBRIDGE_TEST_TUS_URL must name a tus server when CI is set (scripts/test-tus.sh)")
-        }
-        _ => {
-            eprintln!("skipped: no tus server (eval \"$(scripts/test-tus.sh start)\")");
-            return;
-        }
+    let Some((endpoint, tus_dir)) = taxbridge_testkit::tus_server() else {
+        return;
     };
     let mut url = url_parts(&endpoint);
     let proxy = slow_proxy(url.0);

@@ -124,3 +124,22 @@ pub async fn drop_table(url: &str, table: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The official tus server that `scripts/test-tus.sh` started: its endpoint and the folder its
+/// file store writes to. `None` (the test skips) when none is named, except under CI (`CI`
+/// set), where a missing server is a failure.
+pub fn tus_server() -> Option<(String, std::path::PathBuf)> {
+    match (
+        std::env::var("TAXBRIDGE_TEST_TUS_URL"),
+        std::env::var("TAXBRIDGE_TEST_TUS_DIR"),
+    ) {
+        (Ok(url), Ok(dir)) => Some((url, dir.into())),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("TAXBRIDGE_TEST_TUS_URL must name a tus server when CI is set (scripts/test-tus.sh)")
+        }
+        _ => {
+            eprintln!("skipped: no tus server (eval \"$(scripts/test-tus.sh start)\")");
+            None
+        }
+    }
+}

@@ -5,15 +5,11 @@
 use super::{
     caller,
     lists::{page, SortBy},
-    plain_list::{resolve_items, PlainField, PlainFields},
+    plain_list::{PlainField, PlainFields, PlainList},
     services, Date,
 };
 use crate::error::ApiError;
-use async_graphql::{
-    parser::types::Field, registry::Registry, Context, ContextSelectionSet, InputObject, InputType,
-    Json, Object, OutputType, Positioned, ServerResult, SimpleObject, Value, ID,
-};
-use std::borrow::Cow;
+use async_graphql::{Context, InputObject, InputType, Json, Object, SimpleObject, Value, ID};
 use taxbridge_domain::{
     connections::{ConnectionFilters as DomainFilters, ConnectionStatus, ConnectionView},
     ids::ConnectionId,
@@ -154,29 +150,7 @@ impl PlainFields for ProviderConnection {
 }
 
 /// `Workspace.connections`, served as `[ProviderConnection!]!`.
-pub struct ConnectionPage(Vec<ProviderConnection>);
-
-impl OutputType for ConnectionPage {
-    fn type_name() -> Cow<'static, str> {
-        <Vec<ProviderConnection> as OutputType>::type_name()
-    }
-
-    fn qualified_type_name() -> String {
-        <Vec<ProviderConnection> as OutputType>::qualified_type_name()
-    }
-
-    fn create_type_info(registry: &mut Registry) -> String {
-        <Vec<ProviderConnection> as OutputType>::create_type_info(registry)
-    }
-
-    async fn resolve(
-        &self,
-        ctx: &ContextSelectionSet<'_>,
-        field: &Positioned<Field>,
-    ) -> ServerResult<Value> {
-        resolve_items(ctx, field, &self.0).await
-    }
-}
+pub type ConnectionPage = PlainList<ProviderConnection>;
 
 #[derive(InputObject, Default)]
 pub struct ConnectionFilters {
@@ -255,7 +229,7 @@ pub async fn of_workspace(
         .connections
         .list(access, &filters, page)
         .await?;
-    Ok(ConnectionPage(views.into_iter().map(Into::into).collect()))
+    Ok(PlainList(views.into_iter().map(Into::into).collect()))
 }
 
 #[derive(Default)]
@@ -334,24 +308,8 @@ impl ConnectionMutation {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    /// Every plain field is a field of the served type, so the fast path can never answer a
-    /// name the schema does not have.
     #[test]
     fn plain_fields_name_the_served_type_and_its_fields() {
-        assert_eq!(
-            <ProviderConnection as OutputType>::type_name(),
-            ProviderConnection::TYPE_NAME
-        );
-        let sdl = crate::sdl();
-        let served = sdl
-            .split("type ProviderConnection {")
-            .nth(1)
-            .and_then(|rest| rest.split('}').next())
-            .expect("ProviderConnection in the SDL");
-        for (name, _) in ProviderConnection::FIELDS {
-            assert!(served.contains(&format!("\t{name}: ")), "{name}");
-        }
+        super::super::plain_list::assert_plain_fields_are_served::<super::ProviderConnection>();
     }
 }

@@ -56,6 +56,32 @@ pub(crate) fn selects_only_plain<T: PlainFields>(ctx: &Context<'_>) -> bool {
     plan_selection::<T>(&items, items.item, &mut plan)
 }
 
+/// A list field's value served as `[T!]!` (or `[T!]` inside an `Option`) through
+/// [`resolve_items`]: what a resolver returns instead of `Vec<T>` to get the fast path.
+pub(crate) struct PlainList<T>(pub Vec<T>);
+
+impl<T: PlainFields + OutputType> OutputType for PlainList<T> {
+    fn type_name() -> std::borrow::Cow<'static, str> {
+        <Vec<T> as OutputType>::type_name()
+    }
+
+    fn qualified_type_name() -> String {
+        <Vec<T> as OutputType>::qualified_type_name()
+    }
+
+    fn create_type_info(registry: &mut async_graphql::registry::Registry) -> String {
+        <Vec<T> as OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        resolve_items(ctx, field, &self.0).await
+    }
+}
+
 /// Resolves `items` as `[T!]!`: built directly when the selection is all plain, by
 /// async-graphql's list resolver otherwise.
 pub(crate) async fn resolve_items<T: PlainFields + OutputType>(
@@ -162,5 +188,21 @@ fn plain_value<T: PlainFields>(item: &T, plan: &[Planned<'_>]) -> Value {
         Value::Null
     } else {
         Value::Object(object)
+    }
+}
+
+/// For each type's tests: every plain field is a field of the served type, so the fast path
+/// can never answer a name the schema does not have.
+#[cfg(test)]
+pub(crate) fn assert_plain_fields_are_served<T: PlainFields + OutputType>() {
+    assert_eq!(<T as OutputType>::type_name(), T::TYPE_NAME);
+    let sdl = crate::sdl();
+    let served = sdl
+        .split(&format!("type {} {{", T::TYPE_NAME))
+        .nth(1)
+        .and_then(|rest| rest.split('}').next())
+        .unwrap_or_else(|| panic!("{} in the SDL", T::TYPE_NAME));
+    for (name, _) in T::FIELDS {
+        assert!(served.contains(&format!("\t{name}: ")), "{name}");
     }
 }

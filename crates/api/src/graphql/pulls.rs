@@ -8,15 +8,12 @@
 //! [`MAX_PULLS`] bounds how many one request may make.
 
 use super::{
-    plain_list::{resolve_items, PlainField, PlainFields},
+    plain_list::{PlainField, PlainFields, PlainList},
     request, services, Date,
 };
 use crate::error::ApiError;
-use async_graphql::{
-    parser::types::Field, registry::Registry, ComplexObject, Context, ContextSelectionSet,
-    InputType, Json, OutputType, Positioned, ServerResult, SimpleObject, Value,
-};
-use std::{borrow::Cow, future::Future, sync::Arc};
+use async_graphql::{ComplexObject, Context, InputType, Json, SimpleObject, Value};
+use std::{future::Future, sync::Arc};
 use taxbridge_domain::{
     ids::ConnectionId,
     pulls::{PlatformClient, PlatformFile, PullQuery, Puller},
@@ -67,7 +64,7 @@ pub async fn clients_of(
         Ok(connections.pull_clients(&puller, &query).await?)
     })
     .await?;
-    Ok(Some(ClientPage(
+    Ok(Some(PlainList(
         clients
             .into_iter()
             .map(|client| ConnectionClient::new(client, puller.clone()))
@@ -78,29 +75,7 @@ pub async fn clients_of(
 /// `clients`, served as `[ConnectionClient!]`: a page of up to 500 selecting only stored
 /// fields is built without a future per field (see `plain_list`); one that selects `files`
 /// goes through the resolvers.
-pub struct ClientPage(Vec<ConnectionClient>);
-
-impl OutputType for ClientPage {
-    fn type_name() -> Cow<'static, str> {
-        <Vec<ConnectionClient> as OutputType>::type_name()
-    }
-
-    fn qualified_type_name() -> String {
-        <Vec<ConnectionClient> as OutputType>::qualified_type_name()
-    }
-
-    fn create_type_info(registry: &mut Registry) -> String {
-        <Vec<ConnectionClient> as OutputType>::create_type_info(registry)
-    }
-
-    async fn resolve(
-        &self,
-        ctx: &ContextSelectionSet<'_>,
-        field: &Positioned<Field>,
-    ) -> ServerResult<Value> {
-        resolve_items(ctx, field, &self.0).await
-    }
-}
+pub type ClientPage = PlainList<ConnectionClient>;
 
 impl PlainFields for ConnectionClient {
     const TYPE_NAME: &'static str = "ConnectionClient";
@@ -189,23 +164,8 @@ impl From<PlatformFile> for ConnectionFile {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    /// Every plain field is a field of the served type.
     #[test]
     fn plain_fields_name_the_served_type_and_its_fields() {
-        assert_eq!(
-            <ConnectionClient as OutputType>::type_name(),
-            ConnectionClient::TYPE_NAME
-        );
-        let sdl = crate::sdl();
-        let served = sdl
-            .split("type ConnectionClient {")
-            .nth(1)
-            .and_then(|rest| rest.split('}').next())
-            .expect("ConnectionClient in the SDL");
-        for (name, _) in ConnectionClient::FIELDS {
-            assert!(served.contains(&format!("\t{name}: ")), "{name}");
-        }
+        super::super::plain_list::assert_plain_fields_are_served::<super::ConnectionClient>();
     }
 }

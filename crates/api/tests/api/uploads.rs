@@ -8,6 +8,7 @@ use crate::support::{Gql, TestApp, UPLOAD_CHUNK_BYTES};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use serde_json::{json, Value};
 use sha2::Digest;
+use taxbridge_testkit::tus_server;
 
 taxbridge_testkit::per_database!(
     crate::imports::spawn;
@@ -28,22 +29,6 @@ const UPLOAD: &str = "mutation UploadConnectionFile($connectionId: ID!, $clientK
 }";
 
 const UPLOADS: &str = "query($w: ID!, $c: ID!) { me { workspaces(filters: {ids: [$w]}) { connections(filters: {ids: [$c]}) { uploads { id clientKey fileName status bytesSent totalBytes error createdAt updatedAt } } } } }";
-
-fn tus_server() -> Option<(String, std::path::PathBuf)> {
-    match (
-        std::env::var("TAXBRIDGE_TEST_TUS_URL"),
-        std::env::var("TAXBRIDGE_TEST_TUS_DIR"),
-    ) {
-        (Ok(url), Ok(dir)) => Some((url, dir.into())),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("TAXBRIDGE_TEST_TUS_URL must name a tus server when CI is set (scripts/test-tus.sh)")
-        }
-        _ => {
-            eprintln!("skipped: no tus server (eval \"$(scripts/test-tus.sh start)\")");
-            None
-        }
-    }
-}
 
 /// A partner's workspace with an active connection: (token, workspace, connection).
 async fn setup(app: &TestApp) -> (String, String, String) {

@@ -2,8 +2,8 @@
 # Runs every check Taxbridge has, as CI does: formatting, lints, the committed schema, the test
 # suites on SQLite and on a throwaway PostgreSQL, and the doc pages' example programs against a
 # real server, and graphql-http's GraphQL-over-HTTP audit of a live server. Installs what it needs
-# (PostgreSQL, SeaweedFS for the S3 tests, the official tus server, the TypeScript compiler and
-# graphql-http from npm, Python requests).
+# (PostgreSQL, SeaweedFS for the S3 tests, the official tus server, Chromium and chromedriver for
+# the browser tests, the TypeScript compiler and graphql-http from npm, Python requests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,8 @@ step() { printf '\n==> %s\n' "$*"; }
 step "tools"
 python3 -c 'import requests, yaml, jsonschema' 2>/dev/null || python3 -m pip install --quiet requests pyyaml jsonschema
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+# A real headless browser for the web pages' tests (Debian's chromium and its WebDriver).
+command -v chromedriver >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
 (cd scripts/seeds && npm ci --no-audit --no-fund --loglevel=error)
 eval "$(scripts/test-postgres.sh start)"
 eval "$(scripts/test-s3.sh start)"

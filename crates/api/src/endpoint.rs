@@ -22,7 +22,6 @@ use crate::{
     http::{refuse, request_id, AppState},
 };
 use async_graphql::{
-    http::GraphiQLSource,
     parser::types::{DocumentOperations, ExecutableDocument, OperationType},
     ServerError,
 };
@@ -30,7 +29,7 @@ use axum::{
     body::Body,
     extract::{ConnectInfo, Query, Request, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
 };
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
@@ -192,7 +191,7 @@ pub(crate) async fn get(State(state): State<Arc<AppState>>, request: Request) ->
         }
     };
     let Some(query) = params.query else {
-        return graphiql();
+        return crate::graphiql::page();
     };
     let media = match Media::negotiate(headers) {
         Ok(media) => media,
@@ -214,16 +213,6 @@ pub(crate) async fn get(State(state): State<Arc<AppState>>, request: Request) ->
         }
     }
     run(&state, headers, client, request, media, true, false).await
-}
-
-fn graphiql() -> Response {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("Taxbridge GraphiQL")
-            .finish(),
-    )
-    .into_response()
 }
 
 fn bad_request(message: String) -> Refused {

@@ -60,6 +60,10 @@ pub fn router(settings: &ApiSettings, services: Arc<Services>) -> (Router, Arc<R
     });
     let router = Router::new()
         .route("/graphql", get(endpoint::get).post(endpoint::post))
+        .route(
+            &format!("{}/{{name}}", crate::graphiql::ASSETS),
+            get(crate::graphiql::asset),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -11,6 +11,7 @@ mod documents;
 mod endpoint;
 pub mod error;
 mod files;
+mod graphiql;
 pub mod graphql;
 mod http;
 mod metrics;

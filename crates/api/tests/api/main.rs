@@ -3,6 +3,7 @@
 //! harness is built once.
 
 mod bad_input;
+mod browser;
 mod connections;
 mod identity;
 mod imports;

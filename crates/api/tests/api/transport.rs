@@ -309,12 +309,62 @@ async fn health_readiness_and_metrics_answer(app: TestApp) {
     );
 }
 
+/// GraphiQL comes whole from the gateway: the page, and every script and stylesheet it names,
+/// from this origin, under a policy that allows no other.
 async fn get_on_graphql_serves_graphiql(app: TestApp) {
     let page = app.http.get(&app.endpoint).send().await.expect("get");
     assert_eq!(page.status(), 200);
-    let html = page.text().await.expect("html");
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(
-        html.contains("graphiql") && html.contains("/graphql"),
-        "{html}"
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
     );
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let html = page.text().await.expect("html");
+    let assets: Vec<String> = html
+        .split(['"', '\''])
+        .filter(|part| part.starts_with("/assets/"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(assets.len(), 6, "{html}");
+    for asset in &assets {
+        let got = app
+            .http
+            .get(format!("{}{asset}", app.base))
+            .send()
+            .await
+            .expect("asset");
+        assert_eq!(got.status(), 200, "{asset}");
+        let kind = got.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            (asset.ends_with(".js") && kind.starts_with("text/javascript"))
+                || (asset.ends_with(".css") && kind.starts_with("text/css")),
+            "{asset}: {kind}"
+        );
+        assert_eq!(got.headers()["x-content-type-options"], "nosniff");
+        assert!(!got.bytes().await.expect("body").is_empty());
+    }
+    let init = app
+        .http
+        .get(format!("{}{}", app.base, assets[5]))
+        .send()
+        .await
+        .expect("init")
+        .text()
+        .await
+        .expect("text");
+    assert!(init.contains("/graphql"), "{init}");
+    let missing = app
+        .http
+        .get(format!("{}/assets/graphiql/3.9.0/secrets.toml", app.base))
+        .send()
+        .await
+        .expect("missing");
+    assert_eq!(missing.status(), 404);
 }

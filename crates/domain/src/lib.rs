@@ -31,4 +31,5 @@ pub mod tokens;
 pub mod ttl_map;
 pub mod uploads;
 pub mod usage;
+pub mod web;
 pub mod workspaces;

@@ -31,6 +31,7 @@ taxbridge_testkit::per_database!(
     answers_over_the_size_cap_are_refused,
     wrong_api_keys_are_rate_limited_after_twenty_failures,
     requests_past_a_keys_quota_answer_429,
+    large_bodies_are_read_only_for_uploads_and_stalls_free_their_slots,
 );
 
 /// A server with short connection deadlines and small quotas, so the limits show in seconds.
@@ -142,6 +143,41 @@ async fn a_body_that_stalls_answers_408(app: TestApp) {
         json_body(&answer)["errors"][0]["extensions"]["code"],
         "REQUEST_TIMEOUT"
     );
+    assert_healthy(&app).await;
+}
+
+/// A body over the usual limit is read only when it may be an `uploadConnectionFile` (a
+/// bearer token, a declared length within the upload limit), at most four at a time; bodies
+/// that then stall answer 408 or 503 and give their slots back.
+async fn large_bodies_are_read_only_for_uploads_and_stalls_free_their_slots(app: TestApp) {
+    let large = 8 * 1024 * 1024; // over this server's 4 MiB, within the upload limit
+    for (request, status) in [
+        (format!("POST /graphql HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {large}\r\n\r\n{{"), "413"),
+        (format!("POST /graphql HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nAuthorization: Bearer x\r\nContent-Length: {}\r\n\r\n{{", 64 * 1024 * 1024), "413"),
+    ] {
+        let answer = raw_exchange(&app, request.as_bytes()).await;
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{answer}");
+    }
+    let stalled = format!("POST /graphql HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nAuthorization: Bearer x\r\nContent-Length: {large}\r\n\r\n{{\"query\":");
+    let answers =
+        futures_util::future::join_all((0..6).map(|_| raw_exchange(&app, stalled.as_bytes())))
+            .await;
+    for answer in &answers {
+        assert!(
+            answer.starts_with("HTTP/1.1 408") || answer.starts_with("HTTP/1.1 503"),
+            "{answer}"
+        );
+    }
+    assert!(
+        answers
+            .iter()
+            .filter(|a| a.starts_with("HTTP/1.1 408"))
+            .count()
+            >= 4
+    );
+    // The slots are back: a stalled large body is read (and times out) again.
+    let again = raw_exchange(&app, stalled.as_bytes()).await;
+    assert!(again.starts_with("HTTP/1.1 408"), "{again}");
     assert_healthy(&app).await;
 }
 

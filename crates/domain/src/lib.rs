@@ -23,6 +23,7 @@ pub mod imports;
 pub mod lists;
 pub mod providers;
 pub mod pulls;
+pub mod sign_in;
 pub mod store;
 pub mod tasks;
 pub mod text;

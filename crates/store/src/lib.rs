@@ -23,6 +23,7 @@ mod imports;
 mod listing;
 mod members;
 mod read;
+mod sign_in;
 mod tasks;
 mod uploads;
 mod usage;

@@ -39,6 +39,7 @@ pub(crate) struct AppState {
     pub(crate) limits: QueryLimits,
     /// Slots for bodies over `max_body_bytes` (`uploadConnectionFile`'s inline files).
     pub(crate) large_bodies: tokio::sync::Semaphore,
+    pub(crate) sign_in_limits: crate::rate_limits::SignInLimits,
 }
 
 /// The routes, and the rate limits they enforce (the caller forgets idle keys now and then).
@@ -57,6 +58,7 @@ pub fn router(settings: &ApiSettings, services: Arc<Services>) -> (Router, Arc<R
         documents: ParsedQueries::default(),
         limits: settings.query_limits,
         large_bodies: tokio::sync::Semaphore::const_new(crate::endpoint::LARGE_BODIES_AT_ONCE),
+        sign_in_limits: crate::rate_limits::SignInLimits::default(),
     });
     let router = Router::new()
         .route("/graphql", get(endpoint::get).post(endpoint::post))
@@ -64,6 +66,18 @@ pub fn router(settings: &ApiSettings, services: Arc<Services>) -> (Router, Arc<R
             &format!("{}/{{name}}", crate::graphiql::ASSETS),
             get(crate::graphiql::asset),
         )
+        .route(
+            "/sign-in",
+            get(crate::pages::sign_in_page).post(crate::pages::send_code),
+        )
+        .route(
+            "/sign-in/code",
+            axum::routing::post(crate::pages::check_code),
+        )
+        .route("/sign-out", axum::routing::post(crate::pages::sign_out))
+        .route("/w/redirect/", get(crate::pages::workspace_redirect))
+        .route("/w/redirect/{*rest}", get(crate::pages::workspace_redirect))
+        .route("/w/{slug}", get(crate::pages::workspace_page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

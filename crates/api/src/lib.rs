@@ -15,6 +15,7 @@ mod graphiql;
 pub mod graphql;
 mod http;
 mod metrics;
+mod pages;
 mod rate_limits;
 mod server;
 
@@ -40,6 +41,8 @@ pub struct Services {
     pub connections: Arc<Connections>,
     pub imports: Arc<Imports>,
     pub uploads: Arc<taxbridge_domain::uploads::Uploads>,
+    /// Signing in to the web pages.
+    pub sign_in: Arc<taxbridge_domain::sign_in::SignIn>,
     /// Where artifacts' bytes live.
     pub blobs: taxbridge_blobs::Blobs,
     /// The largest file `PUT /uploads/artifacts/{id}` accepts.

@@ -164,9 +164,67 @@ impl RateLimits {
     }
 }
 
+/// Sign-in attempts (asking for a code, trying one), per address and per email: enough for a
+/// person who mistypes, too few to try a million codes or to flood an inbox.
+pub struct SignInLimits {
+    by_address: DefaultKeyedRateLimiter<IpAddr>,
+    by_email: DefaultKeyedRateLimiter<String>,
+}
+
+impl Default for SignInLimits {
+    fn default() -> Self {
+        Self {
+            by_address: RateLimiter::dashmap(Quota::per_minute(nonzero(30))),
+            by_email: RateLimiter::dashmap(Quota::per_minute(nonzero(2)).allow_burst(nonzero(10))),
+        }
+    }
+}
+
+impl SignInLimits {
+    /// Counts one attempt; `Err(seconds to wait)` when the address or the email is over.
+    pub fn attempt(&self, address: IpAddr, email: &str) -> Result<(), u64> {
+        let by_address = self.by_address.check_key(&address).map_err(|not_until| {
+            whole_seconds(not_until.wait_time_from(self.by_address.clock().now()))
+        });
+        let by_email = self
+            .by_email
+            .check_key(&email.to_owned())
+            .map_err(|not_until| {
+                whole_seconds(not_until.wait_time_from(self.by_email.clock().now()))
+            });
+        by_address.and(by_email)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sign_in_attempts_are_limited_per_email_and_per_address() {
+        let limits = SignInLimits::default();
+        let home: IpAddr = "192.0.2.1".parse().expect("ip");
+        for _ in 0..10 {
+            assert!(limits.attempt(home, "jane@smithcpa.com").is_ok());
+        }
+        let wait = limits
+            .attempt(home, "jane@smithcpa.com")
+            .expect_err("the email's burst is spent");
+        assert!(wait >= 1);
+        // Another email from elsewhere is not held back by Jane's.
+        let elsewhere: IpAddr = "198.51.100.7".parse().expect("ip");
+        assert!(limits.attempt(elsewhere, "sam@smithcpa.com").is_ok());
+        // One address trying many emails runs out too.
+        let busy: IpAddr = "203.0.113.9".parse().expect("ip");
+        let refused = (0..40)
+            .filter(|n| {
+                limits
+                    .attempt(busy, &format!("user{n}@example.com"))
+                    .is_err()
+            })
+            .count();
+        assert!(refused >= 9, "{refused}");
+    }
 
     fn limits(settings: RateLimitSettings) -> RateLimits {
         let counter =

@@ -338,7 +338,15 @@ impl Workspaces {
         caller: &Caller,
         id: &str,
     ) -> Result<WorkspaceAccess, WorkspaceError> {
-        let account = caller.account();
+        self.reach_as(caller.account(), id).await
+    }
+
+    /// [`reach`](Self::reach) for an account (a signed-in web user, who holds no API key).
+    pub async fn reach_as(
+        &self,
+        account: &Account,
+        id: &str,
+    ) -> Result<WorkspaceAccess, WorkspaceError> {
         let found = self
             .store
             .workspace_with_role(&WorkspaceId::from_string(id), &account.id)
@@ -556,9 +564,19 @@ impl Workspaces {
         filters: &WorkspaceFilters,
         page: Page,
     ) -> Result<Vec<Workspace>, WorkspaceError> {
+        self.list_for(caller.account(), filters, page).await
+    }
+
+    /// [`list`](Self::list) for an account (a signed-in web user).
+    pub async fn list_for(
+        &self,
+        account: &Account,
+        filters: &WorkspaceFilters,
+        page: Page,
+    ) -> Result<Vec<Workspace>, WorkspaceError> {
         Ok(self
             .store
-            .workspaces_reached_by(caller.account(), filters, page)
+            .workspaces_reached_by(account, filters, page)
             .await?)
     }
 

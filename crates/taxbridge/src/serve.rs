@@ -90,7 +90,22 @@ async fn open(settings: &Settings, bootstrap: bool) -> anyhow::Result<Opened> {
         platform,
     ));
     let imports = Arc::new(Imports::new(store.clone(), connections.clone()));
+    // Codes are hashed with a pepper derived from the token signing secret: kept out of the
+    // database, the same on every node.
+    let pepper = {
+        use secrecy::ExposeSecret;
+        use sha2::Digest;
+        sha2::Sha256::new()
+            .chain_update(b"taxbridge sign-in codes\0")
+            .chain_update(secrets.jwt_signing.expose_secret())
+            .finalize()
+    };
     let services = Arc::new(Services {
+        sign_in: Arc::new(taxbridge_domain::sign_in::SignIn::new(
+            store.clone(),
+            Arc::new(taxbridge_domain::sign_in::LogMailer),
+            &pepper,
+        )),
         health: store.clone(),
         uploads: Arc::new(Uploads::new(
             store.clone(),

@@ -7,6 +7,7 @@ mod browser;
 mod connections;
 mod identity;
 mod imports;
+mod pages;
 mod pulls;
 mod schema;
 mod support;

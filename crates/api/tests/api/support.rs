@@ -33,7 +33,29 @@ pub const UPLOAD_CHUNK_BYTES: usize = 256 * 1024;
 pub const PUBLIC_BASE_URL: &str = "https://taxbridge.test";
 pub const SIGNING_SECRET: &[u8] = b"test-signing-secret-of-32-bytes!";
 
+/// The test app's mailer: what it would have sent, by recipient. (The SMTP path is tested
+/// against a real SMTP receiver.)
+#[derive(Default)]
+pub struct Outbox(pub std::sync::Mutex<Vec<(String, String)>>);
+
+#[async_trait::async_trait]
+impl taxbridge_domain::sign_in::Mailer for Outbox {
+    async fn send_sign_in_code(
+        &self,
+        to: &taxbridge_domain::email::Email,
+        code: &str,
+    ) -> Result<(), String> {
+        self.0
+            .lock()
+            .map_err(|e| e.to_string())?
+            .push((to.to_string(), code.to_owned()));
+        Ok(())
+    }
+}
+
 pub struct TestApp {
+    /// Sign-in codes the app mailed.
+    pub outbox: Arc<Outbox>,
     pub endpoint: String,
     pub base: String,
     pub database_url: String,
@@ -124,6 +146,7 @@ impl TestApp {
         })
         .expect("egress");
         let imports = Arc::new(Imports::new(store.clone(), connections.clone()));
+        let outbox = Arc::new(Outbox::default());
         let uploads = Arc::new(taxbridge_domain::uploads::Uploads::new(
             store.clone(),
             imports.clone(),
@@ -173,6 +196,11 @@ impl TestApp {
             let _ = worker_stopped.wait_for(|s| *s).await;
         }));
         let services = Arc::new(Services {
+            sign_in: Arc::new(taxbridge_domain::sign_in::SignIn::new(
+                store.clone(),
+                outbox.clone(),
+                b"test-pepper",
+            )),
             imports,
             uploads,
             blobs,
@@ -202,6 +230,7 @@ impl TestApp {
             let _ = rx.await;
         }));
         Some(Self {
+            outbox,
             endpoint: format!("http://{addr}/graphql"),
             base: format!("http://{addr}"),
             database_url: db.url.clone(),

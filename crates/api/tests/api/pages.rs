@@ -1,0 +1,391 @@
+//! The web pages over HTTP on both databases, driven as any HTTP client would (plain form
+//! POSTs, cookies kept by hand): sign-in by emailed code from a deep link, the session cookie's
+//! flags, CSRF, open redirects, session fixation, another firm's slug, sign-out.
+
+use crate::support::TestApp;
+use serde_json::json;
+use std::collections::HashMap;
+
+taxbridge_testkit::per_database!(
+    crate::support::TestApp::spawn;
+    a_deep_link_sign_in_lands_on_the_workspace_and_sign_out_ends_it,
+    forms_without_the_right_csrf_token_are_refused,
+    deep_links_elsewhere_land_on_the_default,
+);
+
+/// A client that keeps cookies and does not follow redirects.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: HashMap<String, String>,
+}
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn location(&self) -> &str {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The value of the hidden field `name` in the page.
+    fn field(&self, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        self.body
+            .split(&marker)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
+    }
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: app.base.clone(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> Answer {
+        let cookie: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let request = if cookie.is_empty() {
+            request
+        } else {
+            request.header("cookie", cookie.join("; "))
+        };
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        for set in headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
+            if let Some((name, rest)) = set.split_once('=') {
+                let value = rest.split(';').next().unwrap_or_default();
+                if value.is_empty() || set.contains("Max-Age=0") {
+                    self.cookies.remove(name);
+                } else {
+                    self.cookies.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+        Answer {
+            status,
+            headers,
+            body: response.text().await.unwrap_or_default(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Answer {
+        let request = self.http.get(format!("{}{path}", self.base));
+        self.send(request).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
+        let request = self.http.post(format!("{}{path}", self.base)).form(form);
+        self.send(request).await
+    }
+}
+
+/// A partner's firm with a connection and a member `jane@…`: (workspace slug, member email).
+async fn firm(app: &TestApp, name: &str) -> (String, String) {
+    let key = format!("p{}", name.len());
+    let token = app.partner_token(&key).await;
+    let created = app.create_workspace(&token, name).await;
+    let workspace = created.assert_ok()["createWorkspace"].clone();
+    let (id, slug) = (
+        workspace["id"].as_str().unwrap_or_default().to_owned(),
+        workspace["slug"].as_str().unwrap_or_default().to_owned(),
+    );
+    let email = format!("jane@{}.example", slug);
+    app.add_users(&token, &id, &[&email]).await.assert_ok();
+    app.graphql(
+        json!({ "query": "mutation($w: ID!, $k: String!) { startProviderConnection(workspaceId: $w, providerKey: $k, inputs: {apiKey: \"k\"}) { id } }", "variables": { "w": id, "k": key } }),
+        Some(&token),
+        None,
+    )
+    .await
+    .assert_ok();
+    (slug, email)
+}
+
+/// The code last mailed to `email`, once there are more than `before` mails to it.
+async fn mailed_after(app: &TestApp, email: &str, before: usize) -> String {
+    for _ in 0..100 {
+        let sent = app.outbox.0.lock().map(|s| s.clone()).unwrap_or_default();
+        let to_email: Vec<&(String, String)> = sent.iter().filter(|(to, _)| to == email).collect();
+        if to_email.len() > before {
+            return to_email[to_email.len() - 1].1.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("no code was mailed to {email}");
+}
+
+fn mails_to(app: &TestApp, email: &str) -> usize {
+    app.outbox
+        .0
+        .lock()
+        .map(|s| s.iter().filter(|(to, _)| to == email).count())
+        .unwrap_or(0)
+}
+
+async fn mailed(app: &TestApp, email: &str) -> String {
+    mailed_after(app, email, 0).await
+}
+
+/// Signs in from `/sign-in?deep_link=<deep_link>`: the answer to the right code.
+async fn sign_in(app: &TestApp, browser: &mut Browser, email: &str, deep_link: &str) -> Answer {
+    let form = browser
+        .get(&format!("/sign-in?deep_link={}", urlencode(deep_link)))
+        .await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let csrf = form.field("csrf_token");
+    let landing = form.field("deep_link");
+    let before = mails_to(app, email);
+    let sent = browser
+        .post(
+            "/sign-in",
+            &[
+                ("email", email),
+                ("csrf_token", &csrf),
+                ("deep_link", &landing),
+            ],
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    let code = mailed_after(app, email, before).await;
+    browser
+        .post(
+            "/sign-in/code",
+            &[
+                ("email", email),
+                ("code", &code),
+                ("csrf_token", &csrf),
+                ("deep_link", &landing),
+            ],
+        )
+        .await
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn a_deep_link_sign_in_lands_on_the_workspace_and_sign_out_ends_it(app: TestApp) {
+    let (slug, email) = firm(&app, "Smith CPA").await;
+    let (other, _) = firm(&app, "Other Firm LLP").await;
+    let mut browser = Browser::new(&app);
+    // Before sign-in, the workspace sends the user to sign in and back.
+    let before = browser.get(&format!("/w/{slug}")).await;
+    assert_eq!(before.status, 303);
+    assert_eq!(
+        before.location(),
+        format!("/sign-in?deep_link=%2Fw%2F{slug}")
+    );
+
+    let form = browser
+        .get(&format!("/sign-in?deep_link=%2Fw%2F{slug}"))
+        .await;
+    assert!(form.headers["content-security-policy"]
+        .to_str()
+        .unwrap_or_default()
+        .contains("frame-ancestors 'none'"));
+    assert_eq!(form.headers["x-frame-options"], "DENY");
+    let csrf = form.field("csrf_token");
+    // A wrong code says how many tries are left; a session cookie planted before sign-in is
+    // replaced, never adopted.
+    browser
+        .post(
+            "/sign-in",
+            &[
+                ("email", &email),
+                ("csrf_token", &csrf),
+                ("deep_link", &format!("/w/{slug}")),
+            ],
+        )
+        .await;
+    let code = mailed(&app, &email).await;
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    let refused = browser
+        .post(
+            "/sign-in/code",
+            &[
+                ("email", &email),
+                ("code", wrong),
+                ("csrf_token", &csrf),
+                ("deep_link", &format!("/w/{slug}")),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 422);
+    assert!(refused.body.contains("4 tries left"), "{}", refused.body);
+    browser
+        .cookies
+        .insert("tb_session".into(), "planted-by-an-attacker".into());
+    let signed = browser
+        .post(
+            "/sign-in/code",
+            &[
+                ("email", &email),
+                ("code", &code),
+                ("csrf_token", &csrf),
+                ("deep_link", &format!("/w/{slug}")),
+            ],
+        )
+        .await;
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    assert_eq!(signed.location(), format!("/w/{slug}"));
+    let cookie = signed.set_cookie("tb_session").expect("a session cookie");
+    for flag in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+        assert!(cookie.contains(flag), "{cookie} lacks {flag}");
+    }
+    assert_ne!(browser.cookies["tb_session"], "planted-by-an-attacker");
+
+    let dashboard = browser.get(&format!("/w/{slug}")).await;
+    assert_eq!(dashboard.status, 200, "{}", dashboard.body);
+    assert!(
+        dashboard.body.contains("<h1>Smith CPA</h1>"),
+        "{}",
+        dashboard.body
+    );
+    assert!(dashboard.body.contains("pending") && dashboard.body.contains("collect"));
+    // Another firm's slug answers as a missing one.
+    let foreign = browser.get(&format!("/w/{other}")).await;
+    assert_eq!(foreign.status, 404);
+    assert_eq!(browser.get("/w/no-such-firm").await.status, 404);
+    // One workspace: the redirect goes straight to it, with the rest of the path.
+    let redirect = browser.get("/w/redirect/").await;
+    assert_eq!(redirect.location(), format!("/w/{slug}"));
+    // Signed in, the sign-in page goes on at once.
+    assert_eq!(browser.get("/sign-in").await.location(), "/w/redirect/");
+
+    // Sign-out needs the session's CSRF token.
+    let session_csrf = dashboard.field("csrf_token");
+    let forged = browser.post("/sign-out", &[("csrf_token", "nope")]).await;
+    assert_eq!(forged.status, 403);
+    let out = browser
+        .post("/sign-out", &[("csrf_token", &session_csrf)])
+        .await;
+    assert_eq!(out.status, 303);
+    assert_eq!(out.location(), "/sign-in");
+    let after = browser.get(&format!("/w/{slug}")).await;
+    assert_eq!(after.status, 303, "signed out");
+}
+
+async fn forms_without_the_right_csrf_token_are_refused(app: TestApp) {
+    let (_, email) = firm(&app, "Csrf CPA").await;
+    let mut browser = Browser::new(&app);
+    // No cookie at all (a cross-site form), then a cookie with another token in the form.
+    let none = browser
+        .post("/sign-in", &[("email", &email), ("csrf_token", "x")])
+        .await;
+    assert_eq!(none.status, 403);
+    let form = browser.get("/sign-in").await;
+    let csrf = form.field("csrf_token");
+    assert!(!csrf.is_empty());
+    for wrong in ["", "x", &csrf[..csrf.len() - 1]] {
+        let refused = browser
+            .post("/sign-in", &[("email", &email), ("csrf_token", wrong)])
+            .await;
+        assert_eq!(refused.status, 403, "{wrong:?}");
+        let refused = browser
+            .post(
+                "/sign-in/code",
+                &[("email", &email), ("code", "123456"), ("csrf_token", wrong)],
+            )
+            .await;
+        assert_eq!(refused.status, 403, "{wrong:?}");
+    }
+    assert!(
+        app.outbox.0.lock().map(|s| s.is_empty()).unwrap_or(false),
+        "no code was sent"
+    );
+    // Unknown emails get the very page a member gets.
+    let known = browser
+        .post("/sign-in", &[("email", &email), ("csrf_token", &csrf)])
+        .await;
+    let unknown = browser
+        .post(
+            "/sign-in",
+            &[("email", "nobody@nowhere.example"), ("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(known.status, unknown.status);
+    assert_eq!(
+        known.body.replace(&email, "EMAIL"),
+        unknown.body.replace("nobody@nowhere.example", "EMAIL")
+    );
+}
+
+async fn deep_links_elsewhere_land_on_the_default(app: TestApp) {
+    let (_, email) = firm(&app, "Redirect CPA").await;
+    for (n, evil) in [
+        "//evil.example",
+        "https://evil.example/w/x",
+        "/w/../settings",
+        "%2F%2Fevil.example",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut browser = Browser::new(&app);
+        // Each sign-in asks for a new code: wait past the per-email burst only if needed.
+        let signed = sign_in(&app, &mut browser, &email, evil).await;
+        assert_eq!(signed.status, 303, "{evil}: {}", signed.body);
+        assert_eq!(signed.location(), "/w/redirect/", "{evil} (run {n})");
+    }
+    // A form posted with its own deep link (not the page's) is judged the same way.
+    let mut browser = Browser::new(&app);
+    let csrf = browser.get("/sign-in").await.field("csrf_token");
+    let before = mails_to(&app, &email);
+    browser
+        .post("/sign-in", &[("email", &email), ("csrf_token", &csrf)])
+        .await;
+    let code = mailed_after(&app, &email, before).await;
+    let signed = browser
+        .post(
+            "/sign-in/code",
+            &[
+                ("email", &email),
+                ("code", &code),
+                ("csrf_token", &csrf),
+                ("deep_link", "/\\evil.example"),
+            ],
+        )
+        .await;
+    assert_eq!(signed.location(), "/w/redirect/");
+}

@@ -238,6 +238,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         println!(
             "curl -X POST {endpoint} -H \"Content-Type: application/json\" -H \"source-platform: tax-firm-a\" -d '{{\"query\": \"mutation LoginViaPersonalApiToken($apiKey: String!) {{ loginViaPersonalApiToken(token: $apiKey) {{ accessToken }} }}\", \"variables\": {{\"apiKey\": \"{key}\"}}}}'"
         );
+        println!(
+            "Web pages: open http://{addr}/sign-in?deep_link=%2Fw%2Fredirect%2F and sign in as {}; with no mail server set, the code is written to this log.",
+            account.email
+        );
     }
     println!("Taxbridge is serving GraphQL on {endpoint}");
     let served = app

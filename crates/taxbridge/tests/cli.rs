@@ -37,6 +37,7 @@ struct Server {
     endpoint: String,
     first_key: Option<String>,
     first_curl: Option<String>,
+    first_sign_in: Option<String>,
 }
 
 impl Server {
@@ -86,7 +87,7 @@ fn serve_with(data_dir: &Path, env: &[(&str, &str)], log: impl Into<Stdio>) -> S
         .spawn()
         .expect("spawn serve");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (mut first_key, mut first_curl) = (None, None);
+    let (mut first_key, mut first_curl, mut first_sign_in) = (None, None, None);
     for line in lines.by_ref() {
         let line = line.expect("line");
         if let Some(key) = line.strip_prefix("API key: ") {
@@ -94,6 +95,9 @@ fn serve_with(data_dir: &Path, env: &[(&str, &str)], log: impl Into<Stdio>) -> S
         }
         if line.starts_with("curl ") {
             first_curl = Some(line.clone());
+        }
+        if let Some(rest) = line.strip_prefix("Web pages: open ") {
+            first_sign_in = rest.split_whitespace().next().map(str::to_owned);
         }
         if line.starts_with("Taxbridge is serving") {
             break;
@@ -105,6 +109,7 @@ fn serve_with(data_dir: &Path, env: &[(&str, &str)], log: impl Into<Stdio>) -> S
         endpoint: format!("http://{listen}/graphql"),
         first_key,
         first_curl,
+        first_sign_in,
     }
 }
 
@@ -202,6 +207,17 @@ fn first_start_prints_a_working_key_and_curl_once() {
         Some(&access),
     );
     assert_eq!(me["data"]["me"]["name"], "Owner");
+    // The printed sign-in link opens the sign-in form.
+    let link = server.first_sign_in.clone().expect("a sign-in link");
+    let page = Command::new("curl")
+        .args(["-s", &link])
+        .output()
+        .expect("open the sign-in link");
+    let html = String::from_utf8_lossy(&page.stdout);
+    assert!(
+        html.contains("name=\"csrf_token\"") && html.contains("/w/redirect/"),
+        "{html}"
+    );
     drop(server);
 
     let again = serve(dir.path());

@@ -125,11 +125,20 @@ impl Application {
             self.usage_flush_interval,
         ));
         let rate_limits = self.rate_limits.clone();
+        let sign_in = services.sign_in.clone();
         let forgetter = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(Duration::from_secs(30));
+            let mut ticks = 0u64;
             loop {
                 ticker.tick().await;
                 rate_limits.forget_idle();
+                // Every ten minutes: expired sign-in codes and sessions go.
+                if ticks.is_multiple_of(20) {
+                    if let Err(err) = sign_in.sweep().await {
+                        tracing::warn!(error = %err, "could not delete expired sign-in codes and sessions");
+                    }
+                }
+                ticks += 1;
             }
         });
         server::serve(self.listener, self.router, self.connections, shutdown).await;

@@ -259,6 +259,11 @@ impl SignIn {
         }
     }
 
+    /// Deletes expired codes (asked for by anyone, for any email) and sessions; how many.
+    pub async fn sweep(&self) -> Result<u64, SignInError> {
+        Ok(self.store.delete_expired(Timestamp::now()).await?)
+    }
+
     /// Ends a session.
     pub async fn sign_out(&self, token: &str) -> Result<(), SignInError> {
         self.store

@@ -848,7 +848,7 @@ async fn sessions_end_on_sign_out_and_are_kept_only_as_hashes(store: Opened) {
         .insert_session("stale-hash", &stale, Timestamp::now())
         .await
         .expect("insert");
-    assert!(store.delete_expired(Timestamp::now()).await.expect("sweep") >= 1);
+    assert!(service.sweep().await.expect("sweep") >= 1);
     assert!(store
         .session_of("stale-hash")
         .await

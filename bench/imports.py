@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from rss import Rss  # bench/rss.py, beside this script
+
 endpoint, token, files, pid, data_dir, label = sys.argv[1:7]
 big = "--big" in sys.argv
 WORKS = int(os.environ.get("WORKS", "10000"))
@@ -24,25 +26,6 @@ def gql(query, variables=None):
     if answer.get("errors"):
         raise SystemExit(f"{query[:60]}…: {answer['errors']}")
     return answer["data"]
-
-
-class Rss(threading.Thread):
-    """The server's largest resident set while it runs, in MiB."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.peak, self.running = 0, True
-
-    def run(self):
-        while self.running:
-            try:
-                with open(f"/proc/{pid}/status") as status:
-                    for line in status:
-                        if line.startswith("VmRSS:"):
-                            self.peak = max(self.peak, int(line.split()[1]) // 1024)
-            except OSError:
-                pass
-            time.sleep(0.05)
 
 
 def new_job(name):
@@ -66,7 +49,7 @@ def wait(job):
 
 
 def small_import():
-    rss = Rss(); rss.start()
+    rss = Rss(pid); rss.start()
     started = time.time()
     job = new_job(f"{label} small")
     batches = [[{"name": f"Client {i}", "externalId": f"c-{i}"} for i in range(b, min(b + 1000, WORKS))] for b in range(0, WORKS, 1000)]
@@ -98,7 +81,7 @@ def small_import():
 def one_gib():
     job = new_job(f"{label} big")
     work = gql("mutation W($j: ID!) { createJobWorks(connectionJobId: $j, inputs: [{name: \"Big\", externalId: \"big\"}]) { id } }", {"j": job})["createJobWorks"][0]["id"]
-    rss = Rss(); rss.start()
+    rss = Rss(pid); rss.start()
     started = time.time()
     gql("mutation A($w: ID!, $u: String) { createJobWorkArtifacts(jobWorkId: $w, inputs: [{name: \"big\", type: \"document\", externalId: \"big\", url: $u}]) { id } }",
         {"w": work, "u": f"{files}/big"})

@@ -13,16 +13,15 @@
 Prints figures; fails nothing.
 """
 import glob
-import hashlib
 import http.client
 import json
 import os
-import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
+
+from rss import Rss  # bench/rss.py, beside this script
 
 endpoint, partner_key, files, reference, tus_endpoint, pid, data_dir = sys.argv[1:8]
 BIG = int(os.environ.get("BIG_BYTES", str(1 << 30)))
@@ -56,25 +55,6 @@ def gql(query, variables=None):
     return answer["data"]
 
 
-class Rss(threading.Thread):
-    """The server's largest resident set while it runs, in MiB."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.peak, self.running = 0, True
-
-    def run(self):
-        while self.running:
-            try:
-                with open(f"/proc/{pid}/status") as status:
-                    for line in status:
-                        if line.startswith("VmRSS:"):
-                            self.peak = max(self.peak, int(line.split()[1]) // 1024)
-            except OSError:
-                pass
-            time.sleep(0.05)
-
-
 token = gql("mutation L($k: String!) { loginViaPersonalApiToken(token: $k) { accessToken } }", {"k": partner_key})["loginViaPersonalApiToken"]["accessToken"]
 ws = gql("mutation { createWorkspace(input: {displayName: \"Bench CPA\"}) { id } }")["createWorkspace"]["id"]
 
@@ -102,7 +82,7 @@ def one_big_upload():
     stored = max(glob.glob(os.path.join(data_dir, "blobs", "**", artifact), recursive=True), key=os.path.getsize)
     size = os.path.getsize(stored)
 
-    rss = Rss(); rss.start()
+    rss = Rss(pid); rss.start()
     started = time.time()
     upload = gql("mutation U($c: ID!, $f: FileUploadInput!) { uploadConnectionFile(connectionId: $c, clientKey: \"bench-client\", file: $f) { uploadId } }",
                  {"c": conn, "f": {"fileName": "big.bin", "tusdEndpoint": tus_endpoint, "artifactId": artifact}})["uploadConnectionFile"]["uploadId"]

@@ -202,6 +202,30 @@ fn pre_session_csrf_ok(headers: &HeaderMap, sent: &str) -> bool {
     cookie(headers, CSRF_COOKIE).is_some_and(|kept| same_secret(kept, sent))
 }
 
+/// What both sign-in forms check first: the CSRF token (403), then the attempt limits (429).
+/// The normalised email and the landing path, or the refusal to answer.
+fn admit(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    csrf_token: &str,
+    email: &str,
+    deep_link: Option<&str>,
+) -> Result<(String, String), Box<Response>> {
+    if !pre_session_csrf_ok(headers, csrf_token) {
+        return Err(Box::new(forbidden()));
+    }
+    let email = email.trim().to_ascii_lowercase();
+    if let Err(wait) = state.sign_in_limits.attempt(peer.ip(), &email) {
+        return Err(Box::new(page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many tries",
+            &format!("<h1>Too many tries</h1><p>Wait {wait} seconds, then try again.</p>"),
+        )));
+    }
+    Ok((email, safe_landing(deep_link)))
+}
+
 /// `POST /sign-in`: sends a code (if the email is an account's) and shows the code form; the
 /// answer is the same for every email.
 pub(crate) async fn send_code(
@@ -210,20 +234,17 @@ pub(crate) async fn send_code(
     headers: HeaderMap,
     Form(form): Form<EmailForm>,
 ) -> Response {
-    if !pre_session_csrf_ok(&headers, &form.csrf_token) {
-        return forbidden();
-    }
-    let landing = safe_landing(form.deep_link.as_deref());
-    let email = form.email.trim().to_ascii_lowercase();
-    if let Err(wait) = state.sign_in_limits.attempt(peer.ip(), &email) {
-        return page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many tries",
-            &format!(
-                "<h1>Too many tries</h1><p>Wait {wait} seconds, then ask for a code again.</p>"
-            ),
-        );
-    }
+    let (email, landing) = match admit(
+        &state,
+        peer,
+        &headers,
+        &form.csrf_token,
+        &form.email,
+        form.deep_link.as_deref(),
+    ) {
+        Ok(admitted) => admitted,
+        Err(refused) => return *refused,
+    };
     match state.services.sign_in.send_code(&email).await {
         Ok(()) => page(
             StatusCode::OK,
@@ -274,18 +295,17 @@ pub(crate) async fn check_code(
     headers: HeaderMap,
     Form(form): Form<CodeForm>,
 ) -> Response {
-    if !pre_session_csrf_ok(&headers, &form.csrf_token) {
-        return forbidden();
-    }
-    let landing = safe_landing(form.deep_link.as_deref());
-    let email = form.email.trim().to_ascii_lowercase();
-    if let Err(wait) = state.sign_in_limits.attempt(peer.ip(), &email) {
-        return page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many tries",
-            &format!("<h1>Too many tries</h1><p>Wait {wait} seconds, then try again.</p>"),
-        );
-    }
+    let (email, landing) = match admit(
+        &state,
+        peer,
+        &headers,
+        &form.csrf_token,
+        &form.email,
+        form.deep_link.as_deref(),
+    ) {
+        Ok(admitted) => admitted,
+        Err(refused) => return *refused,
+    };
     match state.services.sign_in.verify(&email, &form.code).await {
         Ok(session) => {
             let mut response = redirect(&landing);

@@ -505,14 +505,7 @@ impl ImportStore for Store {
         let mut tx = self.db.begin().await?;
         lock_job(&mut tx, current.job_id.as_str()).await?;
         if let Some((task, owner)) = task {
-            let ended = tx
-                .execute(
-                    "DELETE FROM tasks WHERE id = $1 AND lease_owner = $2",
-                    &[task.as_str().into(), owner.0.as_str().into()],
-                )
-                .await?;
-            if ended == 0 {
-                // The lease lapsed and another worker holds the task: its outcome counts.
+            if !crate::tasks::end(&mut tx, task, owner).await? {
                 return Ok(false);
             }
         }

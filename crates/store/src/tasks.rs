@@ -36,6 +36,18 @@ pub(crate) async fn insert(tx: &mut Tx, task: &NewTask) -> StoreResult<()> {
     Ok(())
 }
 
+/// Ends a task in the caller's transaction, only while `owner` holds its lease: false when
+/// the lease lapsed and another worker holds the task (then its outcome counts, not ours).
+pub(crate) async fn end(tx: &mut Tx, task: &TaskId, owner: &Owner) -> StoreResult<bool> {
+    let ended = tx
+        .execute(
+            "DELETE FROM tasks WHERE id = $1 AND lease_owner = $2",
+            &[task.as_str().into(), owner.0.as_str().into()],
+        )
+        .await?;
+    Ok(ended == 1)
+}
+
 impl FromColumns for Task {
     fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
         let id = c.text()?;

@@ -142,14 +142,7 @@ impl UploadStore for Store {
         now: Timestamp,
     ) -> StoreResult<bool> {
         let mut tx = self.db.begin().await?;
-        let ended = tx
-            .execute(
-                "DELETE FROM tasks WHERE id = $1 AND lease_owner = $2",
-                &[task.as_str().into(), owner.0.as_str().into()],
-            )
-            .await?;
-        if ended == 0 {
-            // The lease lapsed and another worker holds the task: its outcome counts.
+        if !tasks::end(&mut tx, task, owner).await? {
             return Ok(false);
         }
         let (status, sent) = match error {

@@ -11,11 +11,12 @@
 
 use crate::{graphiql::security_headers, http::AppState};
 use axum::{
+    body::Body,
     extract::{ConnectInfo, Path, Query, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-    Form,
 };
+use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use std::{net::SocketAddr, sync::Arc};
 use taxbridge_domain::{
@@ -202,6 +203,50 @@ fn pre_session_csrf_ok(headers: &HeaderMap, sent: &str) -> bool {
     cookie(headers, CSRF_COOKIE).is_some_and(|kept| same_secret(kept, sent))
 }
 
+/// The most a page's form may send: a few short fields.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// A form's fields, read within [`MAX_FORM_BYTES`] and the server's body deadline (so a slow
+/// or endless body costs a connection for seconds, not for good); a clear page otherwise.
+async fn read_form<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    body: Body,
+) -> Result<T, Box<Response>> {
+    let refused = |status: StatusCode, text: &str| {
+        Box::new(page(
+            status,
+            "Not sent",
+            &format!("<h1>Not sent</h1><p>{text}</p>"),
+        ))
+    };
+    let collected = tokio::time::timeout(
+        state.body_read_timeout,
+        Limited::new(body, MAX_FORM_BYTES).collect(),
+    )
+    .await;
+    let bytes = match collected {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => {
+            return Err(refused(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The form sent more than a form of this page holds; open the page again and send it from there.",
+            ))
+        }
+        Err(_) => {
+            return Err(refused(
+                StatusCode::REQUEST_TIMEOUT,
+                "The form did not arrive in time; send it again.",
+            ))
+        }
+    };
+    serde_urlencoded::from_bytes(&bytes).map_err(|_| {
+        refused(
+            StatusCode::BAD_REQUEST,
+            "The form is missing a field; open the page again and send it from there.",
+        )
+    })
+}
+
 /// What both sign-in forms check first: the CSRF token (403), then the attempt limits (429).
 /// The normalised email and the landing path, or the refusal to answer.
 fn admit(
@@ -232,8 +277,12 @@ pub(crate) async fn send_code(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Form(form): Form<EmailForm>,
+    body: Body,
 ) -> Response {
+    let form: EmailForm = match read_form(&state, body).await {
+        Ok(form) => form,
+        Err(refused) => return *refused,
+    };
     let (email, landing) = match admit(
         &state,
         peer,
@@ -293,8 +342,12 @@ pub(crate) async fn check_code(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Form(form): Form<CodeForm>,
+    body: Body,
 ) -> Response {
+    let form: CodeForm = match read_form(&state, body).await {
+        Ok(form) => form,
+        Err(refused) => return *refused,
+    };
     let (email, landing) = match admit(
         &state,
         peer,
@@ -363,8 +416,12 @@ pub(crate) struct SignOutForm {
 pub(crate) async fn sign_out(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Form(form): Form<SignOutForm>,
+    body: Body,
 ) -> Response {
+    let form: SignOutForm = match read_form(&state, body).await {
+        Ok(form) => form,
+        Err(refused) => return *refused,
+    };
     let Some((_, csrf)) = signed_in(&state, &headers).await else {
         return redirect("/sign-in");
     };

@@ -13,6 +13,64 @@ taxbridge_testkit::per_database!(
     deep_links_elsewhere_land_on_the_default,
 );
 
+mod limits {
+    taxbridge_testkit::per_database!(
+        super::quick;
+        slow_huge_and_malformed_forms_are_refused_with_a_page,
+    );
+    use super::*;
+}
+
+/// The app with a 1-second body deadline, so a stalled form shows in a second.
+async fn quick(database: taxbridge_testkit::Database) -> Option<TestApp> {
+    TestApp::spawn_with(database, |settings| {
+        settings.connections.body_read_timeout = std::time::Duration::from_secs(1);
+    })
+    .await
+}
+
+/// Sends raw bytes and reads the answer until the server closes or 3 s pass.
+async fn raw(app: &TestApp, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+async fn slow_huge_and_malformed_forms_are_refused_with_a_page(app: TestApp) {
+    let stalled = raw(
+        &app,
+        b"POST /sign-in HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nemail=a",
+    )
+    .await;
+    assert!(stalled.starts_with("HTTP/1.1 408"), "{stalled}");
+    assert!(stalled.contains("did not arrive in time"), "{stalled}");
+    let mut browser = Browser::new(&app);
+    let huge = "x".repeat(20 * 1024);
+    let refused = browser
+        .post("/sign-in", &[("email", huge.as_str()), ("csrf_token", "x")])
+        .await;
+    assert_eq!(refused.status, 413);
+    let malformed = browser.post("/sign-in", &[("emial", "a@b.example")]).await;
+    assert_eq!(malformed.status, 400);
+    assert!(
+        malformed.body.contains("missing a field"),
+        "{}",
+        malformed.body
+    );
+    assert!(malformed.headers["content-security-policy"]
+        .to_str()
+        .unwrap_or_default()
+        .contains("frame-ancestors 'none'"));
+}
+
 /// A client that keeps cookies and does not follow redirects.
 struct Browser {
     http: reqwest::Client,

@@ -1,7 +1,7 @@
 //! An artifact's bytes over plain HTTP, with the same bearer token as `/graphql`:
 //!
 //! - `GET /files/artifacts/{artifactId}` (an artifact's `uploadedUrl`): streams the stored
-//!   file to any caller who reaches its workspace, with `Content-Type`, `Content-Length`,
+//!   file to any caller who reaches its workspace (or a user signed in to the web pages), with `Content-Type`, `Content-Length`,
 //!   `ETag` (the sha256) and single-range `Range` support.
 //! - `PUT /uploads/artifacts/{artifactId}`: streams the bytes of an artifact created without a
 //!   `url` into blob storage; `409` once it has bytes.
@@ -121,7 +121,15 @@ pub(crate) async fn download(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        let caller = caller(&state, &headers).await?;
+        // A download link on the web pages carries the session cookie instead of a token;
+        // only this read takes it (an upload is a write, and needs the token).
+        let caller = match bearer_token(&headers) {
+            None => match crate::web::signed_in(&state, &headers).await {
+                Some(session) => session.caller,
+                None => caller(&state, &headers).await?,
+            },
+            Some(_) => caller(&state, &headers).await?,
+        };
         Ok::<_, ApiError>(state.services.imports.artifact(&caller, &id).await?)
     }
     .await;

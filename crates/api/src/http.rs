@@ -9,14 +9,14 @@ use crate::{
     graphql::{build_schema, GatewaySchema, QueryLimits},
     metrics::Metrics,
     rate_limits::RateLimits,
-    ApiSettings, Services,
+    web, ApiSettings, Services,
 };
 use axum::{
     extract::{MatchedPath, Request, State},
     http::{header, HeaderMap, HeaderName, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
     Json, Router,
 };
 use serde_json::json;
@@ -66,18 +66,27 @@ pub fn router(settings: &ApiSettings, services: Arc<Services>) -> (Router, Arc<R
             &format!("{}/{{name}}", crate::graphiql::ASSETS),
             get(crate::graphiql::asset),
         )
+        .route("/assets/{name}", get(web::asset))
         .route(
             "/sign-in",
-            get(crate::pages::sign_in_page).post(crate::pages::send_code),
+            get(web::sign_in::form).post(web::sign_in::send_code),
         )
+        .route("/sign-in/code", post(web::sign_in::check_code))
+        .route("/sign-out", post(web::sign_in::sign_out))
+        .route("/w/redirect/", get(web::workspace::choose))
+        .route("/w/redirect/{*rest}", get(web::workspace::choose))
+        .route("/w/{slug}", get(web::workspace::dashboard))
+        .route("/w/{slug}/works/{work_id}", get(web::workspace::work))
         .route(
-            "/sign-in/code",
-            axum::routing::post(crate::pages::check_code),
+            "/w/{slug}/connect/tax-software",
+            get(web::connect::form).post(web::connect::connect),
         )
-        .route("/sign-out", axum::routing::post(crate::pages::sign_out))
-        .route("/w/redirect/", get(crate::pages::workspace_redirect))
-        .route("/w/redirect/{*rest}", get(crate::pages::workspace_redirect))
-        .route("/w/{slug}", get(crate::pages::workspace_page))
+        .route("/settings/developer", get(web::developer::settings))
+        .route("/settings/developer/keys", post(web::developer::generate))
+        .route(
+            "/settings/developer/keys/{id}/revoke",
+            post(web::developer::revoke),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -15,9 +15,9 @@ mod graphiql;
 pub mod graphql;
 mod http;
 mod metrics;
-mod pages;
 mod rate_limits;
 mod server;
+mod web;
 
 use anyhow::Context;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};

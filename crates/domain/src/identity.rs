@@ -53,20 +53,42 @@ pub enum IdentityError {
     Store(#[from] StoreError),
 }
 
-/// Who a request acts for, established by [`Identity::authenticate`]: the key and account as
-/// read (shared with the grant cache, not copied per request).
+/// Who a request acts for: an API caller established by [`Identity::authenticate`] (the key
+/// and account as read, shared with the grant cache, not copied per request), or a user
+/// signed in to the web pages ([`Caller::signed_in`]), who reaches exactly what the account
+/// reaches and has no key behind the request.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    grant: Arc<KeyGrant>,
+    via: Via,
+}
+
+#[derive(Clone, Debug)]
+enum Via {
+    Key(Arc<KeyGrant>),
+    Session(Arc<Account>),
 }
 
 impl Caller {
-    pub fn account(&self) -> &Account {
-        &self.grant.account
+    /// A signed-in web user (the session was checked by [`crate::sign_in::SignIn::session`]).
+    pub fn signed_in(account: Account) -> Self {
+        Caller {
+            via: Via::Session(Arc::new(account)),
+        }
     }
 
-    pub fn key_id(&self) -> &ApiKeyId {
-        &self.grant.key.id
+    pub fn account(&self) -> &Account {
+        match &self.via {
+            Via::Key(grant) => &grant.account,
+            Via::Session(account) => account,
+        }
+    }
+
+    /// The API key behind the request; None for a signed-in web user.
+    pub fn key_id(&self) -> Option<&ApiKeyId> {
+        match &self.via {
+            Via::Key(grant) => Some(&grant.key.id),
+            Via::Session(_) => None,
+        }
     }
 }
 
@@ -146,7 +168,12 @@ impl Identity {
         let issued = self.tokens.issue(&grant.account.id, &grant.key.id, now);
         self.touch(&grant.key.id, now);
         self.grants.insert(grant.key.id.clone(), grant.clone());
-        Ok((issued, Caller { grant }))
+        Ok((
+            issued,
+            Caller {
+                via: Via::Key(grant),
+            },
+        ))
     }
 
     /// Turns a bearer token into the caller it stands for.
@@ -172,7 +199,9 @@ impl Identity {
             return Err(AuthError::KeyNoLongerUsable);
         }
         self.touch(&grant.key.id, now);
-        Ok(Caller { grant })
+        Ok(Caller {
+            via: Via::Key(grant),
+        })
     }
 
     fn touch(&self, key: &ApiKeyId, now: Timestamp) {

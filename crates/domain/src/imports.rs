@@ -21,6 +21,7 @@ use crate::{
     tasks::{NewTask, TaskKind},
     text::unprintable,
     time::Timestamp,
+    workspaces::WorkspaceAccess,
 };
 use async_trait::async_trait;
 use std::{collections::BTreeSet, sync::Arc};
@@ -215,6 +216,16 @@ pub trait ImportStore: Send + Sync + 'static {
     /// `pending` or an external id is taken meanwhile.
     async fn insert_works(&self, job: &JobId, works: &[JobWork]) -> StoreResult<()>;
     async fn job_work_by_id(&self, id: &JobWorkId) -> StoreResult<Option<JobWork>>;
+    /// The work with this `Work` id (the id deep links and the work page use).
+    async fn work_by_work_id(&self, id: &WorkId) -> StoreResult<Option<JobWork>>;
+    /// A workspace's most recently updated jobs, newest first, across its connections.
+    async fn recent_jobs_in(&self, workspace: &WorkspaceId, limit: u32) -> StoreResult<Vec<Job>>;
+    /// A workspace's most recently updated works, newest first, across its connections.
+    async fn recent_works_in(
+        &self,
+        workspace: &WorkspaceId,
+        limit: u32,
+    ) -> StoreResult<Vec<JobWork>>;
     async fn works_of(
         &self,
         connection: &ConnectionId,
@@ -575,6 +586,42 @@ impl Imports {
             Ok(job) => state_conflict(&job, doing),
             Err(err) => err,
         }
+    }
+
+    /// What a workspace's dashboard shows: its `limit` most recently updated jobs with their
+    /// progress, and its `limit` most recently updated works. The caller has reached the
+    /// workspace already (`access`).
+    pub async fn recent_in(
+        &self,
+        access: &WorkspaceAccess,
+        limit: u32,
+    ) -> Result<(Vec<(Job, JobProgress)>, Vec<JobWork>), ImportError> {
+        let workspace = &access.workspace().id;
+        let jobs = self.store.recent_jobs_in(workspace, limit).await?;
+        let mut with_progress = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let progress = self.store.job_progress(&job.id).await?;
+            with_progress.push((job, progress));
+        }
+        let works = self.store.recent_works_in(workspace, limit).await?;
+        Ok((with_progress, works))
+    }
+
+    /// The work with this `Work` id and its artifacts, if the caller reaches it.
+    pub async fn work(
+        &self,
+        caller: &Caller,
+        work_id: &str,
+    ) -> Result<(JobWork, Vec<Artifact>), ImportError> {
+        let work = self
+            .store
+            .work_by_work_id(&WorkId::from_string(work_id))
+            .await?
+            .ok_or(ImportError::NotFound("work"))?;
+        self.reach_connection(caller, &work.connection_id, "work")
+            .await?;
+        let artifacts = self.store.artifacts_of_work(&work.id).await?;
+        Ok((work, artifacts))
     }
 
     /// The artifact with this id (a `WorkArtifact` id), if the caller reaches it.

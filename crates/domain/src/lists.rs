@@ -17,6 +17,18 @@ pub struct Page {
     pub descending: bool,
 }
 
+impl Page {
+    /// The first `limit` items, most recently updated first.
+    pub fn newest_first(limit: u32) -> Self {
+        Page {
+            limit,
+            offset: 0,
+            sort: SortField::UpdatedAt,
+            descending: true,
+        }
+    }
+}
+
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
 /// The most values one list filter (`ids`, `slugs`, …) may name.

@@ -21,6 +21,12 @@ pub trait UsageStore: Send + Sync + 'static {
     /// Every usage row of `since_day` (`YYYY-MM-DD`) and later, by day then key, platform and
     /// operation.
     async fn usage_since(&self, since_day: &str) -> StoreResult<Vec<UsageCount>>;
+    /// The usage rows of these keys from `since_day` on, in the same order.
+    async fn usage_of_keys(
+        &self,
+        keys: &[ApiKeyId],
+        since_day: &str,
+    ) -> StoreResult<Vec<UsageCount>>;
 }
 
 /// The platform recorded when a request sends no `source-platform` header.
@@ -126,6 +132,20 @@ impl UsageRecorder {
         }
     }
 
+    /// What these keys were used for over the last `days` days (today included), counted up
+    /// to this moment: what is still in memory is written first.
+    pub async fn usage_of_keys(
+        &self,
+        keys: &[ApiKeyId],
+        days: i64,
+    ) -> Result<Vec<UsageCount>, StoreError> {
+        if let Err(err) = self.flush().await {
+            tracing::warn!(error = %err, "usage: could not write the latest counts before reading");
+        }
+        let since = Timestamp::from_millis(Timestamp::now().as_millis() - (days - 1) * DAY_MS);
+        self.store.usage_of_keys(keys, &since.day()).await
+    }
+
     /// Writes everything counted so far; on failure the counts wait for the next flush.
     pub async fn flush(&self) -> Result<usize, StoreError> {
         let counts = self.drain();
@@ -155,6 +175,9 @@ mod tests {
             Err(StoreError::Backend("no store in unit tests".into()))
         }
         async fn usage_since(&self, _: &str) -> StoreResult<Vec<UsageCount>> {
+            Ok(Vec::new())
+        }
+        async fn usage_of_keys(&self, _: &[ApiKeyId], _: &str) -> StoreResult<Vec<UsageCount>> {
             Ok(Vec::new())
         }
     }

@@ -340,6 +340,43 @@ impl ImportStore for Store {
         self.db.fetch_optional(&sql, &[id.as_str().into()]).await
     }
 
+    async fn work_by_work_id(&self, id: &WorkId) -> StoreResult<Option<JobWork>> {
+        let sql = format!("SELECT {WORK_COLUMNS} FROM job_works w WHERE w.work_id = $1");
+        self.db.fetch_optional(&sql, &[id.as_str().into()]).await
+    }
+
+    async fn recent_jobs_in(&self, workspace: &WorkspaceId, limit: u32) -> StoreResult<Vec<Job>> {
+        let query = ListQuery::new(
+            JOB_COLUMNS,
+            "connection_jobs",
+            "j",
+            "workspace_id",
+            workspace.as_str(),
+        );
+        let page = Page::newest_first(limit);
+        let (sql, binds) = query.finish(page, "name");
+        let args: Vec<Arg<'_>> = binds.iter().map(Into::into).collect();
+        self.db.fetch_page(&sql, &args, page).await
+    }
+
+    async fn recent_works_in(
+        &self,
+        workspace: &WorkspaceId,
+        limit: u32,
+    ) -> StoreResult<Vec<JobWork>> {
+        let query = ListQuery::new(
+            WORK_COLUMNS,
+            "job_works",
+            "w",
+            "workspace_id",
+            workspace.as_str(),
+        );
+        let page = Page::newest_first(limit);
+        let (sql, binds) = query.finish(page, "name");
+        let args: Vec<Arg<'_>> = binds.iter().map(Into::into).collect();
+        self.db.fetch_page(&sql, &args, page).await
+    }
+
     async fn works_of(
         &self,
         connection: &ConnectionId,

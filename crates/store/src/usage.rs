@@ -1,6 +1,7 @@
 //! Usage counts: the `usage_counts` table and the [`UsageStore`] port on it.
 
 use crate::{
+    db::Arg,
     read::{Columns, FromColumns},
     Store,
 };
@@ -77,5 +78,29 @@ impl UsageStore for Store {
             )
             .await?;
         Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn usage_of_keys(
+        &self,
+        keys: &[ApiKeyId],
+        since_day: &str,
+    ) -> StoreResult<Vec<UsageCount>> {
+        let mut found = Vec::new();
+        // In chunks, so no statement binds more than a few hundred values.
+        for chunk in keys.chunks(250) {
+            let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT day, api_key_id, source_platform, operation, count FROM usage_counts \
+                 WHERE day >= $1 AND api_key_id IN ({}) \
+                 ORDER BY day, api_key_id, source_platform, operation",
+                marks.join(", ")
+            );
+            let mut args: Vec<Arg<'_>> = vec![since_day.into()];
+            args.extend(chunk.iter().map(|k| Arg::from(k.as_str())));
+            let rows: Vec<UsageRow> = self.db.fetch(&sql, &args).await?;
+            found.extend(rows.into_iter().map(UsageCount::from));
+        }
+        found.sort_by(|a, b| (&a.day, &a.api_key_id).cmp(&(&b.day, &b.api_key_id)));
+        Ok(found)
     }
 }

@@ -103,7 +103,9 @@ impl IdentityMutation {
                 return Err(err.into());
             }
         };
-        let _ = request(ctx).login_key.set(caller.key_id().clone());
+        if let Some(key) = caller.key_id() {
+            let _ = request(ctx).login_key.set(key.clone());
+        }
         Ok(LoginResult {
             access_token: issued.token,
             expires_at: issued.expires_at.into(),

@@ -162,7 +162,7 @@ impl RequestContext {
     /// The key this request acted with, if any: a logged-in caller's, or the one a login used.
     pub fn key_id(&self) -> Option<&ApiKeyId> {
         match self.caller.get() {
-            Some(Ok(caller)) => Some(caller.key_id()),
+            Some(Ok(caller)) => caller.key_id(),
             _ => self.login_key.get(),
         }
     }
@@ -188,7 +188,9 @@ pub(crate) async fn caller<'a>(ctx: &Context<'a>) -> Result<&'a Caller, ApiError
         .get_or_init(|| async {
             let bearer = request.bearer.as_deref().ok_or(AuthError::MissingToken)?;
             let caller = services(ctx).identity.authenticate(bearer).await?;
-            rate_limits(ctx).request(caller.key_id())?;
+            if let Some(key) = caller.key_id() {
+                rate_limits(ctx).request(key)?;
+            }
             Ok(caller)
         })
         .await;

@@ -1,0 +1,350 @@
+//! The web pages (spec §8), server-rendered by this binary at the API's origin:
+//!
+//! - [`sign_in`] serves `/sign-in` (email, then an emailed code), `/sign-out`.
+//! - [`workspace`] serves `/w/redirect/…`, the dashboard `/w/{slug}`, a work `/w/{slug}/works/{id}`.
+//! - [`connect`] serves `/w/{slug}/connect/tax-software`.
+//! - [`developer`] serves `/settings/developer` (API keys and their usage).
+//!
+//! Templates are [`maud`] macros compiled into the binary, which escape every value they
+//! insert. Forms are plain HTML POSTs, so any HTTP client can drive them. Before sign-in the
+//! CSRF token is a cookie the form repeats (double submit); after it, the session's own
+//! secret. A POST without the right one is 403. The session cookie is `HttpOnly`,
+//! `SameSite=Lax`, and `Secure` when the public base URL is https. Every page sends the
+//! security headers: a CSP that allows scripts and styles from this origin only (no inline
+//! script), and no framing. A workspace or object out of the user's reach is 404, like the API.
+
+pub(crate) mod connect;
+pub(crate) mod developer;
+pub(crate) mod sign_in;
+pub(crate) mod workspace;
+
+use crate::{graphiql::security_headers, http::AppState};
+use axum::{
+    body::Body,
+    extract::Path,
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use http_body_util::{BodyExt, Limited};
+use maud::{html, Markup, DOCTYPE};
+use taxbridge_domain::{
+    accounts::Account,
+    identity::Caller,
+    lists::{Page, SortField},
+    time::Timestamp,
+    workspaces::{WorkspaceAccess, WorkspaceFilters},
+};
+
+pub(crate) const SESSION_COOKIE: &str = "tb_session";
+pub(crate) const CSRF_COOKIE: &str = "tb_csrf";
+/// The pages' policy: scripts and styles from this origin only, no inline script.
+const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The one stylesheet and the one small script (a copy button), compiled in.
+const STYLESHEET: &str = include_str!("../../assets/site.css");
+const SCRIPT: &str = include_str!("../../assets/site.js");
+
+/// `GET /assets/site.css` and `/assets/site.js`.
+pub(crate) async fn asset(Path(name): Path<String>) -> Response {
+    let (media, body) = match name.as_str() {
+        "site.css" => ("text/css; charset=utf-8", STYLESHEET),
+        "site.js" => ("text/javascript; charset=utf-8", SCRIPT),
+        _ => return not_found(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, media),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A signed-in user: the account, its session's CSRF secret, and the caller the domain's
+/// services take.
+pub(crate) struct Session {
+    pub account: Account,
+    pub csrf: String,
+    pub caller: Caller,
+}
+
+impl Session {
+    /// Whether a form carried this session's CSRF token.
+    pub fn csrf_ok(&self, sent: &str) -> bool {
+        same_secret(&self.csrf, sent)
+    }
+}
+
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// `; Secure` when the public base URL is https.
+pub(crate) fn secure(state: &AppState) -> &'static str {
+    if state.services.public_base_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+pub(crate) fn set_cookie(response: &mut Response, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+/// The signed-in user of a request, if its session cookie names a live session.
+pub(crate) async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<Session> {
+    let token = cookie(headers, SESSION_COOKIE)?;
+    let (account, csrf) = state.services.sign_in.session(token).await.ok().flatten()?;
+    Some(Session {
+        caller: Caller::signed_in(account.clone()),
+        account,
+        csrf,
+    })
+}
+
+/// The signed-in user, or (as the error) a redirect to sign-in that comes back to `here`.
+pub(crate) async fn require_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    here: &str,
+) -> Result<Session, Box<Response>> {
+    match signed_in(state, headers).await {
+        Some(session) => Ok(session),
+        None => Err(Box::new(redirect(&format!(
+            "/sign-in?deep_link={}",
+            url_encode(here)
+        )))),
+    }
+}
+
+/// The workspace with this slug, if the user reaches it; a 404 page otherwise (the same for
+/// a missing workspace and another firm's).
+pub(crate) async fn workspace_by_slug(
+    state: &AppState,
+    session: &Session,
+    slug: &str,
+) -> Result<WorkspaceAccess, Box<Response>> {
+    let filters = WorkspaceFilters {
+        ids: None,
+        slugs: Some(vec![slug.to_owned()]),
+    };
+    let one = Page {
+        limit: 1,
+        offset: 0,
+        sort: SortField::Name,
+        descending: false,
+    };
+    let workspaces = &state.services.workspaces;
+    let found = workspaces
+        .list_for(&session.account, &filters, one)
+        .await
+        .ok()
+        .and_then(|found| found.into_iter().next());
+    let Some(workspace) = found else {
+        return Err(Box::new(not_found()));
+    };
+    workspaces
+        .reach_as(&session.account, workspace.id.as_str())
+        .await
+        .map_err(|_| Box::new(not_found()))
+}
+
+/// Every page's frame: the header with the user's links, then `body`.
+pub(crate) fn layout(title: &str, session: Option<&Session>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Taxbridge" }
+                link rel="stylesheet" href="/assets/site.css";
+                script src="/assets/site.js" defer {}
+            }
+            body {
+                header.top {
+                    a.brand href="/w/redirect/" { "Taxbridge" }
+                    @if let Some(session) = session {
+                        nav aria-label="Account" {
+                            a href="/w/redirect/" { "Workspaces" }
+                            a href="/settings/developer" { "Developer Settings" }
+                            form.inline method="post" action="/sign-out" {
+                                input type="hidden" name="csrf_token" value=(session.csrf);
+                                button.link type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// A page response with the security headers; never cached (pages hold per-user data).
+pub(crate) fn page(status: StatusCode, markup: Markup) -> Response {
+    let mut response = (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        markup.into_string(),
+    )
+        .into_response();
+    security_headers(&mut response, POLICY);
+    response
+}
+
+/// A short page that says one thing: a heading and a sentence.
+pub(crate) fn notice(status: StatusCode, title: &str, text: &str) -> Response {
+    page(
+        status,
+        layout(title, None, html! { h1 { (title) } p { (text) } }),
+    )
+}
+
+pub(crate) fn redirect(to: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(to) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+pub(crate) fn forbidden() -> Response {
+    notice(
+        StatusCode::FORBIDDEN,
+        "Refused",
+        "This form was not sent from its page (its CSRF token is missing or wrong). Open the page again and send it from there.",
+    )
+}
+
+pub(crate) fn not_found() -> Response {
+    notice(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no such page, or it is not one you can reach.",
+    )
+}
+
+pub(crate) fn unavailable(doing: &str, err: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %err, "web: could not {doing}");
+    notice(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again",
+        &format!("Taxbridge could not {doing} just now; try again in a minute."),
+    )
+}
+
+pub(crate) fn random_token() -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Whether two secrets are equal, in time that does not depend on where they differ.
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The most a page's form may send: a few short fields.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// A form's fields, read within [`MAX_FORM_BYTES`] and the server's body deadline (so a slow
+/// or endless body costs a connection for seconds, not for good); a clear page otherwise.
+pub(crate) async fn read_form<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    body: Body,
+) -> Result<T, Box<Response>> {
+    let refused = |status: StatusCode, text: &str| Box::new(notice(status, "Not sent", text));
+    let collected = tokio::time::timeout(
+        state.body_read_timeout,
+        Limited::new(body, MAX_FORM_BYTES).collect(),
+    )
+    .await;
+    let bytes = match collected {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => {
+            return Err(refused(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The form sent more than a form of this page holds; open the page again and send it from there.",
+            ))
+        }
+        Err(_) => {
+            return Err(refused(
+                StatusCode::REQUEST_TIMEOUT,
+                "The form did not arrive in time; send it again.",
+            ))
+        }
+    };
+    serde_urlencoded::from_bytes(&bytes).map_err(|_| {
+        refused(
+            StatusCode::BAD_REQUEST,
+            "The form is missing a field; open the page again and send it from there.",
+        )
+    })
+}
+
+pub(crate) fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A time as a page shows it: `2026-11-26 04:16 UTC`.
+pub(crate) fn when(at: Timestamp) -> String {
+    let text = at.to_string();
+    match (text.get(..10), text.get(11..16)) {
+        (Some(day), Some(minute)) => format!("{day} {minute} UTC"),
+        _ => text,
+    }
+}
+
+/// A byte count in words: `1.5 MiB`.
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// A status as a small labelled badge, coloured by how it stands.
+pub(crate) fn badge(status: &str) -> Markup {
+    let tone = match status {
+        "active" | "completed" | "ready" | "success" | "usable" => "good",
+        "failed" | "error" | "needs_attention" | "revoked" | "expired" => "bad",
+        "pending" | "importing" | "initial" | "uploading" => "busy",
+        _ => "quiet",
+    };
+    html! { span class={ "badge " (tone) } { (status.replace('_', " ")) } }
+}

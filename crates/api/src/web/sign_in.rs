@@ -1,0 +1,272 @@
+//! `/sign-in` (email, then an emailed 6-digit code, then a session and the deep link) and
+//! `/sign-out`. Unknown emails get the same page, and the same work, as known ones.
+
+use super::{
+    cookie, forbidden, layout, page, random_token, read_form, redirect, same_secret, secure,
+    set_cookie, signed_in, unavailable, CSRF_COOKIE, SESSION_COOKIE,
+};
+use crate::http::AppState;
+use axum::{
+    body::Body,
+    extract::{ConnectInfo, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
+use maud::{html, Markup};
+use serde::Deserialize;
+use std::{net::SocketAddr, sync::Arc};
+use taxbridge_domain::{
+    sign_in::{SignInError, SESSION_TTL_SECONDS},
+    web::safe_landing,
+};
+
+#[derive(Deserialize)]
+pub(crate) struct SignInQuery {
+    deep_link: Option<String>,
+}
+
+fn email_form(csrf: &str, deep_link: &str, alert: Option<&str>) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        html! {
+            section.card.narrow {
+                h1 { "Sign in to Taxbridge" }
+                @if let Some(alert) = alert { p.alert role="alert" { (alert) } }
+                form method="post" action="/sign-in" {
+                    label for="email" { "Email" }
+                    input #email name="email" type="email" autocomplete="email" required autofocus;
+                    input type="hidden" name="csrf_token" value=(csrf);
+                    input type="hidden" name="deep_link" value=(deep_link);
+                    button type="submit" { "Send me a code" }
+                }
+                p.hint { "We email you a 6-digit code; no password needed." }
+            }
+        },
+    )
+}
+
+fn code_form(email: &str, csrf: &str, deep_link: &str, note: Markup) -> Markup {
+    layout(
+        "Enter your code",
+        None,
+        html! {
+            section.card.narrow {
+                h1 { "Enter your code" }
+                (note)
+                form method="post" action="/sign-in/code" {
+                    input type="hidden" name="email" value=(email);
+                    label for="code" { "6-digit code" }
+                    input #code name="code" inputmode="numeric" autocomplete="one-time-code"
+                        pattern="[0-9]{6}" maxlength="6" required autofocus;
+                    input type="hidden" name="csrf_token" value=(csrf);
+                    input type="hidden" name="deep_link" value=(deep_link);
+                    button type="submit" { "Sign in" }
+                }
+            }
+        },
+    )
+}
+
+/// `GET /sign-in?deep_link=…`: the email form, or straight on when already signed in.
+pub(crate) async fn form(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<SignInQuery>,
+) -> Response {
+    let landing = safe_landing(query.deep_link.as_deref());
+    if signed_in(&state, &headers).await.is_some() {
+        return redirect(&landing);
+    }
+    let csrf = cookie(&headers, CSRF_COOKIE)
+        .filter(|c| c.len() == 43)
+        .map_or_else(random_token, str::to_owned);
+    let mut response = page(StatusCode::OK, email_form(&csrf, &landing, None));
+    set_cookie(
+        &mut response,
+        &format!(
+            "{CSRF_COOKIE}={csrf}; Path=/sign-in; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+            secure(&state)
+        ),
+    );
+    response
+}
+
+#[derive(Deserialize)]
+pub(crate) struct EmailForm {
+    email: String,
+    csrf_token: String,
+    deep_link: Option<String>,
+}
+
+/// What both sign-in forms check first: the CSRF token (403), then the attempt limits (429).
+/// The normalised email and the landing path, or the refusal to answer.
+fn admit(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    csrf_token: &str,
+    email: &str,
+    deep_link: Option<&str>,
+) -> Result<(String, String), Box<Response>> {
+    if !cookie(headers, CSRF_COOKIE).is_some_and(|kept| same_secret(kept, csrf_token)) {
+        return Err(Box::new(forbidden()));
+    }
+    let email = email.trim().to_ascii_lowercase();
+    if let Err(wait) = state.sign_in_limits.attempt(peer.ip(), &email) {
+        return Err(Box::new(super::notice(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many tries",
+            &format!("Wait {wait} seconds, then try again."),
+        )));
+    }
+    Ok((email, safe_landing(deep_link)))
+}
+
+/// `POST /sign-in`: sends a code (if the email is an account's) and shows the code form; the
+/// answer is the same for every email.
+pub(crate) async fn send_code(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let form: EmailForm = match read_form(&state, body).await {
+        Ok(form) => form,
+        Err(refused) => return *refused,
+    };
+    let (email, landing) = match admit(
+        &state,
+        peer,
+        &headers,
+        &form.csrf_token,
+        &form.email,
+        form.deep_link.as_deref(),
+    ) {
+        Ok(admitted) => admitted,
+        Err(refused) => return *refused,
+    };
+    match state.services.sign_in.send_code(&email).await {
+        Ok(()) => {
+            let note = html! {
+                p { "If " strong { (email) } " has a Taxbridge account, a 6-digit code is on its way. It works for 10 minutes." }
+            };
+            page(
+                StatusCode::OK,
+                code_form(&email, &form.csrf_token, &landing, note),
+            )
+        }
+        Err(SignInError::BadEmail(_)) => page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            email_form(
+                &form.csrf_token,
+                &landing,
+                Some("That is not an email address; check it and try again."),
+            ),
+        ),
+        Err(err) => unavailable("send a code", &err),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CodeForm {
+    email: String,
+    code: String,
+    csrf_token: String,
+    deep_link: Option<String>,
+}
+
+/// `POST /sign-in/code`: a right code begins a session (a new token: no session id chosen
+/// before sign-in survives it) and goes on to the deep link.
+pub(crate) async fn check_code(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let form: CodeForm = match read_form(&state, body).await {
+        Ok(form) => form,
+        Err(refused) => return *refused,
+    };
+    let (email, landing) = match admit(
+        &state,
+        peer,
+        &headers,
+        &form.csrf_token,
+        &form.email,
+        form.deep_link.as_deref(),
+    ) {
+        Ok(admitted) => admitted,
+        Err(refused) => return *refused,
+    };
+    match state.services.sign_in.verify(&email, &form.code).await {
+        Ok(session) => {
+            let mut response = redirect(&landing);
+            set_cookie(
+                &mut response,
+                &format!(
+                    "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_TTL_SECONDS}{}",
+                    session.token,
+                    secure(&state)
+                ),
+            );
+            set_cookie(
+                &mut response,
+                &format!("{CSRF_COOKIE}=; Path=/sign-in; HttpOnly; SameSite=Strict; Max-Age=0"),
+            );
+            response
+        }
+        Err(SignInError::WrongCode(left)) => {
+            let note =
+                html! { p.alert role="alert" { "That code is not right; " (left) " tries left." } };
+            page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code_form(&email, &form.csrf_token, &landing, note),
+            )
+        }
+        Err(SignInError::NoCode | SignInError::BadEmail(_)) => page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            email_form(
+                &form.csrf_token,
+                &landing,
+                Some("That code has expired or was tried too often; ask for a new one."),
+            ),
+        ),
+        Err(err) => unavailable("check the code", &err),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SignOutForm {
+    csrf_token: String,
+}
+
+/// `POST /sign-out`: ends the session (with the session's own CSRF token).
+pub(crate) async fn sign_out(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let form: SignOutForm = match read_form(&state, body).await {
+        Ok(form) => form,
+        Err(refused) => return *refused,
+    };
+    let Some(session) = signed_in(&state, &headers).await else {
+        return redirect("/sign-in");
+    };
+    if !session.csrf_ok(&form.csrf_token) {
+        return forbidden();
+    }
+    if let Some(token) = cookie(&headers, SESSION_COOKIE) {
+        let _ = state.services.sign_in.sign_out(token).await;
+    }
+    let mut response = redirect("/sign-in");
+    set_cookie(
+        &mut response,
+        &format!(
+            "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
+            secure(&state)
+        ),
+    );
+    response
+}

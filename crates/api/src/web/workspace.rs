@@ -1,0 +1,277 @@
+//! The pages a deep link lands on: `/w/redirect/…` (the user's workspace, or a chooser), the
+//! dashboard `/w/{slug}` (connections, import jobs with progress, recent works) and one work
+//! `/w/{slug}/works/{workId}` (its artifacts, with download links).
+
+use super::{
+    badge, bytes, layout, not_found, page, redirect, require_session, unavailable, url_encode,
+    when, workspace_by_slug,
+};
+use crate::http::AppState;
+use axum::{
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
+use maud::{html, Markup};
+use std::{collections::HashMap, sync::Arc};
+use taxbridge_domain::{
+    connections::ConnectionView,
+    imports::{ArtifactStatus, ImportError, Job, JobProgress, JobWork},
+    lists::{Page, SortField},
+    web::safe_landing,
+    workspaces::{WorkspaceAccess, WorkspaceFilters},
+};
+
+/// How many connections, jobs and works the dashboard shows.
+const CONNECTIONS_SHOWN: u32 = 100;
+const RECENT_SHOWN: u32 = 20;
+
+/// `GET /w/redirect/{*rest}`: the signed-in user's workspace with `rest`, or a chooser.
+pub(crate) async fn choose(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    rest: Option<Path<String>>,
+) -> Response {
+    let rest = rest.map(|Path(r)| r).unwrap_or_default();
+    let session = match require_session(&state, &headers, &format!("/w/redirect/{rest}")).await {
+        Ok(session) => session,
+        Err(to_sign_in) => return *to_sign_in,
+    };
+    let first = Page {
+        limit: 50,
+        offset: 0,
+        sort: SortField::Name,
+        descending: false,
+    };
+    let workspaces = match state
+        .services
+        .workspaces
+        .list_for(&session.account, &WorkspaceFilters::default(), first)
+        .await
+    {
+        Ok(found) => found,
+        Err(err) => return unavailable("list your workspaces", &err),
+    };
+    let suffix = if rest.is_empty() {
+        String::new()
+    } else {
+        format!("/{rest}")
+    };
+    if let [only] = workspaces.as_slice() {
+        return redirect(&safe_landing(Some(&format!("/w/{}{suffix}", only.slug))));
+    }
+    let body = html! {
+        h1 { "Choose a workspace" }
+        @if workspaces.is_empty() {
+            p { "You are not a member of any workspace yet. Ask a workspace's admin to add "
+                strong { (session.account.email) } "." }
+        } @else {
+            ul.choices {
+                @for w in &workspaces {
+                    li { a href=(safe_landing(Some(&format!("/w/{}{suffix}", w.slug)))) { (w.display_name) } }
+                }
+            }
+        }
+    };
+    page(
+        StatusCode::OK,
+        layout("Choose a workspace", Some(&session), body),
+    )
+}
+
+/// `GET /w/{slug}`: the workspace's dashboard.
+pub(crate) async fn dashboard(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> Response {
+    let session = match require_session(&state, &headers, &format!("/w/{slug}")).await {
+        Ok(session) => session,
+        Err(to_sign_in) => return *to_sign_in,
+    };
+    let access = match workspace_by_slug(&state, &session, &slug).await {
+        Ok(access) => access,
+        Err(missing) => return *missing,
+    };
+    let services = &state.services;
+    let listed = services
+        .connections
+        .list(
+            &access,
+            &Default::default(),
+            Page {
+                limit: CONNECTIONS_SHOWN,
+                offset: 0,
+                sort: SortField::CreatedAt,
+                descending: false,
+            },
+        )
+        .await;
+    let connections = match listed {
+        Ok(connections) => connections,
+        Err(err) => return unavailable("list the connections", &err),
+    };
+    let (jobs, works) = match services.imports.recent_in(&access, RECENT_SHOWN).await {
+        Ok(recent) => recent,
+        Err(err) => return unavailable("list the imports", &err),
+    };
+    let body = dashboard_body(&access, &connections, &jobs, &works);
+    page(
+        StatusCode::OK,
+        layout(&access.workspace().display_name, Some(&session), body),
+    )
+}
+
+fn dashboard_body(
+    access: &WorkspaceAccess,
+    connections: &[ConnectionView],
+    jobs: &[(Job, JobProgress)],
+    works: &[JobWork],
+) -> Markup {
+    let workspace = access.workspace();
+    let providers: HashMap<&str, &str> = connections
+        .iter()
+        .map(|v| (v.connection.id.as_str(), v.provider.name.as_str()))
+        .collect();
+    let provider_of = |id: &str| providers.get(id).copied().unwrap_or("a connection");
+    html! {
+        h1 { (workspace.display_name) }
+        p.hint { "Workspace " code { (workspace.slug) } }
+        section.card {
+            div.heading {
+                h2 { "Connections" }
+                a.button href={ "/w/" (workspace.slug) "/connect/tax-software" } { "Connect tax software" }
+            }
+            @if connections.is_empty() {
+                p { "No software is connected yet." }
+            } @else {
+                div.scroll { table {
+                    thead { tr { th { "Provider" } th { "Name" } th { "Status" } th { "Next step" } th { "Last verified" } } }
+                    tbody {
+                        @for view in connections {
+                            @let c = &view.connection;
+                            tr {
+                                td { (view.provider.name) br; small { (view.provider.category.replace('_', " ")) } }
+                                td { (c.display_name.as_deref().unwrap_or("—")) }
+                                td { (badge(c.status.as_str())) }
+                                td { (c.status.action().unwrap_or("—"))
+                                     @if let Some(detail) = &c.status_detail { br; small { (detail) } } }
+                                td { (c.last_verified_at.map(when).unwrap_or_else(|| "—".into())) }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+        section.card {
+            h2 { "Import jobs" }
+            @if jobs.is_empty() {
+                p { "No imports yet. A partner pushes clients and their documents in import jobs; they appear here as they run." }
+            } @else {
+                ul.jobs {
+                    @for (job, progress) in jobs {
+                        @let done = progress.succeeded + progress.failed + progress.terminated;
+                        li {
+                            div.heading {
+                                strong { (job.name) }
+                                (badge(job.status.as_str()))
+                            }
+                            label {
+                                small { (provider_of(job.connection_id.as_str())) " · " (progress.works) " works · "
+                                    (done) " of " (progress.artifacts) " files done"
+                                    @if progress.failed > 0 { ", " (progress.failed) " failed" }
+                                    " · " (bytes(progress.bytes)) }
+                                progress max=(progress.artifacts.max(1)) value=(done) { (done) " of " (progress.artifacts) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section.card {
+            h2 { "Recent works" }
+            @if works.is_empty() {
+                p { "No works yet." }
+            } @else {
+                div.scroll { table {
+                    thead { tr { th { "Work" } th { "Client reference" } th { "Status" } th { "Updated" } } }
+                    tbody {
+                        @for work in works {
+                            tr {
+                                td { a href={ "/w/" (workspace.slug) "/works/" (work.work_id) } { (work.name) }
+                                     @if let Some(tag) = &work.tag { " " small.tag { (tag) } } }
+                                td { (work.external_id) }
+                                td { (badge(work.status.as_str())) }
+                                td { (when(work.updated_at)) }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+    }
+}
+
+/// `GET /w/{slug}/works/{workId}`: one tax preparation, its artifacts and their downloads.
+pub(crate) async fn work(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((slug, work_id)): Path<(String, String)>,
+) -> Response {
+    let here = format!("/w/{slug}/works/{}", url_encode(&work_id));
+    let session = match require_session(&state, &headers, &here).await {
+        Ok(session) => session,
+        Err(to_sign_in) => return *to_sign_in,
+    };
+    let access = match workspace_by_slug(&state, &session, &slug).await {
+        Ok(access) => access,
+        Err(missing) => return *missing,
+    };
+    let (work, artifacts) = match state.services.imports.work(&session.caller, &work_id).await {
+        // A work of another of the user's workspaces is not under this slug.
+        Ok(found) if found.0.workspace_id == access.workspace().id => found,
+        Ok(_) | Err(ImportError::NotFound(_)) => return not_found(),
+        Err(err) => return unavailable("read the work", &err),
+    };
+    let workspace = access.workspace();
+    let body = html! {
+        p.crumbs { a href={ "/w/" (workspace.slug) } { (workspace.display_name) } " › work" }
+        h1 { (work.name) " " (badge(work.status.as_str())) }
+        dl.facts {
+            dt { "Work id" } dd { code { (work.work_id) } }
+            dt { "Client reference" } dd { (work.external_id) }
+            @if let Some(tag) = &work.tag { dt { "Tag" } dd { (tag) } }
+            dt { "Import job" } dd { code { (work.job_id) } }
+            dt { "Created" } dd { (when(work.created_at)) }
+            dt { "Updated" } dd { (when(work.updated_at)) }
+        }
+        section.card {
+            h2 { "Documents" }
+            @if artifacts.is_empty() {
+                p { "This work has no documents yet." }
+            } @else {
+                div.scroll { table {
+                    thead { tr { th { "Name" } th { "Type" } th { "Status" } th { "Size" } th { "File" } } }
+                    tbody {
+                        @for a in &artifacts {
+                            tr {
+                                td { (a.name) }
+                                td { (a.artifact_type) }
+                                td { (badge(a.status.as_str()))
+                                     @if let Some(message) = a.metadata.get("error").and_then(|e| e.get("message")).and_then(|m| m.as_str()) {
+                                         br; small { (message) } } }
+                                td { (a.stored.as_ref().map(|s| bytes(s.size)).unwrap_or_else(|| "—".into())) }
+                                td {
+                                    @if a.status == ArtifactStatus::Success {
+                                        a href={ "/files/artifacts/" (a.artifact_id) } download { "Download" }
+                                    } @else { "—" }
+                                }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+    };
+    page(StatusCode::OK, layout(&work.name, Some(&session), body))
+}

@@ -2,8 +2,8 @@
 # Runs every check Taxbridge has, as CI does: formatting, lints, the committed schema, the test
 # suites on SQLite and on a throwaway PostgreSQL, and the doc pages' example programs against a
 # real server, and graphql-http's GraphQL-over-HTTP audit of a live server. Installs what it needs
-# (PostgreSQL, SeaweedFS for the S3 tests, the official tus server, Chromium and chromedriver for
-# the browser tests, the TypeScript compiler and graphql-http from npm, Python requests).
+# (PostgreSQL, SeaweedFS for the S3 tests, the official tus server, the maildev SMTP receiver and
+# Chromium and chromedriver for the browser tests, the TypeScript compiler and graphql-http from npm, Python requests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,7 @@ command -v chromedriver >/dev/null || { apt-get update -qq && apt-get install -y
 eval "$(scripts/test-postgres.sh start)"
 eval "$(scripts/test-s3.sh start)"
 eval "$(scripts/test-tus.sh start)"
+eval "$(scripts/test-maildev.sh start)"
 export CI="${CI:-local}"   # makes the PostgreSQL halves of the suites mandatory
 
 step "cargo fmt --check"

@@ -1,4 +1,5 @@
-//! Taxbridge's only way out. Every outbound HTTP call of the project (a partner platform's
+//! Taxbridge's only way out. Sign-in codes leave by SMTP to the operator's own mail server
+//! ([`mail`]); every outbound HTTP call of the project (a partner platform's
 //! `GET /v1/verify` and pulls, artifact downloads, tus uploads) goes through an [`Egress`],
 //! and this is the only crate that depends on an HTTP client: the compiler holds that line.
 //!
@@ -16,6 +17,7 @@
 //!
 //! The operator's `allow_cidrs` (for local demos and tests) come before the refusals.
 
+pub mod mail;
 pub mod partner;
 pub mod policy;
 pub mod tus;

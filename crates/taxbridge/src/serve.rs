@@ -100,10 +100,17 @@ async fn open(settings: &Settings, bootstrap: bool) -> anyhow::Result<Opened> {
             .chain_update(secrets.jwt_signing.expose_secret())
             .finalize()
     };
+    let mailer: Arc<dyn taxbridge_domain::sign_in::Mailer> = match &settings.mail.smtp_url {
+        Some(url) => Arc::new(
+            taxbridge_outbound::mail::SmtpMailer::new(url, &settings.mail.from)
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => Arc::new(taxbridge_domain::sign_in::LogMailer),
+    };
     let services = Arc::new(Services {
         sign_in: Arc::new(taxbridge_domain::sign_in::SignIn::new(
             store.clone(),
-            Arc::new(taxbridge_domain::sign_in::LogMailer),
+            mailer,
             &pepper,
         )),
         health: store.clone(),

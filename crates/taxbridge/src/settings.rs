@@ -40,6 +40,28 @@ pub struct Settings {
     pub usage: UsageSettings,
     pub blobs: BlobSettings,
     pub worker: WorkerSettings,
+    pub mail: MailSettings,
+}
+
+/// How sign-in codes reach people.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct MailSettings {
+    /// `smtps://user:pass@mail.example.com`, `smtp://host:587?tls=required` or
+    /// `smtp://localhost:1025`. Unset: each code is written to the log instead (one line with
+    /// the email and the code), so a newcomer can sign in without a mail server.
+    pub smtp_url: Option<String>,
+    /// The sender of sign-in mail.
+    pub from: String,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            from: "Taxbridge <taxbridge@localhost>".into(),
+        }
+    }
 }
 
 /// Where artifacts' bytes are kept.
@@ -179,6 +201,7 @@ impl Default for Settings {
             usage: UsageSettings::default(),
             blobs: BlobSettings::default(),
             worker: WorkerSettings::default(),
+            mail: MailSettings::default(),
         }
     }
 }

@@ -8,15 +8,16 @@
 use serde_json::{json, Value};
 use sha2::Digest;
 use std::{
-    io::{BufRead, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_taxbridge");
+use common::{curl, graphql, serve, serve_with, Server};
+
+use common::BIN;
 const RUNS: u64 = 20;
 const WORKS: usize = 10;
 const FILES_PER_WORK: usize = 10;
@@ -49,83 +50,8 @@ fn platform() -> String {
     })
 }
 
-struct Server {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data_dir: &Path) -> Server {
-    serve_with(data_dir, &[])
-}
-
-fn serve_with(data_dir: &Path, env: &[(&str, String)]) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["serve", "--listen", &listen])
-        .env_remove("TAXBRIDGE_DATABASE_URL")
-        .env("TAXBRIDGE_EGRESS__ALLOW_CIDRS", r#"["127.0.0.0/8"]"#)
-        // A dead worker's claims lapse after 2 s, so a restart resumes within the test's time.
-        .env("TAXBRIDGE_WORKER__LEASE_SECONDS", "2")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    for line in lines.by_ref() {
-        let line = line.expect("line");
-        if line.starts_with("Taxbridge is serving") {
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    Server {
-        child,
-        endpoint: format!("http://{listen}/graphql"),
-    }
-}
-
-fn curl(args: &[&str]) -> Vec<u8> {
-    Command::new("curl")
-        .arg("-s")
-        .args(args)
-        .output()
-        .expect("curl")
-        .stdout
-}
-
 fn post(endpoint: &str, token: Option<&str>, query: &str, variables: Value) -> Value {
-    let body = json!({ "query": query, "variables": variables }).to_string();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}"));
-    let mut args = vec![
-        "-X",
-        "POST",
-        endpoint,
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        &body,
-    ];
-    if let Some(auth) = &auth {
-        args.extend(["-H", auth]);
-    }
-    let out = curl(&args);
-    let answer: Value = serde_json::from_slice(&out)
-        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&out)));
+    let answer = graphql(endpoint, token, query, variables);
     assert!(answer.get("errors").is_none(), "{query}: {answer}");
     answer["data"].clone()
 }

@@ -3,8 +3,13 @@
 //! - fresh databases: a temporary SQLite file, or a new database on the PostgreSQL server
 //!   named by `TAXBRIDGE_TEST_POSTGRES_URL` (`scripts/test.sh` starts one; the README says how
 //!   to run one locally);
+//! - the real components other suites drive: a headless Chromium ([`browser`]) and an SMTP
+//!   receiver with an HTTP API ([`mail`]);
 //! - [`per_database!`], which runs each named test once per database, so the store's contract
 //!   suite and the API suite say it the same way.
+
+pub mod browser;
+pub mod mail;
 
 use anyhow::Context;
 use sqlx::Connection;

@@ -4,8 +4,8 @@
 //! again with corrected fields: it collects the same connection rather than starting another.
 
 use super::{
-    badge, forbidden, layout, page, read_form, require_session, unavailable, workspace_by_slug,
-    Session,
+    badge, forbidden, layout, page, read_form, require_session, sentence, unavailable,
+    workspace_by_slug, Session,
 };
 use crate::http::AppState;
 use axum::{
@@ -116,7 +116,7 @@ fn connect_page(
             Outcome::Failed(view) => {
                 div.outcome.bad role="alert" {
                     h2 { (view.provider.name) " did not connect " (badge(view.connection.status.as_str())) }
-                    p { (view.connection.status_detail.as_deref().unwrap_or("The check of the details failed.")) }
+                    p { (sentence(view.connection.status_detail.as_deref().unwrap_or("the check of the details failed"))) }
                     p { "Check the details below and send them again; the secret fields need entering again." }
                 }
             }

@@ -3,8 +3,8 @@
 //! expires), revoke one, and see their use by source platform and day as a small chart.
 
 use super::{
-    badge, forbidden, layout, not_found, page, read_form, redirect, require_session, unavailable,
-    when, Session,
+    badge, forbidden, layout, not_found, page, read_form, redirect, require_session, sentence,
+    unavailable, when, Session,
 };
 use crate::http::AppState;
 use axum::{
@@ -230,19 +230,19 @@ fn settings_page(
             @if keys.is_empty() {
                 p { "You have no API keys yet." }
             } @else {
-                div.scroll { table {
+                div.scroll { table.stack {
                     thead { tr { th { "Name" } th { "Prefix" } th { "Created" } th { "Last used" } th { "Expires" } th { "State" } th { span.visually-hidden { "Revoke" } } } }
                     tbody {
                         @for key in keys.iter().rev() {
                             @let state = key_state(key, now);
                             tr {
-                                td { (key.name) }
-                                td { code { (key.display_prefix) "…" } }
-                                td { (when(key.created_at)) }
-                                td { (key.last_used_at.map(when).unwrap_or_else(|| "never".into())) }
-                                td { (key.expires_at.map(when).unwrap_or_else(|| "never".into())) }
-                                td { (badge(state)) }
-                                td {
+                                td data-label="Name" { (key.name) }
+                                td data-label="Prefix" { code { (key.display_prefix) "…" } }
+                                td data-label="Created" { (when(key.created_at)) }
+                                td data-label="Last used" { (key.last_used_at.map(when).unwrap_or_else(|| "never".into())) }
+                                td data-label="Expires" { (key.expires_at.map(when).unwrap_or_else(|| "never".into())) }
+                                td data-label="State" { (badge(state)) }
+                                td data-label="" {
                                     @if state == "usable" {
                                         form.inline method="post" action={ "/settings/developer/keys/" (key.id) "/revoke" } {
                                             input type="hidden" name="csrf_token" value=(session.csrf);
@@ -362,7 +362,7 @@ pub(crate) async fn generate(
             .await
         }
         Err(IdentityError::Invalid { message, .. }) => {
-            let alert = capitalised(&message);
+            let alert = sentence(&message);
             render(
                 &state,
                 &session,
@@ -374,14 +374,6 @@ pub(crate) async fn generate(
         }
         Err(err) => unavailable("generate a key", &err),
     }
-}
-
-fn capitalised(text: &str) -> String {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .map(|first| first.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
 }
 
 #[derive(Deserialize)]

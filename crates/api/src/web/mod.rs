@@ -338,6 +338,19 @@ pub(crate) fn bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// A detail as a sentence: capitalised, with a full stop.
+pub(crate) fn sentence(text: &str) -> String {
+    let mut chars = text.trim().chars();
+    let mut out: String = chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default();
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
+}
+
 /// A status as a small labelled badge, coloured by how it stands.
 pub(crate) fn badge(status: &str) -> Markup {
     let tone = match status {

@@ -122,6 +122,11 @@ pub(crate) async fn dashboard(
     )
 }
 
+/// `1 work`, `2 works`.
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn dashboard_body(
     access: &WorkspaceAccess,
     connections: &[ConnectionView],
@@ -145,18 +150,18 @@ fn dashboard_body(
             @if connections.is_empty() {
                 p { "No software is connected yet." }
             } @else {
-                div.scroll { table {
+                div.scroll { table.stack {
                     thead { tr { th { "Provider" } th { "Name" } th { "Status" } th { "Next step" } th { "Last verified" } } }
                     tbody {
                         @for view in connections {
                             @let c = &view.connection;
                             tr {
-                                td { (view.provider.name) br; small { (view.provider.category.replace('_', " ")) } }
-                                td { (c.display_name.as_deref().unwrap_or("—")) }
-                                td { (badge(c.status.as_str())) }
-                                td { (c.status.action().unwrap_or("—"))
+                                td data-label="Provider" { (view.provider.name) br; small { (view.provider.category.replace('_', " ")) } }
+                                td data-label="Name" { (c.display_name.as_deref().unwrap_or("—")) }
+                                td data-label="Status" { (badge(c.status.as_str())) }
+                                td data-label="Next step" { (c.status.action().unwrap_or("—"))
                                      @if let Some(detail) = &c.status_detail { br; small { (detail) } } }
-                                td { (c.last_verified_at.map(when).unwrap_or_else(|| "—".into())) }
+                                td data-label="Last verified" { (c.last_verified_at.map(when).unwrap_or_else(|| "—".into())) }
                             }
                         }
                     }
@@ -177,7 +182,7 @@ fn dashboard_body(
                                 (badge(job.status.as_str()))
                             }
                             label {
-                                small { (provider_of(job.connection_id.as_str())) " · " (progress.works) " works · "
+                                small { (provider_of(job.connection_id.as_str())) " · " (plural(progress.works, "work", "works")) " · "
                                     (done) " of " (progress.artifacts) " files done"
                                     @if progress.failed > 0 { ", " (progress.failed) " failed" }
                                     " · " (bytes(progress.bytes)) }
@@ -193,16 +198,16 @@ fn dashboard_body(
             @if works.is_empty() {
                 p { "No works yet." }
             } @else {
-                div.scroll { table {
+                div.scroll { table.stack {
                     thead { tr { th { "Work" } th { "Client reference" } th { "Status" } th { "Updated" } } }
                     tbody {
                         @for work in works {
                             tr {
-                                td { a href={ "/w/" (workspace.slug) "/works/" (work.work_id) } { (work.name) }
+                                td data-label="Work" { a href={ "/w/" (workspace.slug) "/works/" (work.work_id) } { (work.name) }
                                      @if let Some(tag) = &work.tag { " " small.tag { (tag) } } }
-                                td { (work.external_id) }
-                                td { (badge(work.status.as_str())) }
-                                td { (when(work.updated_at)) }
+                                td data-label="Client reference" { (work.external_id) }
+                                td data-label="Status" { (badge(work.status.as_str())) }
+                                td data-label="Updated" { (when(work.updated_at)) }
                             }
                         }
                     }
@@ -250,18 +255,18 @@ pub(crate) async fn work(
             @if artifacts.is_empty() {
                 p { "This work has no documents yet." }
             } @else {
-                div.scroll { table {
+                div.scroll { table.stack {
                     thead { tr { th { "Name" } th { "Type" } th { "Status" } th { "Size" } th { "File" } } }
                     tbody {
                         @for a in &artifacts {
                             tr {
-                                td { (a.name) }
-                                td { (a.artifact_type) }
-                                td { (badge(a.status.as_str()))
+                                td data-label="Name" { (a.name) }
+                                td data-label="Type" { (a.artifact_type) }
+                                td data-label="Status" { (badge(a.status.as_str()))
                                      @if let Some(message) = a.metadata.get("error").and_then(|e| e.get("message")).and_then(|m| m.as_str()) {
                                          br; small { (message) } } }
-                                td { (a.stored.as_ref().map(|s| bytes(s.size)).unwrap_or_else(|| "—".into())) }
-                                td {
+                                td data-label="Size" { (a.stored.as_ref().map(|s| bytes(s.size)).unwrap_or_else(|| "—".into())) }
+                                td data-label="File" {
                                     @if a.status == ArtifactStatus::Success {
                                         a href={ "/files/artifacts/" (a.artifact_id) } download { "Download" }
                                     } @else { "—" }

@@ -1,88 +1,11 @@
-//! The web pages in a real headless Chromium (Debian's `chromium` and `chromium-driver`,
-//! installed by `scripts/test.sh`), driven over WebDriver with fantoccini. Skipped when no
-//! `chromedriver` is on the PATH, except under CI (`CI` set), where that is a failure.
-//! Screenshots of each page go to `target/screenshots/`.
+//! GraphiQL in a real headless Chromium ([`taxbridge_testkit::browser`]). The web pages'
+//! browser tests run the real binary, in `crates/taxbridge/tests/web.rs`.
 
 use crate::support::TestApp;
-use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
-
-/// A chromedriver of our own on a free port, stopped when dropped.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn driver() -> Option<Driver> {
-    let found = Command::new("chromedriver")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromedriver must be installed when CI is set (scripts/test.sh installs chromium-driver)"
-        );
-        eprintln!("skipped: no chromedriver (apt-get install chromium chromium-driver)");
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let child = Command::new("chromedriver")
-        .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
-    Some(Driver {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    })
-}
-
-/// A headless Chromium session with a fresh profile.
-async fn browser(driver: &Driver) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,860"] }),
-    );
-    for _ in 0..50 {
-        // chromedriver listens on loopback over plain HTTP: no TLS connector is needed.
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        if let Ok(client) = ClientBuilder::new(connector)
-            .capabilities(caps.clone())
-            .connect(&driver.url)
-            .await
-        {
-            return client;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("chromedriver did not accept a session at {}", driver.url);
-}
-
-async fn screenshot(client: &Client, name: &str) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
-    let _ = std::fs::create_dir_all(&dir);
-    if let Ok(png) = client.screenshot().await {
-        let _ = std::fs::write(dir.join(format!("{name}.png")), png);
-    }
-}
+use std::time::Duration;
+use taxbridge_testkit::browser::fantoccini::Locator;
+use taxbridge_testkit::browser::{browser, driver, screenshot};
 
 /// GraphiQL, loaded with no network but the gateway's, runs `{ me { id } }` with a pasted
 /// access token and shows the caller's id; every file it loaded came from the gateway.

@@ -1,6 +1,13 @@
-//! Test support shared by the binary's test suites.
+//! Test support shared by the binary's test suites (each uses part of it).
+#![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    path::Path,
+    process::{Child, Command, Stdio},
+};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_taxbridge");
 
 /// What [`loopback_server`] answers a request: status (e.g. `200 OK`), content type, body.
 pub type Answer = (&'static str, &'static str, Vec<u8>);
@@ -35,4 +42,94 @@ pub fn loopback_server(answer: fn(&str) -> Answer) -> String {
         }
     });
     base
+}
+
+/// A running `taxbridge serve` on a free loopback port, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    /// `http://127.0.0.1:<port>/graphql`.
+    pub endpoint: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn serve(data_dir: &Path) -> Server {
+    serve_with(data_dir, &[])
+}
+
+pub fn serve_with(data_dir: &Path, env: &[(&str, String)]) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["serve", "--listen", &listen])
+        .env_remove("TAXBRIDGE_DATABASE_URL")
+        .env("TAXBRIDGE_EGRESS__ALLOW_CIDRS", r#"["127.0.0.0/8"]"#)
+        // A dead worker's claims lapse after 2 s, so a restart resumes within the test's time.
+        .env("TAXBRIDGE_WORKER__LEASE_SECONDS", "2")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        if line.starts_with("Taxbridge is serving") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    Server {
+        child,
+        endpoint: format!("http://{listen}/graphql"),
+    }
+}
+
+/// curl -s with these arguments: what it printed.
+pub fn curl(args: &[&str]) -> Vec<u8> {
+    Command::new("curl")
+        .arg("-s")
+        .args(args)
+        .output()
+        .expect("curl")
+        .stdout
+}
+
+/// One GraphQL request with curl: the whole answer, `data` and `errors`.
+pub fn graphql(
+    endpoint: &str,
+    token: Option<&str>,
+    query: &str,
+    variables: serde_json::Value,
+) -> serde_json::Value {
+    let body = serde_json::json!({ "query": query, "variables": variables }).to_string();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}"));
+    let mut args = vec![
+        "-X",
+        "POST",
+        endpoint,
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "source-platform: web-test",
+        "-d",
+        &body,
+    ];
+    if let Some(auth) = &auth {
+        args.extend(["-H", auth]);
+    }
+    let out = curl(&args);
+    serde_json::from_slice(&out)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&out)))
 }

@@ -1,6 +1,8 @@
 //! The web pages over HTTP on both databases, driven as any HTTP client would (plain form
 //! POSTs, cookies kept by hand): sign-in by emailed code from a deep link, the session cookie's
-//! flags, CSRF, open redirects, session fixation, another firm's slug, sign-out.
+//! flags, CSRF, open redirects, session fixation, another firm's slug, sign-out; and the
+//! pages behind sign-in: the dashboard, a work, connect tax software, Developer Settings,
+//! each with another firm's objects and forged forms.
 
 use crate::support::TestApp;
 use serde_json::json;
@@ -11,6 +13,10 @@ taxbridge_testkit::per_database!(
     a_deep_link_sign_in_lands_on_the_workspace_and_sign_out_ends_it,
     forms_without_the_right_csrf_token_are_refused,
     deep_links_elsewhere_land_on_the_default,
+    a_guessed_code_stops_working_after_five_tries,
+    dashboards_and_works_show_only_the_firms_own_and_download_with_the_session,
+    connecting_tax_software_checks_the_form_and_keeps_secrets_out_of_the_page,
+    developer_settings_show_a_key_once_and_revoke_only_the_users_own,
 );
 
 mod limits {
@@ -446,4 +452,361 @@ async fn deep_links_elsewhere_land_on_the_default(app: TestApp) {
         )
         .await;
     assert_eq!(signed.location(), "/w/redirect/");
+}
+
+async fn a_guessed_code_stops_working_after_five_tries(app: TestApp) {
+    let (_, email) = firm(&app, "Guess CPA").await;
+    let mut browser = Browser::new(&app);
+    let csrf = browser.get("/sign-in").await.field("csrf_token");
+    browser
+        .post("/sign-in", &[("email", &email), ("csrf_token", &csrf)])
+        .await;
+    let code = mailed(&app, &email).await;
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    let mut last = String::new();
+    for left in (0..5).rev() {
+        let refused = browser
+            .post(
+                "/sign-in/code",
+                &[("email", &email), ("code", wrong), ("csrf_token", &csrf)],
+            )
+            .await;
+        assert_eq!(refused.status, 422);
+        last = refused.body;
+        if left > 0 {
+            assert!(last.contains(&format!("{left} tries left")), "{last}");
+        }
+    }
+    assert!(last.contains("ask for a new one"), "{last}");
+    // The right code no longer opens a session: a new one must be asked for.
+    let late = browser
+        .post(
+            "/sign-in/code",
+            &[("email", &email), ("code", &code), ("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(late.status, 422, "{}", late.body);
+    assert!(late.set_cookie("tb_session").is_none());
+    // And the attempts per email are limited: a burst, then 429 with how long to wait.
+    let mut limited = None;
+    for _ in 0..20 {
+        let answer = browser
+            .post("/sign-in", &[("email", &email), ("csrf_token", &csrf)])
+            .await;
+        if answer.status == 429 {
+            limited = Some(answer);
+            break;
+        }
+    }
+    let limited = limited.expect("sign-in attempts are limited per email");
+    assert!(limited.body.contains("seconds"), "{}", limited.body);
+}
+
+/// A partner's workspace with a member, an active connection of the partner's provider and
+/// one import whose artifact has bytes: (slug, member email, partner token, connection id,
+/// artifact id).
+async fn firm_with_an_import(
+    app: &TestApp,
+    key: &str,
+    name: &str,
+) -> (String, String, String, String, String) {
+    let token = app.partner_token(key).await;
+    let workspace = app.create_workspace(&token, name).await.assert_ok()["createWorkspace"].clone();
+    let id = workspace["id"].as_str().unwrap_or_default().to_owned();
+    let slug = workspace["slug"].as_str().unwrap_or_default().to_owned();
+    let email = format!("sam@{slug}.example");
+    app.add_users(&token, &id, &[&email]).await.assert_ok();
+    let connection = app
+        .graphql(
+            json!({ "query": "mutation($w: ID!, $k: String!) { startProviderConnection(workspaceId: $w, providerKey: $k, inputs: {apiKey: \"k\"}) { id } }", "variables": { "w": id, "k": key } }),
+            Some(&token),
+            None,
+        )
+        .await
+        .assert_ok()["startProviderConnection"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    app.activate(&connection).await;
+    let artifact =
+        crate::imports::artifact_with_bytes(app, &token, &connection, b"%PDF-1.4 the firm's own")
+            .await;
+    (slug, email, token, connection, artifact)
+}
+
+/// Signs in `email` on a fresh client: the client, and the session's CSRF token.
+async fn signed_in(app: &TestApp, email: &str) -> (Browser, String) {
+    let mut browser = Browser::new(app);
+    let signed = sign_in(app, &mut browser, email, "/w/redirect/").await;
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    let csrf = browser.get("/settings/developer").await.field("csrf_token");
+    assert!(!csrf.is_empty());
+    (browser, csrf)
+}
+
+/// The `Work` id the page links to first under `/w/<slug>/works/`.
+fn first_work_link(body: &str, slug: &str) -> String {
+    let marker = format!("href=\"/w/{slug}/works/");
+    body.split(&marker)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn dashboards_and_works_show_only_the_firms_own_and_download_with_the_session(app: TestApp) {
+    let (slug, email, _, _, artifact) = firm_with_an_import(&app, "dashfirm", "Dash CPA").await;
+    let (other, _, _, _, foreign_artifact) =
+        firm_with_an_import(&app, "otherfirm", "Other Books").await;
+    let (mut browser, _) = signed_in(&app, &email).await;
+
+    let dashboard = browser.get(&format!("/w/{slug}")).await;
+    assert_eq!(dashboard.status, 200, "{}", dashboard.body);
+    for shown in [
+        "2024 returns",
+        "1 work",
+        "1 of 1 files done",
+        "<progress",
+        "active",
+    ] {
+        assert!(
+            dashboard.body.contains(shown),
+            "{shown}: {}",
+            dashboard.body
+        );
+    }
+    let work = first_work_link(&dashboard.body, &slug);
+    assert!(!work.is_empty(), "{}", dashboard.body);
+    let page = browser.get(&format!("/w/{slug}/works/{work}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body
+            .contains(&format!("href=\"/files/artifacts/{artifact}\"")),
+        "{}",
+        page.body
+    );
+    // The download link works with the session cookie alone.
+    let download = browser.get(&format!("/files/artifacts/{artifact}")).await;
+    assert_eq!(download.status, 200);
+    assert_eq!(download.body, "%PDF-1.4 the firm's own");
+
+    // The other firm: its dashboard, its work (under either slug) and its file are not found.
+    assert_eq!(browser.get(&format!("/w/{other}")).await.status, 404);
+    let foreign_download = browser
+        .get(&format!("/files/artifacts/{foreign_artifact}"))
+        .await;
+    assert_eq!(foreign_download.status, 404);
+    let (mut theirs, _) = signed_in(&app, &format!("sam@{other}.example")).await;
+    let their_work = first_work_link(&theirs.get(&format!("/w/{other}")).await.body, &other);
+    assert!(!their_work.is_empty());
+    for path in [
+        format!("/w/{slug}/works/{their_work}"),
+        format!("/w/{other}/works/{their_work}"),
+        format!("/w/{slug}/works/no-such-work"),
+    ] {
+        let answer = browser.get(&path).await;
+        assert_eq!(answer.status, 404, "{path}");
+        assert!(!answer.body.contains("Other Books"), "{path}");
+    }
+    // Without a session, pages send to sign-in and come back; files need a token.
+    let mut anonymous = Browser::new(&app);
+    let away = anonymous.get(&format!("/w/{slug}/works/{work}")).await;
+    assert_eq!(away.status, 303);
+    assert_eq!(
+        away.location(),
+        format!("/sign-in?deep_link=%2Fw%2F{slug}%2Fworks%2F{work}")
+    );
+    assert_eq!(
+        anonymous
+            .get(&format!("/files/artifacts/{artifact}"))
+            .await
+            .status,
+        401
+    );
+}
+
+async fn connecting_tax_software_checks_the_form_and_keeps_secrets_out_of_the_page(app: TestApp) {
+    let (slug, email, _, _, _) = firm_with_an_import(&app, "connfirm", "Connect CPA").await;
+    let (other, _, _, foreign_connection, _) =
+        firm_with_an_import(&app, "elsefirm", "Else Books").await;
+    let (mut browser, csrf) = signed_in(&app, &email).await;
+    let path = format!("/w/{slug}/connect/tax-software");
+    let form = browser.get(&path).await;
+    assert_eq!(form.status, 200);
+    for provider in ["Drake Tax", "UltraTax CS", "Lacerte"] {
+        assert!(form.body.contains(provider), "{provider}");
+    }
+    assert!(
+        form.body.contains("name=\"apiKey\" type=\"password\""),
+        "{}",
+        form.body
+    );
+
+    // A forged form, an unknown provider, another firm's workspace or connection.
+    let secret = "s3cret-drake-key";
+    let fields = |csrf: &'static str| -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("provider", "drake"),
+            ("csrf_token", csrf),
+            ("baseUrl", "http://127.0.0.1:9"),
+            ("apiKey", "s3cret-drake-key"),
+        ]
+    };
+    let forged = browser.post(&path, &fields("wrong")).await;
+    assert_eq!(forged.status, 403);
+    let csrf: &'static str = Box::leak(csrf.into_boxed_str());
+    let mut unknown = fields(csrf);
+    unknown[0] = ("provider", "DRAKE");
+    assert_eq!(browser.post(&path, &unknown).await.status, 422);
+    let foreign = browser
+        .post(&format!("/w/{other}/connect/tax-software"), &fields(csrf))
+        .await;
+    assert_eq!(foreign.status, 404);
+    let mut retry_foreign = fields(csrf);
+    let foreign_connection: &'static str = Box::leak(foreign_connection.into_boxed_str());
+    retry_foreign.push(("connection_id", foreign_connection));
+    assert_eq!(browser.post(&path, &retry_foreign).await.status, 404);
+
+    // A platform that cannot be reached (a refused address): the connection fails, and the
+    // page says so in words, offering to try again, without echoing the secret.
+    let failed = browser.post(&path, &fields(csrf)).await;
+    assert_eq!(failed.status, 200, "{}", failed.body);
+    assert!(failed.body.contains("did not connect"), "{}", failed.body);
+    assert!(
+        failed.body.contains("name=\"connection_id\""),
+        "{}",
+        failed.body
+    );
+    assert!(
+        !failed.body.contains(secret),
+        "the secret came back in the page"
+    );
+    let dashboard = browser.get(&format!("/w/{slug}")).await;
+    assert!(dashboard.body.contains("Drake Tax") && dashboard.body.contains("reconnect"));
+    assert!(!dashboard.body.contains(secret));
+}
+
+async fn developer_settings_show_a_key_once_and_revoke_only_the_users_own(app: TestApp) {
+    let (_, email) = firm(&app, "Keys CPA").await;
+    let (_, other_email) = firm(&app, "Keys Other LLP").await;
+    let (mut browser, csrf) = signed_in(&app, &email).await;
+    let keys = "/settings/developer/keys";
+    let forged = browser
+        .post(
+            keys,
+            &[
+                ("name", "CI"),
+                ("expires_in_days", ""),
+                ("csrf_token", "nope"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    for (name, days, says) in [
+        ("", "", "1 to 100 characters"),
+        ("CI", "0", "at least one day"),
+        ("CI", "ten", "whole number of days"),
+        ("CI", "99999", "whole number of days"),
+    ] {
+        let refused = browser
+            .post(
+                keys,
+                &[
+                    ("name", name),
+                    ("expires_in_days", days),
+                    ("csrf_token", &csrf),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, 422, "{name:?} {days:?}");
+        assert!(refused.body.contains(says), "{says}: {}", refused.body);
+    }
+    let made = browser
+        .post(
+            keys,
+            &[
+                ("name", "Production <Integration>"),
+                ("expires_in_days", "30"),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert!(
+        made.body.contains("Production &lt;Integration&gt;"),
+        "names are escaped"
+    );
+    let secret = made
+        .body
+        .split("id=\"new-key\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(secret.starts_with("tb_pat_"), "{}", made.body);
+    let token = app.token_for(&secret).await;
+    assert!(!token.is_empty());
+    // Shown once: the page afterwards lists the key by prefix only.
+    let listed = browser.get("/settings/developer").await;
+    assert!(!listed.body.contains(&secret));
+    assert!(listed.body.contains(&secret[..11]), "{}", listed.body);
+
+    // Another user's key cannot be revoked by id; a forged revoke is refused.
+    let (mut other, other_csrf) = signed_in(&app, &other_email).await;
+    other
+        .post(
+            keys,
+            &[
+                ("name", "Theirs"),
+                ("expires_in_days", ""),
+                ("csrf_token", &other_csrf),
+            ],
+        )
+        .await;
+    let their_id = other
+        .get("/settings/developer")
+        .await
+        .body
+        .split("/settings/developer/keys/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!their_id.is_empty());
+    let theirs = browser
+        .post(
+            &format!("{keys}/{their_id}/revoke"),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(theirs.status, 404);
+    let my_id = listed
+        .body
+        .split("/settings/developer/keys/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    let forged = browser
+        .post(
+            &format!("{keys}/{my_id}/revoke"),
+            &[("csrf_token", &other_csrf)],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    assert_eq!(app.me(Some(&token)).await.code(), "", "still usable");
+    let revoked = browser
+        .post(&format!("{keys}/{my_id}/revoke"), &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(revoked.status, 303);
+    assert_eq!(
+        app.me(Some(&token)).await.code(),
+        "UNAUTHENTICATED",
+        "a revoked key's token is refused at once"
+    );
+    assert!(browser
+        .get("/settings/developer")
+        .await
+        .body
+        .contains("revoked"));
 }

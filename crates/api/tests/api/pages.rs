@@ -432,6 +432,33 @@ async fn deep_links_elsewhere_land_on_the_default(app: TestApp) {
         assert_eq!(signed.status, 303, "{evil}: {}", signed.body);
         assert_eq!(signed.location(), "/w/redirect/", "{evil} (run {n})");
     }
+    // The sign-in page judges every spelling before it goes in the form.
+    let mut browser = Browser::new(&app);
+    for evil in [
+        "//evil.example",
+        "//evil.example/w/x",
+        "/\\evil.example",
+        "/w/\\evil.example",
+        "https://evil.example/w/x",
+        "http:/w/x",
+        "javascript:alert(1)",
+        "/%2Fevil.example",
+        "%252F%252Fevil.example",
+        "/w/%2E%2E/settings",
+        "/w/a/../../x",
+        "/w//evil.example",
+        "/w/x%0d%0aSet-Cookie:a=b",
+        "/W/x",
+        "/settings/developer",
+        "/w/https://evil.example",
+        "/w/%5Cevil",
+    ] {
+        let form = browser
+            .get(&format!("/sign-in?deep_link={}", urlencode(evil)))
+            .await;
+        assert_eq!(form.status, 200, "{evil}");
+        assert_eq!(form.field("deep_link"), "/w/redirect/", "{evil}");
+    }
     // A form posted with its own deep link (not the page's) is judged the same way.
     let mut browser = Browser::new(&app);
     let csrf = browser.get("/sign-in").await.field("csrf_token");

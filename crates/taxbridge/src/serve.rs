@@ -188,11 +188,26 @@ pub async fn run_worker(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The workspace the first start makes for the owner account.
+const OWNER_WORKSPACE: &str = "My firm";
+
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut opened = open(&settings, true).await?;
     let services = opened.services.clone();
     let url = opened.url.clone();
     let first_start = opened.first_start.take();
+    // The owner's own workspace, so the printed sign-in link lands on a dashboard.
+    let mut landing = "%2Fw%2Fredirect%2F".to_owned();
+    if let Some((account, _)) = &first_start {
+        match services
+            .workspaces
+            .create_for_customer(OWNER_WORKSPACE, Some(account.email.as_str()))
+            .await
+        {
+            Ok((workspace, _)) => landing = format!("%2Fw%2F{}", workspace.slug),
+            Err(err) => tracing::warn!(error = %err, "could not create the owner's workspace"),
+        }
+    }
     // The in-process worker stops with the server: both watch one shutdown signal.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let background = (settings.worker.concurrency > 0).then(|| {
@@ -246,7 +261,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             "curl -X POST {endpoint} -H \"Content-Type: application/json\" -H \"source-platform: tax-firm-a\" -d '{{\"query\": \"mutation LoginViaPersonalApiToken($apiKey: String!) {{ loginViaPersonalApiToken(token: $apiKey) {{ accessToken }} }}\", \"variables\": {{\"apiKey\": \"{key}\"}}}}'"
         );
         println!(
-            "Web pages: open http://{addr}/sign-in?deep_link=%2Fw%2Fredirect%2F and sign in as {}; with no mail server set, the code is written to this log.",
+            "Web pages: open http://{addr}/sign-in?deep_link={landing} and sign in as {}; with no mail server set, the code is written to this log.",
             account.email
         );
     }

@@ -207,6 +207,16 @@ fn first_start_prints_a_working_key_and_curl_once() {
         Some(&access),
     );
     assert_eq!(me["data"]["me"]["name"], "Owner");
+    // The owner has a workspace of its own, where the printed sign-in link lands.
+    let mine = post(
+        &server.endpoint,
+        json!({ "query": "{ me { workspaces { slug displayName } } }" }),
+        Some(&access),
+    );
+    assert_eq!(
+        mine["data"]["me"]["workspaces"][0]["slug"], "my-firm",
+        "{mine}"
+    );
     // The printed sign-in link opens the sign-in form.
     let link = server.first_sign_in.clone().expect("a sign-in link");
     let page = Command::new("curl")
@@ -215,7 +225,7 @@ fn first_start_prints_a_working_key_and_curl_once() {
         .expect("open the sign-in link");
     let html = String::from_utf8_lossy(&page.stdout);
     assert!(
-        html.contains("name=\"csrf_token\"") && html.contains("/w/redirect/"),
+        html.contains("name=\"csrf_token\"") && html.contains("value=\"/w/my-firm\""),
         "{html}"
     );
     drop(server);

@@ -348,6 +348,24 @@ async fn a_firm_user_signs_in_by_deep_link_connects_tax_software_and_manages_key
         .text()
         .await
         .expect("its text");
+    // The copy button (the pages' one script) answers; headless Chromium may refuse the
+    // clipboard, when the button asks for a manual copy instead.
+    click(&client, "button.copy").await;
+    let mut label = String::new();
+    for _ in 0..50 {
+        label = client
+            .find(Locator::Css("button.copy"))
+            .await
+            .expect("the copy button")
+            .text()
+            .await
+            .unwrap_or_default();
+        if label != "Copy" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(label == "Copied" || label == "Select and copy", "{label}");
     let logged_in = login(&endpoint, &key);
     let token = logged_in["data"]["loginViaPersonalApiToken"]["accessToken"]
         .as_str()

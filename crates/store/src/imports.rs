@@ -346,17 +346,8 @@ impl ImportStore for Store {
     }
 
     async fn recent_jobs_in(&self, workspace: &WorkspaceId, limit: u32) -> StoreResult<Vec<Job>> {
-        let query = ListQuery::new(
-            JOB_COLUMNS,
-            "connection_jobs",
-            "j",
-            "workspace_id",
-            workspace.as_str(),
-        );
-        let page = Page::newest_first(limit);
-        let (sql, binds) = query.finish(page, "name");
-        let args: Vec<Arg<'_>> = binds.iter().map(Into::into).collect();
-        self.db.fetch_page(&sql, &args, page).await
+        self.recent_in(JOB_COLUMNS, "connection_jobs", "j", workspace, limit)
+            .await
     }
 
     async fn recent_works_in(
@@ -364,17 +355,8 @@ impl ImportStore for Store {
         workspace: &WorkspaceId,
         limit: u32,
     ) -> StoreResult<Vec<JobWork>> {
-        let query = ListQuery::new(
-            WORK_COLUMNS,
-            "job_works",
-            "w",
-            "workspace_id",
-            workspace.as_str(),
-        );
-        let page = Page::newest_first(limit);
-        let (sql, binds) = query.finish(page, "name");
-        let args: Vec<Arg<'_>> = binds.iter().map(Into::into).collect();
-        self.db.fetch_page(&sql, &args, page).await
+        self.recent_in(WORK_COLUMNS, "job_works", "w", workspace, limit)
+            .await
     }
 
     async fn works_of(
@@ -597,5 +579,24 @@ impl ImportStore for Store {
         // A task whose artifact was terminated meanwhile still ends here.
         tx.commit().await?;
         Ok(changed == 1)
+    }
+}
+
+impl Store {
+    /// A workspace's `limit` most recently updated rows of `table` (scoped by its
+    /// `workspace_id`, read through the `…_by_workspace` index).
+    async fn recent_in<T: FromColumns + Send + Unpin + 'static>(
+        &self,
+        columns: &str,
+        table: &str,
+        alias: &'static str,
+        workspace: &WorkspaceId,
+        limit: u32,
+    ) -> StoreResult<Vec<T>> {
+        let query = ListQuery::new(columns, table, alias, "workspace_id", workspace.as_str());
+        let page = Page::newest_first(limit);
+        let (sql, binds) = query.finish(page, "name");
+        let args: Vec<Arg<'_>> = binds.iter().map(Into::into).collect();
+        self.db.fetch_page(&sql, &args, page).await
     }
 }

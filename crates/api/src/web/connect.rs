@@ -4,8 +4,8 @@
 //! again with corrected fields: it collects the same connection rather than starting another.
 
 use super::{
-    badge, forbidden, layout, page, read_form, require_session, sentence, unavailable,
-    workspace_by_slug, Session,
+    badge, layout, page, sentence, session_form, session_in_workspace, unavailable,
+    workspace_by_slug, Refusal, Session,
 };
 use crate::http::AppState;
 use axum::{
@@ -131,12 +131,13 @@ fn connect_page(
     layout("Connect tax software", Some(session), body)
 }
 
-async fn tax_software(state: &AppState) -> Result<Vec<Provider>, ConnectionError> {
+async fn tax_software(state: &AppState) -> Result<Vec<Provider>, Refusal> {
     state
         .services
         .connections
         .providers(Some(&[CATEGORY.to_owned()]))
         .await
+        .map_err(|err| unavailable("read the provider catalog", &err).into())
 }
 
 /// `GET /w/{slug}/connect/tax-software`.
@@ -144,23 +145,14 @@ pub(crate) async fn form(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(slug): Path<String>,
-) -> Response {
+) -> Result<Response, Refusal> {
     let here = format!("/w/{slug}/connect/tax-software");
-    let session = match require_session(&state, &headers, &here).await {
-        Ok(session) => session,
-        Err(to_sign_in) => return *to_sign_in,
-    };
-    let access = match workspace_by_slug(&state, &session, &slug).await {
-        Ok(access) => access,
-        Err(missing) => return *missing,
-    };
-    match tax_software(&state).await {
-        Ok(providers) => page(
-            StatusCode::OK,
-            connect_page(&session, &access, &providers, Outcome::None),
-        ),
-        Err(err) => unavailable("read the provider catalog", &err),
-    }
+    let (session, access) = session_in_workspace(&state, &headers, &here, &slug).await?;
+    let providers = tax_software(&state).await?;
+    Ok(page(
+        StatusCode::OK,
+        connect_page(&session, &access, &providers, Outcome::None),
+    ))
 }
 
 /// `POST /w/{slug}/connect/tax-software`: `provider`, `csrf_token`, the provider's declared
@@ -170,27 +162,12 @@ pub(crate) async fn connect(
     headers: HeaderMap,
     Path(slug): Path<String>,
     body: Body,
-) -> Response {
-    let form: HashMap<String, String> = match read_form(&state, body).await {
-        Ok(form) => form,
-        Err(refused) => return *refused,
-    };
+) -> Result<Response, Refusal> {
     let here = format!("/w/{slug}/connect/tax-software");
-    let session = match require_session(&state, &headers, &here).await {
-        Ok(session) => session,
-        Err(to_sign_in) => return *to_sign_in,
-    };
-    if !session.csrf_ok(form.get("csrf_token").map_or("", String::as_str)) {
-        return forbidden();
-    }
-    let access = match workspace_by_slug(&state, &session, &slug).await {
-        Ok(access) => access,
-        Err(missing) => return *missing,
-    };
-    let providers = match tax_software(&state).await {
-        Ok(providers) => providers,
-        Err(err) => return unavailable("read the provider catalog", &err),
-    };
+    let (session, form): (_, HashMap<String, String>) =
+        session_form(&state, &headers, &here, body).await?;
+    let access = workspace_by_slug(&state, &session, &slug).await?;
+    let providers = tax_software(&state).await?;
     let refused = |status: StatusCode, message: String| {
         page(
             status,
@@ -199,10 +176,10 @@ pub(crate) async fn connect(
     };
     let key = form.get("provider").map_or("", String::as_str);
     let Some(provider) = providers.iter().find(|p| p.key == key) else {
-        return refused(
+        return Ok(refused(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Pick one of the tax software providers below.".into(),
-        );
+        ));
     };
     // Only the fields the provider declares, and baseUrl; blank fields are left out.
     let mut inputs = serde_json::Map::new();
@@ -244,7 +221,7 @@ pub(crate) async fn connect(
             Err(err) => Err(err),
         },
     };
-    match collected {
+    Ok(match collected {
         Ok(view) if view.connection.status == ConnectionStatus::Active => page(
             StatusCode::OK,
             connect_page(&session, &access, &providers, Outcome::Connected(&view)),
@@ -265,5 +242,5 @@ pub(crate) async fn connect(
             | ConnectionError::Forbidden(message),
         ) => refused(StatusCode::UNPROCESSABLE_ENTITY, message),
         Err(err) => unavailable("connect the software", &err),
-    }
+    })
 }

@@ -3,8 +3,8 @@
 //! expires), revoke one, and see their use by source platform and day as a small chart.
 
 use super::{
-    badge, forbidden, layout, not_found, page, read_form, redirect, require_session, sentence,
-    unavailable, when, Session,
+    badge, layout, not_found, page, redirect, require_session, sentence, session_form, unavailable,
+    when, Refusal, Session,
 };
 use crate::http::AppState;
 use axum::{
@@ -271,34 +271,42 @@ async fn render(
     status: StatusCode,
     created: Option<(&ApiKey, &SecretString)>,
     alert: Option<&str>,
-) -> Response {
-    let identity = &state.services.identity;
-    let keys = match identity.keys_of(&session.account.id).await {
-        Ok(keys) => keys,
-        Err(err) => return unavailable("list your keys", &err),
-    };
+) -> Result<Response, Refusal> {
+    let keys = keys_of(state, session).await?;
     let ids: Vec<_> = keys.iter().map(|k| k.id.clone()).collect();
     let rows = if ids.is_empty() {
         Vec::new()
     } else {
-        match state.services.usage.usage_of_keys(&ids, CHART_DAYS).await {
-            Ok(rows) => rows,
-            Err(err) => return unavailable("read your keys' usage", &err),
-        }
+        state
+            .services
+            .usage
+            .usage_of_keys(&ids, CHART_DAYS)
+            .await
+            .map_err(|err| Refusal::from(unavailable("read your keys' usage", &err)))?
     };
     let usage = usage_of(&rows, Timestamp::now());
-    page(
+    Ok(page(
         status,
         settings_page(session, &keys, &usage, created, alert),
-    )
+    ))
+}
+
+async fn keys_of(state: &AppState, session: &Session) -> Result<Vec<ApiKey>, Refusal> {
+    state
+        .services
+        .identity
+        .keys_of(&session.account.id)
+        .await
+        .map_err(|err| unavailable("list your keys", &err).into())
 }
 
 /// `GET /settings/developer`.
-pub(crate) async fn settings(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    match require_session(&state, &headers, HERE).await {
-        Ok(session) => render(&state, &session, StatusCode::OK, None, None).await,
-        Err(to_sign_in) => *to_sign_in,
-    }
+pub(crate) async fn settings(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let session = require_session(&state, &headers, HERE).await?;
+    render(&state, &session, StatusCode::OK, None, None).await
 }
 
 #[derive(Deserialize)]
@@ -306,7 +314,6 @@ pub(crate) struct NewKeyForm {
     name: String,
     #[serde(default)]
     expires_in_days: String,
-    csrf_token: String,
 }
 
 /// `POST /settings/developer/keys`: generates a key and shows its secret, once.
@@ -314,35 +321,28 @@ pub(crate) async fn generate(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let form: NewKeyForm = match read_form(&state, body).await {
-        Ok(form) => form,
-        Err(refused) => return *refused,
+) -> Result<Response, Refusal> {
+    let (session, form): (_, NewKeyForm) = session_form(&state, &headers, HERE, body).await?;
+    let refused = |alert: &str| {
+        let alert = alert.to_owned();
+        let (state, session) = (&state, &session);
+        async move {
+            render(
+                state,
+                session,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some(&alert),
+            )
+            .await
+        }
     };
-    let session = match require_session(&state, &headers, HERE).await {
-        Ok(session) => session,
-        Err(to_sign_in) => return *to_sign_in,
-    };
-    if !session.csrf_ok(&form.csrf_token) {
-        return forbidden();
-    }
     let days = form.expires_in_days.trim();
-    let expires_in_days = if days.is_empty() {
-        None
-    } else {
-        match days.parse::<u32>() {
-            Ok(days) if days <= 3650 => Some(days),
-            _ => {
-                let alert = "The expiry is a whole number of days from 1 to 3650; leave it blank for a key that does not expire.";
-                return render(
-                    &state,
-                    &session,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    None,
-                    Some(alert),
-                )
-                .await;
-            }
+    let expires_in_days = match days.parse::<u32>() {
+        _ if days.is_empty() => None,
+        Ok(days) if days <= 3650 => Some(days),
+        _ => {
+            return refused("The expiry is a whole number of days from 1 to 3650; leave it blank for a key that does not expire.").await;
         }
     };
     let identity = &state.services.identity;
@@ -352,33 +352,12 @@ pub(crate) async fn generate(
     {
         Ok((key, secret)) => {
             tracing::info!(key = %key.id, account = %session.account.id, "web: API key generated");
-            render(
-                &state,
-                &session,
-                StatusCode::OK,
-                Some((&key, &secret)),
-                None,
-            )
-            .await
+            let created = Some((&key, &secret));
+            render(&state, &session, StatusCode::OK, created, None).await
         }
-        Err(IdentityError::Invalid { message, .. }) => {
-            let alert = sentence(&message);
-            render(
-                &state,
-                &session,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                None,
-                Some(&alert),
-            )
-            .await
-        }
-        Err(err) => unavailable("generate a key", &err),
+        Err(IdentityError::Invalid { message, .. }) => refused(&sentence(&message)).await,
+        Err(err) => Err(unavailable("generate a key", &err).into()),
     }
-}
-
-#[derive(Deserialize)]
-pub(crate) struct RevokeForm {
-    csrf_token: String,
 }
 
 /// `POST /settings/developer/keys/{id}/revoke`: revokes one of the user's own keys (another
@@ -388,29 +367,16 @@ pub(crate) async fn revoke(
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
-) -> Response {
-    let form: RevokeForm = match read_form(&state, body).await {
-        Ok(form) => form,
-        Err(refused) => return *refused,
-    };
-    let session = match require_session(&state, &headers, HERE).await {
-        Ok(session) => session,
-        Err(to_sign_in) => return *to_sign_in,
-    };
-    if !session.csrf_ok(&form.csrf_token) {
-        return forbidden();
-    }
-    let identity = &state.services.identity;
-    let keys = match identity.keys_of(&session.account.id).await {
-        Ok(keys) => keys,
-        Err(err) => return unavailable("list your keys", &err),
-    };
+) -> Result<Response, Refusal> {
+    let (session, _): (_, serde::de::IgnoredAny) =
+        session_form(&state, &headers, HERE, body).await?;
+    let keys = keys_of(&state, &session).await?;
     let Some(key) = keys.iter().find(|k| k.id.as_str() == id) else {
-        return not_found();
+        return Ok(not_found());
     };
-    if let Err(err) = identity.revoke_key(&key.id).await {
-        return unavailable("revoke the key", &err);
+    if let Err(err) = state.services.identity.revoke_key(&key.id).await {
+        return Err(unavailable("revoke the key", &err).into());
     }
     tracing::info!(key = %key.id, account = %session.account.id, "web: API key revoked");
-    redirect(HERE)
+    Ok(redirect(HERE))
 }

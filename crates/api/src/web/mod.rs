@@ -63,6 +63,22 @@ pub(crate) async fn asset(Path(name): Path<String>) -> Response {
         .into_response()
 }
 
+/// A page answered instead of the one asked for (a redirect to sign-in, 403, 404, a form
+/// refused): handlers return `Result<Response, Refusal>` and stop at the first with `?`.
+pub(crate) struct Refusal(Box<Response>);
+
+impl From<Response> for Refusal {
+    fn from(response: Response) -> Self {
+        Refusal(Box::new(response))
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
 /// A signed-in user: the account, its session's CSRF secret, and the caller the domain's
 /// services take.
 pub(crate) struct Session {
@@ -120,13 +136,10 @@ pub(crate) async fn require_session(
     state: &AppState,
     headers: &HeaderMap,
     here: &str,
-) -> Result<Session, Box<Response>> {
+) -> Result<Session, Refusal> {
     match signed_in(state, headers).await {
         Some(session) => Ok(session),
-        None => Err(Box::new(redirect(&format!(
-            "/sign-in?deep_link={}",
-            url_encode(here)
-        )))),
+        None => Err(redirect(&format!("/sign-in?deep_link={}", url_encode(here))).into()),
     }
 }
 
@@ -136,7 +149,7 @@ pub(crate) async fn workspace_by_slug(
     state: &AppState,
     session: &Session,
     slug: &str,
-) -> Result<WorkspaceAccess, Box<Response>> {
+) -> Result<WorkspaceAccess, Refusal> {
     let filters = WorkspaceFilters {
         ids: None,
         slugs: Some(vec![slug.to_owned()]),
@@ -154,12 +167,47 @@ pub(crate) async fn workspace_by_slug(
         .ok()
         .and_then(|found| found.into_iter().next());
     let Some(workspace) = found else {
-        return Err(Box::new(not_found()));
+        return Err(not_found().into());
     };
     workspaces
         .reach_as(&session.account, workspace.id.as_str())
         .await
-        .map_err(|_| Box::new(not_found()))
+        .map_err(|_| not_found().into())
+}
+
+/// The signed-in user and the workspace `slug` names, for a page under `/w/{slug}` (`here`):
+/// sign-in first without a session, 404 for a workspace out of reach.
+pub(crate) async fn session_in_workspace(
+    state: &AppState,
+    headers: &HeaderMap,
+    here: &str,
+    slug: &str,
+) -> Result<(Session, WorkspaceAccess), Refusal> {
+    let session = require_session(state, headers, here).await?;
+    let access = workspace_by_slug(state, &session, slug).await?;
+    Ok((session, access))
+}
+
+#[derive(serde::Deserialize)]
+struct CsrfField {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// A signed-in user's form POST to `here`: the fields, read within limits, once the session
+/// is there (sign-in first otherwise) and the form carries its CSRF token (403 otherwise).
+pub(crate) async fn session_form<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    here: &str,
+    body: Body,
+) -> Result<(Session, T), Refusal> {
+    let (form, csrf): (T, CsrfField) = read_form_twice(state, body).await?;
+    let session = require_session(state, headers, here).await?;
+    if !session.csrf_ok(&csrf.csrf_token) {
+        return Err(forbidden().into());
+    }
+    Ok((session, form))
 }
 
 /// Every page's frame: the header with the user's links, then `body`.
@@ -241,6 +289,17 @@ pub(crate) fn not_found() -> Response {
     )
 }
 
+/// `result.or_unavailable("list the connections")?`: a store failure as the 503 page, logged.
+pub(crate) trait OrUnavailable<T> {
+    fn or_unavailable(self, doing: &str) -> Result<T, Refusal>;
+}
+
+impl<T, E: std::fmt::Display> OrUnavailable<T> for Result<T, E> {
+    fn or_unavailable(self, doing: &str) -> Result<T, Refusal> {
+        self.map_err(|err| unavailable(doing, &err).into())
+    }
+}
+
 pub(crate) fn unavailable(doing: &str, err: &dyn std::fmt::Display) -> Response {
     tracing::error!(error = %err, "web: could not {doing}");
     notice(
@@ -268,38 +327,45 @@ pub(crate) fn same_secret(a: &str, b: &str) -> bool {
 /// The most a page's form may send: a few short fields.
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
-/// A form's fields, read within [`MAX_FORM_BYTES`] and the server's body deadline (so a slow
+/// A form's fields as two views (say, what a handler asks for and the CSRF token), read
+/// once, within [`MAX_FORM_BYTES`] and the server's body deadline (so a slow
 /// or endless body costs a connection for seconds, not for good); a clear page otherwise.
-pub(crate) async fn read_form<T: serde::de::DeserializeOwned>(
-    state: &AppState,
-    body: Body,
-) -> Result<T, Box<Response>> {
-    let refused = |status: StatusCode, text: &str| Box::new(notice(status, "Not sent", text));
+pub(crate) async fn read_form_twice<A, B>(state: &AppState, body: Body) -> Result<(A, B), Refusal>
+where
+    A: serde::de::DeserializeOwned,
+    B: serde::de::DeserializeOwned,
+{
+    let bytes = form_bytes(state, body).await?;
+    Ok((parse_form(&bytes)?, parse_form(&bytes)?))
+}
+
+async fn form_bytes(state: &AppState, body: Body) -> Result<bytes::Bytes, Refusal> {
+    let refused = |status: StatusCode, text: &str| Refusal::from(notice(status, "Not sent", text));
     let collected = tokio::time::timeout(
         state.body_read_timeout,
         Limited::new(body, MAX_FORM_BYTES).collect(),
     )
     .await;
-    let bytes = match collected {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(_)) => {
-            return Err(refused(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "The form sent more than a form of this page holds; open the page again and send it from there.",
-            ))
-        }
-        Err(_) => {
-            return Err(refused(
-                StatusCode::REQUEST_TIMEOUT,
-                "The form did not arrive in time; send it again.",
-            ))
-        }
-    };
-    serde_urlencoded::from_bytes(&bytes).map_err(|_| {
-        refused(
+    match collected {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(_)) => Err(refused(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The form sent more than a form of this page holds; open the page again and send it from there.",
+        )),
+        Err(_) => Err(refused(
+            StatusCode::REQUEST_TIMEOUT,
+            "The form did not arrive in time; send it again.",
+        )),
+    }
+}
+
+fn parse_form<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Refusal> {
+    serde_urlencoded::from_bytes(bytes).map_err(|_| {
+        Refusal::from(notice(
             StatusCode::BAD_REQUEST,
+            "Not sent",
             "The form is missing a field; open the page again and send it from there.",
-        )
+        ))
     })
 }
 

@@ -2,8 +2,8 @@
 //! `/sign-out`. Unknown emails get the same page, and the same work, as known ones.
 
 use super::{
-    cookie, forbidden, layout, page, random_token, read_form, redirect, same_secret, secure,
-    set_cookie, signed_in, unavailable, CSRF_COOKIE, SESSION_COOKIE,
+    cookie, forbidden, layout, page, random_token, read_form_twice, redirect, same_secret, secure,
+    session_form, set_cookie, signed_in, unavailable, Refusal, CSRF_COOKIE, SESSION_COOKIE,
 };
 use crate::http::AppState;
 use axum::{
@@ -13,7 +13,7 @@ use axum::{
     response::Response,
 };
 use maud::{html, Markup};
-use serde::Deserialize;
+use serde::{de::IgnoredAny, Deserialize};
 use std::{net::SocketAddr, sync::Arc};
 use taxbridge_domain::{
     sign_in::{SignInError, SESSION_TTL_SECONDS},
@@ -92,35 +92,42 @@ pub(crate) async fn form(
     response
 }
 
+/// The fields both sign-in forms send.
 #[derive(Deserialize)]
-pub(crate) struct EmailForm {
+pub(crate) struct SignInFields {
     email: String,
     csrf_token: String,
     deep_link: Option<String>,
 }
 
+#[derive(Deserialize)]
+pub(crate) struct CodeField {
+    code: String,
+}
+
 /// What both sign-in forms check first: the CSRF token (403), then the attempt limits (429).
-/// The normalised email and the landing path, or the refusal to answer.
-fn admit(
+/// The form, `T` (its other fields), the normalised email and the landing path.
+async fn admitted<T: serde::de::DeserializeOwned>(
     state: &AppState,
     peer: SocketAddr,
     headers: &HeaderMap,
-    csrf_token: &str,
-    email: &str,
-    deep_link: Option<&str>,
-) -> Result<(String, String), Box<Response>> {
-    if !cookie(headers, CSRF_COOKIE).is_some_and(|kept| same_secret(kept, csrf_token)) {
-        return Err(Box::new(forbidden()));
+    body: Body,
+) -> Result<(SignInFields, T, String, String), Refusal> {
+    let (form, rest): (SignInFields, T) = read_form_twice(state, body).await?;
+    if !cookie(headers, CSRF_COOKIE).is_some_and(|kept| same_secret(kept, &form.csrf_token)) {
+        return Err(forbidden().into());
     }
-    let email = email.trim().to_ascii_lowercase();
+    let email = form.email.trim().to_ascii_lowercase();
     if let Err(wait) = state.sign_in_limits.attempt(peer.ip(), &email) {
-        return Err(Box::new(super::notice(
+        return Err(super::notice(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many tries",
             &format!("Wait {wait} seconds, then try again."),
-        )));
+        )
+        .into());
     }
-    Ok((email, safe_landing(deep_link)))
+    let landing = safe_landing(form.deep_link.as_deref());
+    Ok((form, rest, email, landing))
 }
 
 /// `POST /sign-in`: sends a code (if the email is an account's) and shows the code form; the
@@ -130,23 +137,10 @@ pub(crate) async fn send_code(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let form: EmailForm = match read_form(&state, body).await {
-        Ok(form) => form,
-        Err(refused) => return *refused,
-    };
-    let (email, landing) = match admit(
-        &state,
-        peer,
-        &headers,
-        &form.csrf_token,
-        &form.email,
-        form.deep_link.as_deref(),
-    ) {
-        Ok(admitted) => admitted,
-        Err(refused) => return *refused,
-    };
-    match state.services.sign_in.send_code(&email).await {
+) -> Result<Response, Refusal> {
+    let (form, _, email, landing): (_, IgnoredAny, _, _) =
+        admitted(&state, peer, &headers, body).await?;
+    Ok(match state.services.sign_in.send_code(&email).await {
         Ok(()) => {
             let note = html! {
                 p { "If " strong { (email) } " has a Taxbridge account, a 6-digit code is on its way. It works for 10 minutes." }
@@ -165,15 +159,7 @@ pub(crate) async fn send_code(
             ),
         ),
         Err(err) => unavailable("send a code", &err),
-    }
-}
-
-#[derive(Deserialize)]
-pub(crate) struct CodeForm {
-    email: String,
-    code: String,
-    csrf_token: String,
-    deep_link: Option<String>,
+    })
 }
 
 /// `POST /sign-in/code`: a right code begins a session (a new token: no session id chosen
@@ -183,23 +169,9 @@ pub(crate) async fn check_code(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let form: CodeForm = match read_form(&state, body).await {
-        Ok(form) => form,
-        Err(refused) => return *refused,
-    };
-    let (email, landing) = match admit(
-        &state,
-        peer,
-        &headers,
-        &form.csrf_token,
-        &form.email,
-        form.deep_link.as_deref(),
-    ) {
-        Ok(admitted) => admitted,
-        Err(refused) => return *refused,
-    };
-    match state.services.sign_in.verify(&email, &form.code).await {
+) -> Result<Response, Refusal> {
+    let (form, CodeField { code }, email, landing) = admitted(&state, peer, &headers, body).await?;
+    Ok(match state.services.sign_in.verify(&email, &code).await {
         Ok(session) => {
             let mut response = redirect(&landing);
             set_cookie(
@@ -233,12 +205,7 @@ pub(crate) async fn check_code(
             ),
         ),
         Err(err) => unavailable("check the code", &err),
-    }
-}
-
-#[derive(Deserialize)]
-pub(crate) struct SignOutForm {
-    csrf_token: String,
+    })
 }
 
 /// `POST /sign-out`: ends the session (with the session's own CSRF token).
@@ -246,17 +213,8 @@ pub(crate) async fn sign_out(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let form: SignOutForm = match read_form(&state, body).await {
-        Ok(form) => form,
-        Err(refused) => return *refused,
-    };
-    let Some(session) = signed_in(&state, &headers).await else {
-        return redirect("/sign-in");
-    };
-    if !session.csrf_ok(&form.csrf_token) {
-        return forbidden();
-    }
+) -> Result<Response, Refusal> {
+    let (_, _): (_, IgnoredAny) = session_form(&state, &headers, "/w/redirect/", body).await?;
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
         let _ = state.services.sign_in.sign_out(token).await;
     }
@@ -268,5 +226,5 @@ pub(crate) async fn sign_out(
             secure(&state)
         ),
     );
-    response
+    Ok(response)
 }

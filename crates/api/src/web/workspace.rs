@@ -3,8 +3,8 @@
 //! `/w/{slug}/works/{workId}` (its artifacts, with download links).
 
 use super::{
-    badge, bytes, layout, not_found, page, redirect, require_session, unavailable, url_encode,
-    when, workspace_by_slug,
+    badge, bytes, layout, not_found, page, redirect, require_session, session_in_workspace,
+    unavailable, url_encode, when, OrUnavailable, Refusal,
 };
 use crate::http::AppState;
 use axum::{
@@ -31,34 +31,31 @@ pub(crate) async fn choose(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     rest: Option<Path<String>>,
-) -> Response {
+) -> Result<Response, Refusal> {
     let rest = rest.map(|Path(r)| r).unwrap_or_default();
-    let session = match require_session(&state, &headers, &format!("/w/redirect/{rest}")).await {
-        Ok(session) => session,
-        Err(to_sign_in) => return *to_sign_in,
-    };
+    let session = require_session(&state, &headers, &format!("/w/redirect/{rest}")).await?;
     let first = Page {
         limit: 50,
         offset: 0,
         sort: SortField::Name,
         descending: false,
     };
-    let workspaces = match state
+    let workspaces = state
         .services
         .workspaces
         .list_for(&session.account, &WorkspaceFilters::default(), first)
         .await
-    {
-        Ok(found) => found,
-        Err(err) => return unavailable("list your workspaces", &err),
-    };
+        .or_unavailable("list your workspaces")?;
     let suffix = if rest.is_empty() {
         String::new()
     } else {
         format!("/{rest}")
     };
     if let [only] = workspaces.as_slice() {
-        return redirect(&safe_landing(Some(&format!("/w/{}{suffix}", only.slug))));
+        return Ok(redirect(&safe_landing(Some(&format!(
+            "/w/{}{suffix}",
+            only.slug
+        )))));
     }
     let body = html! {
         h1 { "Choose a workspace" }
@@ -73,10 +70,10 @@ pub(crate) async fn choose(
             }
         }
     };
-    page(
+    Ok(page(
         StatusCode::OK,
         layout("Choose a workspace", Some(&session), body),
-    )
+    ))
 }
 
 /// `GET /w/{slug}`: the workspace's dashboard.
@@ -84,17 +81,11 @@ pub(crate) async fn dashboard(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(slug): Path<String>,
-) -> Response {
-    let session = match require_session(&state, &headers, &format!("/w/{slug}")).await {
-        Ok(session) => session,
-        Err(to_sign_in) => return *to_sign_in,
-    };
-    let access = match workspace_by_slug(&state, &session, &slug).await {
-        Ok(access) => access,
-        Err(missing) => return *missing,
-    };
+) -> Result<Response, Refusal> {
+    let here = format!("/w/{slug}");
+    let (session, access) = session_in_workspace(&state, &headers, &here, &slug).await?;
     let services = &state.services;
-    let listed = services
+    let connections = services
         .connections
         .list(
             &access,
@@ -106,20 +97,18 @@ pub(crate) async fn dashboard(
                 descending: false,
             },
         )
-        .await;
-    let connections = match listed {
-        Ok(connections) => connections,
-        Err(err) => return unavailable("list the connections", &err),
-    };
-    let (jobs, works) = match services.imports.recent_in(&access, RECENT_SHOWN).await {
-        Ok(recent) => recent,
-        Err(err) => return unavailable("list the imports", &err),
-    };
+        .await
+        .or_unavailable("list the connections")?;
+    let (jobs, works) = services
+        .imports
+        .recent_in(&access, RECENT_SHOWN)
+        .await
+        .or_unavailable("list the imports")?;
     let body = dashboard_body(&access, &connections, &jobs, &works);
-    page(
+    Ok(page(
         StatusCode::OK,
         layout(&access.workspace().display_name, Some(&session), body),
-    )
+    ))
 }
 
 /// `1 work`, `2 works`.
@@ -222,21 +211,14 @@ pub(crate) async fn work(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path((slug, work_id)): Path<(String, String)>,
-) -> Response {
+) -> Result<Response, Refusal> {
     let here = format!("/w/{slug}/works/{}", url_encode(&work_id));
-    let session = match require_session(&state, &headers, &here).await {
-        Ok(session) => session,
-        Err(to_sign_in) => return *to_sign_in,
-    };
-    let access = match workspace_by_slug(&state, &session, &slug).await {
-        Ok(access) => access,
-        Err(missing) => return *missing,
-    };
+    let (session, access) = session_in_workspace(&state, &headers, &here, &slug).await?;
     let (work, artifacts) = match state.services.imports.work(&session.caller, &work_id).await {
         // A work of another of the user's workspaces is not under this slug.
         Ok(found) if found.0.workspace_id == access.workspace().id => found,
-        Ok(_) | Err(ImportError::NotFound(_)) => return not_found(),
-        Err(err) => return unavailable("read the work", &err),
+        Ok(_) | Err(ImportError::NotFound(_)) => return Ok(not_found()),
+        Err(err) => return Err(unavailable("read the work", &err).into()),
     };
     let workspace = access.workspace();
     let body = html! {
@@ -278,5 +260,8 @@ pub(crate) async fn work(
             }
         }
     };
-    page(StatusCode::OK, layout(&work.name, Some(&session), body))
+    Ok(page(
+        StatusCode::OK,
+        layout(&work.name, Some(&session), body),
+    ))
 }

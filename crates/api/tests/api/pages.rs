@@ -790,15 +790,7 @@ async fn developer_settings_show_a_key_once_and_revoke_only_the_users_own(app: T
             ],
         )
         .await;
-    let their_id = other
-        .get("/settings/developer")
-        .await
-        .body
-        .split("/settings/developer/keys/")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_default()
-        .to_owned();
+    let their_id = first_key_id(&other.get("/settings/developer").await.body);
     assert!(!their_id.is_empty());
     let theirs = browser
         .post(
@@ -807,13 +799,7 @@ async fn developer_settings_show_a_key_once_and_revoke_only_the_users_own(app: T
         )
         .await;
     assert_eq!(theirs.status, 404);
-    let my_id = listed
-        .body
-        .split("/settings/developer/keys/")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_default()
-        .to_owned();
+    let my_id = first_key_id(&listed.body);
     let forged = browser
         .post(
             &format!("{keys}/{my_id}/revoke"),
@@ -836,4 +822,13 @@ async fn developer_settings_show_a_key_once_and_revoke_only_the_users_own(app: T
         .await
         .body
         .contains("revoked"));
+}
+
+/// The id in the first revoke form of a Developer Settings page.
+fn first_key_id(body: &str) -> String {
+    body.split("/settings/developer/keys/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
+        .to_owned()
 }

@@ -39,7 +39,7 @@ pub(crate) struct AppState {
     pub(crate) limits: QueryLimits,
     /// Slots for bodies over `max_body_bytes` (`uploadConnectionFile`'s inline files).
     pub(crate) large_bodies: tokio::sync::Semaphore,
-    pub(crate) sign_in_limits: crate::rate_limits::SignInLimits,
+    pub(crate) web_limits: crate::rate_limits::WebLimits,
 }
 
 /// The routes, and the rate limits they enforce (the caller forgets idle keys now and then).
@@ -58,7 +58,7 @@ pub fn router(settings: &ApiSettings, services: Arc<Services>) -> (Router, Arc<R
         documents: ParsedQueries::default(),
         limits: settings.query_limits,
         large_bodies: tokio::sync::Semaphore::const_new(crate::endpoint::LARGE_BODIES_AT_ONCE),
-        sign_in_limits: crate::rate_limits::SignInLimits::default(),
+        web_limits: crate::rate_limits::WebLimits::default(),
     });
     let router = Router::new()
         .route("/graphql", get(endpoint::get).post(endpoint::post))

@@ -164,24 +164,31 @@ impl RateLimits {
     }
 }
 
-/// Sign-in attempts (asking for a code, trying one), per address and per email: enough for a
-/// person who mistypes, too few to try a million codes or to flood an inbox.
-pub struct SignInLimits {
+/// The web pages' limits. Sign-in attempts (asking for a code, trying one), per address and
+/// per email: enough for a person who mistypes, too few to try a million codes or to flood an
+/// inbox. And a signed-in user's form posts (connect software, generate or revoke a key), per
+/// account: a connect makes a call to the outside and a key is a write, so a script posting
+/// in a loop is held to a person's pace.
+pub struct WebLimits {
     by_address: DefaultKeyedRateLimiter<IpAddr>,
     by_email: DefaultKeyedRateLimiter<String>,
+    posts_by_account: DefaultKeyedRateLimiter<String>,
 }
 
-impl Default for SignInLimits {
+impl Default for WebLimits {
     fn default() -> Self {
         Self {
             by_address: RateLimiter::dashmap(Quota::per_minute(nonzero(30))),
             by_email: RateLimiter::dashmap(Quota::per_minute(nonzero(2)).allow_burst(nonzero(10))),
+            posts_by_account: RateLimiter::dashmap(
+                Quota::per_minute(nonzero(30)).allow_burst(nonzero(20)),
+            ),
         }
     }
 }
 
-impl SignInLimits {
-    /// Counts one attempt; `Err(seconds to wait)` when the address or the email is over.
+impl WebLimits {
+    /// Counts one sign-in attempt; `Err(seconds to wait)` when the address or the email is over.
     pub fn attempt(&self, address: IpAddr, email: &str) -> Result<(), u64> {
         let by_address = self.by_address.check_key(&address).map_err(|not_until| {
             whole_seconds(not_until.wait_time_from(self.by_address.clock().now()))
@@ -194,6 +201,15 @@ impl SignInLimits {
             });
         by_address.and(by_email)
     }
+
+    /// Counts one form post of a signed-in account; `Err(seconds to wait)` when it is over.
+    pub fn form_post(&self, account: &str) -> Result<(), u64> {
+        self.posts_by_account
+            .check_key(&account.to_owned())
+            .map_err(|not_until| {
+                whole_seconds(not_until.wait_time_from(self.posts_by_account.clock().now()))
+            })
+    }
 }
 
 #[cfg(test)]
@@ -202,7 +218,7 @@ mod tests {
 
     #[test]
     fn sign_in_attempts_are_limited_per_email_and_per_address() {
-        let limits = SignInLimits::default();
+        let limits = WebLimits::default();
         let home: IpAddr = "192.0.2.1".parse().expect("ip");
         for _ in 0..10 {
             assert!(limits.attempt(home, "jane@smithcpa.com").is_ok());
@@ -224,6 +240,18 @@ mod tests {
             })
             .count();
         assert!(refused >= 9, "{refused}");
+    }
+
+    #[test]
+    fn a_signed_in_account_posts_forms_at_a_persons_pace() {
+        let limits = WebLimits::default();
+        for _ in 0..20 {
+            assert!(limits.form_post("acc_1").is_ok());
+        }
+        let wait = limits.form_post("acc_1").expect_err("the burst is spent");
+        assert!(wait >= 1);
+        // Another account is not held back.
+        assert!(limits.form_post("acc_2").is_ok());
     }
 
     fn limits(settings: RateLimitSettings) -> RateLimits {

@@ -195,7 +195,8 @@ struct CsrfField {
 }
 
 /// A signed-in user's form POST to `here`: the fields, read within limits, once the session
-/// is there (sign-in first otherwise) and the form carries its CSRF token (403 otherwise).
+/// is there (sign-in first otherwise), the form carries its CSRF token (403 otherwise) and the
+/// account is within its pace of form posts (429 otherwise).
 pub(crate) async fn session_form<T: serde::de::DeserializeOwned>(
     state: &AppState,
     headers: &HeaderMap,
@@ -206,6 +207,9 @@ pub(crate) async fn session_form<T: serde::de::DeserializeOwned>(
     let session = require_session(state, headers, here).await?;
     if !session.csrf_ok(&csrf.csrf_token) {
         return Err(forbidden().into());
+    }
+    if let Err(wait) = state.web_limits.form_post(session.account.id.as_str()) {
+        return Err(too_many(wait).into());
     }
     Ok((session, form))
 }
@@ -271,6 +275,15 @@ pub(crate) fn redirect(to: &str) -> Response {
         response.headers_mut().insert(header::LOCATION, value);
     }
     response
+}
+
+/// 429: too many tries; wait this many seconds.
+pub(crate) fn too_many(wait: u64) -> Response {
+    notice(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many tries",
+        &format!("Wait {wait} seconds, then try again."),
+    )
 }
 
 pub(crate) fn forbidden() -> Response {

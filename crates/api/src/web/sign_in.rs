@@ -118,13 +118,8 @@ async fn admitted<T: serde::de::DeserializeOwned>(
         return Err(forbidden().into());
     }
     let email = form.email.trim().to_ascii_lowercase();
-    if let Err(wait) = state.sign_in_limits.attempt(peer.ip(), &email) {
-        return Err(super::notice(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many tries",
-            &format!("Wait {wait} seconds, then try again."),
-        )
-        .into());
+    if let Err(wait) = state.web_limits.attempt(peer.ip(), &email) {
+        return Err(super::too_many(wait).into());
     }
     let landing = safe_landing(form.deep_link.as_deref());
     Ok((form, rest, email, landing))

@@ -822,6 +822,31 @@ async fn developer_settings_show_a_key_once_and_revoke_only_the_users_own(app: T
         .await
         .body
         .contains("revoked"));
+
+    // A script posting forms in a loop is held to a person's pace, per account.
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        let answer = browser
+            .post(
+                &format!("{keys}/no-such-key/revoke"),
+                &[("csrf_token", &csrf)],
+            )
+            .await;
+        statuses.push(answer.status);
+        if answer.status == 429 {
+            assert!(answer.body.contains("Wait"), "{}", answer.body);
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert!(statuses[..statuses.len() - 1].iter().all(|s| *s == 404));
+    let theirs = other
+        .post(
+            &format!("{keys}/no-such-key/revoke"),
+            &[("csrf_token", &other_csrf)],
+        )
+        .await;
+    assert_eq!(theirs.status, 404, "another account keeps its own pace");
 }
 
 /// The id in the first revoke form of a Developer Settings page.

@@ -67,3 +67,28 @@ impl Mailer for SmtpMailer {
             .map_err(|err| format!("the mail server did not take the message: {err}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The URL may hold a password: a refusal says what is wrong without repeating it.
+    #[test]
+    fn bad_settings_are_refused_without_repeating_the_url() {
+        for url in [
+            "http://user:s3cret-pass@mail.example.com",
+            "not a url s3cret-pass",
+        ] {
+            let Err(err) = SmtpMailer::new(url, "Taxbridge <t@example.com>") else {
+                panic!("{url} was accepted");
+            };
+            assert!(err.contains("[mail] smtp_url"), "{err}");
+            assert!(!err.contains("s3cret-pass"), "{err}");
+        }
+        let Err(err) = SmtpMailer::new("smtp://localhost:1025", "not a mailbox") else {
+            panic!("a bad sender was accepted");
+        };
+        assert!(err.contains("[mail] from"), "{err}");
+        assert!(SmtpMailer::new("smtps://u:p@mail.example.com", "t@example.com").is_ok());
+    }
+}

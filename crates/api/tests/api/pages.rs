@@ -259,14 +259,7 @@ async fn sign_in(app: &TestApp, browser: &mut Browser, email: &str, deep_link: &
 }
 
 fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            b => format!("%{b:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 async fn a_deep_link_sign_in_lands_on_the_workspace_and_sign_out_ends_it(app: TestApp) {
@@ -679,6 +672,11 @@ async fn connecting_tax_software_checks_the_form_and_keeps_secrets_out_of_the_pa
             ("apiKey", "s3cret-drake-key"),
         ]
     };
+    let huge = "x".repeat(20 * 1024);
+    let refused = browser
+        .post(&path, &[("provider", "drake"), ("apiKey", huge.as_str())])
+        .await;
+    assert_eq!(refused.status, 413, "a form over 16 KiB");
     let forged = browser.post(&path, &fields("wrong")).await;
     assert_eq!(forged.status, 403);
     let csrf: &'static str = Box::leak(csrf.into_boxed_str());
@@ -748,6 +746,11 @@ async fn developer_settings_show_a_key_once_and_revoke_only_the_users_own(app: T
         assert_eq!(refused.status, 422, "{name:?} {days:?}");
         assert!(refused.body.contains(says), "{says}: {}", refused.body);
     }
+    let huge = "x".repeat(20 * 1024);
+    let refused = browser
+        .post(keys, &[("name", huge.as_str()), ("csrf_token", &csrf)])
+        .await;
+    assert_eq!(refused.status, 413, "a form over 16 KiB");
     let made = browser
         .post(
             keys,
@@ -763,13 +766,7 @@ async fn developer_settings_show_a_key_once_and_revoke_only_the_users_own(app: T
         made.body.contains("Production &lt;Integration&gt;"),
         "names are escaped"
     );
-    let secret = made
-        .body
-        .split("id=\"new-key\">")
-        .nth(1)
-        .and_then(|rest| rest.split('<').next())
-        .unwrap_or_default()
-        .to_owned();
+    let secret = new_key(&made.body);
     assert!(secret.starts_with("tb_pat_"), "{}", made.body);
     let token = app.token_for(&secret).await;
     assert!(!token.is_empty());
@@ -780,7 +777,7 @@ async fn developer_settings_show_a_key_once_and_revoke_only_the_users_own(app: T
 
     // Another user's key cannot be revoked by id; a forged revoke is refused.
     let (mut other, other_csrf) = signed_in(&app, &other_email).await;
-    other
+    let their_page = other
         .post(
             keys,
             &[
@@ -790,6 +787,21 @@ async fn developer_settings_show_a_key_once_and_revoke_only_the_users_own(app: T
             ],
         )
         .await;
+    // Their key's use shows on their chart and nowhere on this user's page.
+    let their_token = app.token_for(&new_key(&their_page.body)).await;
+    app.graphql(
+        json!({ "query": "{ me { id } }" }),
+        Some(&their_token),
+        Some("their-platform"),
+    )
+    .await;
+    assert!(other
+        .get("/settings/developer")
+        .await
+        .body
+        .contains("their-platform"));
+    let mine = browser.get("/settings/developer").await;
+    assert!(!mine.body.contains("their-platform") && !mine.body.contains("Theirs"));
     let their_id = first_key_id(&other.get("/settings/developer").await.body);
     assert!(!their_id.is_empty());
     let theirs = browser
@@ -854,6 +866,15 @@ fn first_key_id(body: &str) -> String {
     body.split("/settings/developer/keys/")
         .nth(1)
         .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The secret a Developer Settings page shows once, after a key is generated.
+fn new_key(body: &str) -> String {
+    body.split("id=\"new-key\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
         .unwrap_or_default()
         .to_owned()
 }

@@ -57,8 +57,11 @@ impl SqliteWriter {
     /// writer thread.
     pub(crate) fn open(path: &std::path::Path) -> StoreResult<Self> {
         let conn = rusqlite::Connection::open(path).map_err(backend)?;
+        // `temp_store = MEMORY` keeps each write's savepoint journal in memory: by default
+        // SQLite spills it to a temporary file past 64 KiB, a file write per page per group.
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+             PRAGMA temp_store = MEMORY;",
         )
         .map_err(backend)?;
         // Admin commands in another process write the same file: wait for them, don't fail.
@@ -199,7 +202,7 @@ impl Writer {
         args: Vec<OwnedArg>,
         reply: oneshot::Sender<StoreResult<u64>>,
     ) -> Option<Job> {
-        if let Err(err) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(err) = self.control("BEGIN IMMEDIATE") {
             let _ = reply.send(Err(backend(err)));
             return None;
         }
@@ -217,14 +220,14 @@ impl Writer {
                 Err(_) => break,
             }
         }
-        match self.conn.execute_batch("COMMIT") {
+        match self.control("COMMIT") {
             Ok(()) => {
                 for (reply, result) in done {
                     let _ = reply.send(result);
                 }
             }
             Err(err) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                let _ = self.control("ROLLBACK");
                 let message = format!("the write could not be committed: {err}");
                 for (reply, _) in done {
                     let _ = reply.send(Err(StoreError::Backend(message.clone().into())));
@@ -236,20 +239,24 @@ impl Writer {
 
     /// One write of a group: a failure undoes it alone.
     fn in_savepoint(&self, sql: &str, args: &[OwnedArg]) -> StoreResult<u64> {
-        self.conn.execute_batch("SAVEPOINT w").map_err(backend)?;
+        self.control("SAVEPOINT w").map_err(backend)?;
         let result = execute_on(&self.conn, sql, args);
-        let end = if result.is_ok() {
-            "RELEASE w"
-        } else {
-            "ROLLBACK TO w; RELEASE w"
-        };
-        self.conn.execute_batch(end).map_err(backend)?;
+        if result.is_err() {
+            self.control("ROLLBACK TO w").map_err(backend)?;
+        }
+        self.control("RELEASE w").map_err(backend)?;
         result
+    }
+
+    /// A transaction-control statement, prepared once: they run several times per group, and
+    /// `execute_batch` would parse each again.
+    fn control(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(sql)?.execute([]).map(|_| ())
     }
 
     /// Serves one transaction until it commits or its handle is dropped.
     fn session(&self, calls: mpsc::Receiver<SessionCall>) {
-        if let Err(err) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(err) = self.control("BEGIN IMMEDIATE") {
             // Every call of the session answers with the failure to begin.
             let message = format!("the transaction could not begin: {err}");
             while let Ok(call) = calls.recv() {
@@ -265,16 +272,16 @@ impl Writer {
             match call {
                 SessionCall::Run(work) => work(&self.conn),
                 SessionCall::Commit(reply) => {
-                    let result = self.conn.execute_batch("COMMIT").map_err(backend);
+                    let result = self.control("COMMIT").map_err(backend);
                     if result.is_err() {
-                        let _ = self.conn.execute_batch("ROLLBACK");
+                        let _ = self.control("ROLLBACK");
                     }
                     let _ = reply.send(result);
                     return;
                 }
             }
         }
-        let _ = self.conn.execute_batch("ROLLBACK");
+        let _ = self.control("ROLLBACK");
     }
 }
 

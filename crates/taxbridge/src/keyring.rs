@@ -4,9 +4,10 @@
 //! - **One box** (SQLite, no `encryption.key` setting): `<data_dir>/secrets/encryption.key`,
 //!   one base64 key a line, the first the primary. A file with one line is a ring of one, so
 //!   a data dir from before rotation existed reads as it is. `rotate` writes a new key in
-//!   front (a new file renamed over the old, 0600) and re-encrypts every stored credential; a
-//!   running `serve` sees the file change before its next seal, and re-reads it when it meets
-//!   a key it lacks, so rotating while it serves loses nothing. `retire` then drops the keys no
+//!   front (a new file renamed over the old, 0600), waits a second, and re-encrypts every
+//!   stored credential; a running `serve` looks at the file at most every 100 ms before a
+//!   seal, so within that second it seals with the new key, and it re-reads the file when it
+//!   meets a key it lacks, so rotating while it serves loses nothing. `retire` then drops the keys no
 //!   credential uses any more.
 //! - **Many nodes** (PostgreSQL, or `encryption.key` set): `encryption.key` is the primary and
 //!   `encryption.previous_keys` the older keys. To rotate: put the new key in `encryption.key`
@@ -23,7 +24,7 @@ use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    time::SystemTime,
+    time::{Duration, Instant, SystemTime},
 };
 use taxbridge_domain::{
     connections::ConnectionStore,
@@ -63,10 +64,22 @@ impl KeySource for FromSettings {
     }
 }
 
+/// How often a running `serve` looks at the ring file's modification time and size. Looking
+/// before every seal cost a `statx` per seal, a fifth of sealing's time; `rotate` waits
+/// [`RING_SETTLE`] after writing the file, so every server has picked it up before it
+/// re-encrypts.
+const RING_CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// How long `rotate` waits between writing the new ring and re-encrypting: several check
+/// intervals, and longer than a seal takes to reach the database.
+const RING_SETTLE: Duration = Duration::from_secs(1);
+
 /// Keys from the ring file, re-read when its modification time or size changes.
 struct FromFile {
     path: PathBuf,
     seen: Mutex<Option<(SystemTime, u64)>>,
+    /// When the file was last looked at.
+    checked: Mutex<Option<Instant>>,
 }
 
 impl FromFile {
@@ -86,6 +99,13 @@ impl KeySource for FromFile {
         KeyRing::new(&keys[0], &keys[1..]).map_err(|e| e.to_string())
     }
     fn changed(&self) -> bool {
+        {
+            let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+            if checked.is_some_and(|at| at.elapsed() < RING_CHECK_EVERY) {
+                return false;
+            }
+            *checked = Some(Instant::now());
+        }
         let seen = self.seen.lock().map(|s| *s).unwrap_or(None);
         self.stamp() != seen
     }
@@ -175,6 +195,7 @@ pub fn keys(settings: &Settings, backend: Backend) -> anyhow::Result<Keys> {
             Arc::new(FromFile {
                 path,
                 seen: Mutex::new(None),
+                checked: Mutex::new(None),
             })
         }
         Source::Settings(keys) => Arc::new(FromSettings { keys }),
@@ -232,6 +253,9 @@ pub async fn rotate(settings: &Settings) -> anyhow::Result<()> {
                 key_id(keys[0].expose_secret()),
                 path.display()
             );
+            // A running `serve` looks at the file every RING_CHECK_EVERY: once this has passed,
+            // it seals with the new key, and what it sealed before is committed.
+            tokio::time::sleep(RING_SETTLE).await;
             KeyRing::new(&keys[0], &keys[1..])?
         }
         Source::Settings(keys) => KeyRing::new(&keys[0], &keys[1..])?,

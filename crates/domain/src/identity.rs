@@ -110,7 +110,7 @@ impl Default for IdentitySettings {
 /// How long a grant read from the database is trusted, given how soon a revocation must take
 /// effect: the promise less the time a read and the request around it take, so a grant read
 /// just before a revocation committed is dropped within the promise, not just after it.
-fn trusted_for(promise: Duration) -> Duration {
+pub(crate) fn trusted_for(promise: Duration) -> Duration {
     promise
         .saturating_sub(Duration::from_millis(250))
         .max(Duration::from_millis(100))

@@ -6,7 +6,16 @@
 //! a role) or the partner that created it. A resolver that skipped the check would have no
 //! access value to pass, so it would not compile. A workspace outside the caller's reach is
 //! [`WorkspaceError::NotFound`], exactly like one that does not exist.
+//!
+//! A reach that was found is trusted for a short time (the same promise as a key revocation,
+//! `auth.revocation_check_seconds`): it is one read per request on every workspace operation,
+//! and on SQLite under writes it cost as much as the rest of `startProviderConnection`'s
+//! reads. Workspaces never change once created and a role is never changed, so the only thing
+//! that ends a reach is removing a member. On the node that removes one, the removed member's
+//! reach ends at once; on other nodes, within the promise. A reach that was not found is never
+//! kept, so a workspace is reachable as soon as a member is added.
 
+use crate::ttl_map::TtlMap;
 use crate::{
     accounts::{Account, AccountStore, AccountType},
     email::Email,
@@ -17,7 +26,11 @@ use crate::{
     time::Timestamp,
 };
 use async_trait::async_trait;
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+use std::time::Duration;
 
 /// Where workspaces and their members are kept.
 #[async_trait]
@@ -313,6 +326,10 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
+fn reach_key(account: &AccountId, workspace: &str) -> String {
+    format!("{account} {workspace}")
+}
+
 pub struct NewWorkspace {
     pub display_name: String,
     pub metadata: Option<serde_json::Value>,
@@ -322,13 +339,32 @@ pub struct NewWorkspace {
 pub struct Workspaces {
     store: Arc<dyn WorkspaceStore>,
     accounts: Arc<dyn AccountStore>,
+    /// Reaches found in the database, by account and workspace.
+    reached: TtlMap<String, WorkspaceAccess>,
+    /// Member removals on this node so far: a reach read while one happened is not kept.
+    removals: AtomicU64,
 }
 
 impl Workspaces {
+    /// Trusts a found reach for the default promise, the same as a key revocation's.
     pub fn new<S: WorkspaceStore + AccountStore>(store: Arc<S>) -> Self {
+        Self::trusting_reach_for(
+            store,
+            crate::identity::IdentitySettings::default().grant_cache_ttl,
+        )
+    }
+
+    /// Trusts a found reach for at most `promise` (`auth.revocation_check_seconds`): the
+    /// longest a member removed on another node keeps reaching the workspace here.
+    pub fn trusting_reach_for<S: WorkspaceStore + AccountStore>(
+        store: Arc<S>,
+        promise: Duration,
+    ) -> Self {
         Self {
             store: store.clone(),
             accounts: store,
+            reached: TtlMap::new(crate::identity::trusted_for(promise), 100_000),
+            removals: AtomicU64::new(0),
         }
     }
 
@@ -347,6 +383,11 @@ impl Workspaces {
         account: &Account,
         id: &str,
     ) -> Result<WorkspaceAccess, WorkspaceError> {
+        let key = reach_key(&account.id, id);
+        if let Some(access) = self.reached.get(&key) {
+            return Ok(access);
+        }
+        let removals = self.removals.load(Ordering::Acquire);
         let found = self
             .store
             .workspace_with_role(&WorkspaceId::from_string(id), &account.id)
@@ -361,7 +402,14 @@ impl Workspaces {
             }
             None => return Err(WorkspaceError::NotFound),
         };
-        Ok(WorkspaceAccess { workspace, reach })
+        let access = WorkspaceAccess { workspace, reach };
+        self.reached.insert(key.clone(), access.clone());
+        // A removal that began after this read started may have dropped its entry before the
+        // insert above: then the entry is dropped here (see `remove_user`).
+        if self.removals.load(Ordering::Acquire) != removals {
+            self.reached.invalidate(&key);
+        }
+        Ok(access)
     }
 
     /// `createWorkspace`: partners only.
@@ -543,10 +591,18 @@ impl Workspaces {
         user_id: &str,
     ) -> Result<bool, WorkspaceError> {
         access.require_manager()?;
-        Ok(self
+        let removed = self
             .store
             .remove_member(&access.workspace.id, &AccountId::from_string(user_id))
-            .await?)
+            .await?;
+        // After the delete: a reach read before it either is dropped here, or sees the count
+        // change and drops itself.
+        self.removals.fetch_add(1, Ordering::AcqRel);
+        self.reached.invalidate(&reach_key(
+            &AccountId::from_string(user_id),
+            access.workspace.id.as_str(),
+        ));
+        Ok(removed)
     }
 
     pub async fn members(

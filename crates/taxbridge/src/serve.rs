@@ -81,7 +81,10 @@ async fn open(settings: &Settings, bootstrap: bool) -> anyhow::Result<Opened> {
     };
     let egress = egress(settings)?;
     let platform = Arc::new(PartnerProtocol::new(egress.clone()));
-    let workspaces = Arc::new(Workspaces::new(store.clone()));
+    let workspaces = Arc::new(Workspaces::trusting_reach_for(
+        store.clone(),
+        Duration::from_secs(settings.auth.revocation_check_seconds),
+    ));
     let connections = Arc::new(Connections::new(
         store.clone(),
         workspaces.clone(),

@@ -137,8 +137,9 @@ pub struct AuthSettings {
     #[serde(skip_serializing)]
     pub jwt_secret: Option<SecretString>,
     pub token_lifetime_seconds: i64,
-    /// How long a node trusts what it read about an API key: the longest a revocation made on
-    /// another node (or with the CLI) takes to stop that key's tokens here.
+    /// How long a node trusts what it read about an API key or a workspace member: the longest
+    /// a revocation or a member's removal made on another node (or with the CLI) takes to take
+    /// effect here.
     pub revocation_check_seconds: u64,
 }
 

@@ -12,6 +12,7 @@ taxbridge_testkit::per_database!(
     bad_workspace_input_names_the_field,
     adding_users_is_idempotent_ordered_and_all_or_nothing,
     a_removed_member_loses_the_workspace_at_once,
+    a_member_removed_on_another_node_loses_the_workspace_within_the_promise,
     only_admins_and_the_owning_partner_manage_members,
     lists_page_sort_and_refuse_unknown_sort_fields,
     plain_list_selections_answer_as_resolved_ones,
@@ -213,6 +214,11 @@ async fn a_removed_member_loses_the_workspace_at_once(app: TestApp) {
         .await
         .assert_ok();
     assert_eq!(app.my_workspaces(&jane).await.len(), 1);
+    // She reaches it (as a user, who may not add members), so this node holds her reach.
+    assert_eq!(
+        app.add_users(&jane, &ws, &["x@smith.com"]).await.code(),
+        "FORBIDDEN"
+    );
 
     let removed = app
         .graphql(
@@ -230,6 +236,69 @@ async fn a_removed_member_loses_the_workspace_at_once(app: TestApp) {
         app.add_users(&jane, &ws, &["x@smith.com"]).await.code(),
         "NOT_FOUND"
     );
+}
+
+/// Two nodes over one database: a member removed on one loses the workspace there at once,
+/// and on the other within the promise it was given (`auth.revocation_check_seconds`).
+async fn a_member_removed_on_another_node_loses_the_workspace_within_the_promise(app: TestApp) {
+    use taxbridge_domain::workspaces::{WorkspaceError, Workspaces};
+    let promise = std::time::Duration::from_millis(600);
+    let here = Workspaces::trusting_reach_for(app.store.clone(), promise);
+    let there = Workspaces::trusting_reach_for(app.store.clone(), promise);
+    let (ws, _) = here
+        .create_for_customer("Two Node Firm", Some("boss@twonode.com"))
+        .await
+        .expect("workspace");
+    let boss = app
+        .identity
+        .account_by_email("boss@twonode.com")
+        .await
+        .expect("boss");
+    let boss_access = here.reach_as(&boss, ws.id.as_str()).await.expect("boss");
+    here.add_users(&boss_access, &["amy@twonode.com".to_owned()])
+        .await
+        .expect("add");
+    let amy = app
+        .identity
+        .account_by_email("amy@twonode.com")
+        .await
+        .expect("amy");
+    for node in [&here, &there] {
+        node.reach_as(&amy, ws.id.as_str())
+            .await
+            .expect("amy reaches it");
+    }
+
+    let removed_at = std::time::Instant::now();
+    assert!(here
+        .remove_user(&boss_access, amy.id.as_str())
+        .await
+        .expect("remove"));
+    assert!(
+        matches!(
+            here.reach_as(&amy, ws.id.as_str()).await,
+            Err(WorkspaceError::NotFound)
+        ),
+        "the node that removed her drops her reach at once"
+    );
+    loop {
+        match there.reach_as(&amy, ws.id.as_str()).await {
+            Err(WorkspaceError::NotFound) => break,
+            Ok(_) => assert!(
+                removed_at.elapsed() < promise,
+                "the other node still let her in {:?} after the removal",
+                removed_at.elapsed()
+            ),
+            Err(other) => panic!("unexpected {other}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The boss, never removed, still reaches it on both.
+    for node in [&here, &there] {
+        node.reach_as(&boss, ws.id.as_str())
+            .await
+            .expect("boss still");
+    }
 }
 
 async fn only_admins_and_the_owning_partner_manage_members(app: TestApp) {

@@ -4,7 +4,7 @@
 //! async-graphql's parser (pest) is the most expensive single step of a small request: about a
 //! tenth of the CPU time of `me { workspaces(limit: 50) { id slug } }`. A parsed document
 //! depends only on its text, so it is kept in a bounded cache and cloned for each request
-//! (validation still runs every time: it depends on the variables and the schema's limits).
+//! (validated again only when its variables need it: see [`crate::variables`]).
 //!
 //! Only documents that passed validation are kept, and of those only queries and documents
 //! that hold no string and no comment. A mutation may carry a secret inline (an API key in
@@ -31,10 +31,19 @@ const TREE_BYTES_PER_TOKEN: u64 = 256;
 /// What the cache may hold in all, as weighed by [`Weight`].
 const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
-/// A kept document: the tree, and its estimated size.
+/// A kept document: the tree, its estimated size, and whether it takes variables only whole
+/// ([`crate::variables::takes_variables_whole`]).
 struct Kept {
     document: ExecutableDocument,
     bytes: u64,
+    variables_whole: bool,
+}
+
+/// A document found kept.
+pub(crate) struct Found {
+    pub(crate) document: ExecutableDocument,
+    /// It has validated, and its arguments take variables only whole.
+    pub(crate) variables_whole: bool,
 }
 
 #[derive(Clone)]
@@ -112,8 +121,11 @@ pub(crate) fn count_tokens(text: &str, max: usize) -> Option<usize> {
 
 impl ParsedQueries {
     /// The parsed document for `query`, if an earlier request parsed the same text.
-    pub(crate) fn get(&self, query: &str) -> Option<ExecutableDocument> {
-        self.0.get(query).map(|kept| kept.document.clone())
+    pub(crate) fn get(&self, query: &str) -> Option<Found> {
+        self.0.get(query).map(|kept| Found {
+            document: kept.document.clone(),
+            variables_whole: kept.variables_whole,
+        })
     }
 
     /// Whether `document` may be kept once it has validated: short texts only, and only
@@ -132,8 +144,15 @@ impl ParsedQueries {
     /// later requests with the same text; `tokens` is its [`count_tokens`].
     pub(crate) fn keep(&self, query: &str, document: ExecutableDocument, tokens: usize) {
         let bytes = (tokens as u64).saturating_mul(TREE_BYTES_PER_TOKEN);
-        self.0
-            .insert(Arc::from(query), Arc::new(Kept { document, bytes }));
+        let variables_whole = crate::variables::takes_variables_whole(&document);
+        self.0.insert(
+            Arc::from(query),
+            Arc::new(Kept {
+                document,
+                bytes,
+                variables_whole,
+            }),
+        );
     }
 }
 
@@ -174,7 +193,11 @@ mod tests {
         assert!(cache.get(query).is_none());
         cache.keep(query, parse(query), 9);
         let kept = cache.get(query).expect("kept");
-        assert_eq!(format!("{kept:?}"), format!("{:?}", parse(query)));
+        assert_eq!(
+            format!("{:?}", kept.document),
+            format!("{:?}", parse(query))
+        );
+        assert!(kept.variables_whole);
     }
 
     #[test]

@@ -339,21 +339,29 @@ struct Prepared {
     document: ExecutableDocument,
     /// Its token count, when it was parsed for this request and may be kept once it validates.
     keep: Option<usize>,
+    /// It was found kept, so it has validated, and it takes variables only whole: it need not
+    /// be validated again if its variables conform ([`crate::variables`]).
+    validated: bool,
 }
 
 /// Finds the document parsed, or parses it if it is small enough to parse cheaply.
 fn prepare(state: &AppState, query: &str) -> Result<Prepared, ServerError> {
     if query.len() <= state.limits.max_document_bytes {
-        if let Some(document) = state.documents.get(query) {
+        if let Some(found) = state.documents.get(query) {
             return Ok(Prepared {
-                document,
+                document: found.document,
                 keep: None,
+                validated: found.variables_whole,
             });
         }
     }
     let (document, tokens) = read_document(query, state.limits)?;
     let keep = ParsedQueries::worth_keeping(query, &document).then_some(tokens);
-    Ok(Prepared { document, keep })
+    Ok(Prepared {
+        document,
+        keep,
+        validated: false,
+    })
 }
 
 /// Parses a query document, refusing first (by size, then by a token count) one that would
@@ -433,7 +441,11 @@ async fn run(
             "(refused)".to_owned(),
             async_graphql::Response::from_errors(vec![refused]),
         ),
-        Ok(Prepared { document, keep }) => {
+        Ok(Prepared {
+            document,
+            keep,
+            validated,
+        }) => {
             let operation_name = request.operation_name.as_deref();
             if via_get && is_mutation(&document, operation_name) {
                 let mut refused = refuse(
@@ -459,8 +471,18 @@ async fn run(
                 Ok(()) => {
                     let query = request.query.clone();
                     let kept = keep.map(|tokens| (document.clone(), tokens));
+                    let schema = if validated
+                        && state.variable_types.conform(
+                            &document,
+                            operation_name,
+                            &request.variables,
+                        ) {
+                        &state.validated_schema
+                    } else {
+                        &state.schema
+                    };
                     request.set_parsed_query(document);
-                    let response = state.schema.execute(request).await;
+                    let response = schema.execute(request).await;
                     if let Some((document, tokens)) = kept {
                         if !refused_before_execution(&response) {
                             state.documents.keep(&query, document, tokens);

@@ -6,7 +6,7 @@ use crate::{
     documents::ParsedQueries,
     endpoint,
     error::ErrorCode,
-    graphql::{build_schema, GatewaySchema, QueryLimits},
+    graphql::{build_schema, build_validated_schema, GatewaySchema, QueryLimits},
     metrics::Metrics,
     rate_limits::RateLimits,
     web, ApiSettings, Services,
@@ -32,6 +32,10 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub(crate) struct AppState {
     pub(crate) services: Arc<Services>,
     pub(crate) schema: GatewaySchema,
+    /// The same schema in async-graphql's fast validation mode, for kept documents whose
+    /// variables conform ([`crate::variables`]).
+    pub(crate) validated_schema: GatewaySchema,
+    pub(crate) variable_types: crate::variables::VariableTypes,
     pub(crate) metrics: Metrics,
     pub(crate) max_body_bytes: usize,
     pub(crate) body_read_timeout: std::time::Duration,
@@ -51,6 +55,8 @@ pub fn router(settings: &ApiSettings, services: Arc<Services>) -> (Router, Arc<R
     ));
     let state = Arc::new(AppState {
         schema: build_schema(Some(services.clone()), Some(rate_limits.clone())),
+        validated_schema: build_validated_schema(services.clone(), rate_limits.clone()),
+        variable_types: crate::variables::VariableTypes::of_gateway(),
         services,
         metrics: counters,
         max_body_bytes: settings.max_body_bytes,

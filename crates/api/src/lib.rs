@@ -17,6 +17,7 @@ mod http;
 mod metrics;
 mod rate_limits;
 mod server;
+mod variables;
 mod web;
 
 use anyhow::Context;

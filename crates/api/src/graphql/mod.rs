@@ -110,6 +110,25 @@ pub fn build_schema(
     services: Option<Arc<Services>>,
     rate_limits: Option<Arc<RateLimits>>,
 ) -> GatewaySchema {
+    builder(services, rate_limits).finish()
+}
+
+/// [`build_schema`] in async-graphql's fast validation mode, which skips the rules a document
+/// that has validated before passes again: only for kept documents whose variables conform
+/// ([`crate::variables`]).
+pub(crate) fn build_validated_schema(
+    services: Arc<Services>,
+    rate_limits: Arc<RateLimits>,
+) -> GatewaySchema {
+    builder(Some(services), Some(rate_limits))
+        .validation_mode(async_graphql::ValidationMode::Fast)
+        .finish()
+}
+
+pub(crate) fn builder(
+    services: Option<Arc<Services>>,
+    rate_limits: Option<Arc<RateLimits>>,
+) -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
     let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription);
     if let Some(services) = services {
         builder = builder.data(services);
@@ -117,7 +136,7 @@ pub fn build_schema(
     if let Some(rate_limits) = rate_limits {
         builder = builder.data(rate_limits);
     }
-    builder.finish()
+    builder
 }
 
 /// The SDL that `/graphql` serves: what `taxbridge schema` prints and `schema.graphql` holds.

@@ -21,6 +21,7 @@ taxbridge_testkit::per_database!(
     the_graphql_over_http_media_types_are_negotiated,
     get_runs_queries_and_refuses_mutations,
     unknown_directives_fail_validation,
+    a_kept_document_checks_new_variables_as_strictly_as_a_new_one,
     names_with_control_or_direction_characters_are_bad_user_input,
     deep_link_paths_over_two_kib_are_bad_user_input,
     a_crafted_name_blocks_no_slug_and_slugs_count_no_other_tenant,
@@ -633,4 +634,53 @@ async fn requests_past_a_keys_quota_answer_429(app: TestApp) {
     // Another key is not held back by this one's quota.
     let (_, other) = app.customer_token("joe@smith-cpa.com").await;
     app.me(Some(&other)).await.assert_ok();
+}
+
+/// A document that validated once is kept, and later requests with it skip the rules that do
+/// not depend on variables. Bad variable values still answer exactly as they do the first
+/// time the document is seen.
+async fn a_kept_document_checks_new_variables_as_strictly_as_a_new_one(app: TestApp) {
+    let token = app.partner_token("keptdoc").await;
+    let query = "query W($n: Int, $s: SortBy, $f: WorkspaceFilters) { me { workspaces(limit: $n, sortBy: $s, filters: $f) { id } } }";
+    let bad = [
+        json!({ "n": "ten", "s": { "field": "createdAt", "order": "DESC" }, "f": {} }),
+        json!({ "n": 5, "s": { "field": "createdAt", "order": "SIDEWAYS" }, "f": {} }),
+        json!({ "n": 5, "s": { "order": "DESC" }, "f": {} }),
+        json!({ "n": 5, "s": { "field": "createdAt", "order": "DESC" }, "f": { "ids": [null] } }),
+        json!({ "n": 5, "s": { "field": "createdAt", "order": "DESC" }, "f": { "idz": ["a"] } }),
+    ];
+    let ask = |variables: &Value| {
+        app.graphql(
+            json!({ "query": query, "variables": variables }),
+            Some(&token),
+            None,
+        )
+    };
+    let mut first_answers = Vec::new();
+    for variables in &bad {
+        let answer = ask(variables).await;
+        assert_eq!(
+            answer.code(),
+            "GRAPHQL_VALIDATION_FAILED",
+            "{}",
+            answer.body
+        );
+        first_answers.push(answer);
+    }
+    // Now the document validates, and is kept.
+    for _ in 0..2 {
+        let good = ask(&json!({ "n": 5, "s": { "field": "createdAt", "order": "DESC" }, "f": { "ids": ["wsp_x"] } })).await;
+        assert_eq!(good.assert_ok()["me"]["workspaces"], json!([]));
+    }
+    for (variables, first) in bad.iter().zip(&first_answers) {
+        let again = ask(variables).await;
+        assert_eq!(
+            (again.status, &again.body),
+            (first.status, &first.body),
+            "{variables}"
+        );
+    }
+    // A null or missing variable, allowed here, still runs (on the strict path).
+    let omitted = ask(&json!({ "n": null })).await;
+    assert!(omitted.assert_ok()["me"]["workspaces"].is_array());
 }

@@ -91,7 +91,7 @@ impl AccountStore for Store {
         Ok(count.map_or(0, |c| c.0))
     }
 
-    #[tracing::instrument(skip_all, fields(account = %account.id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(account = %account.id))]
     async fn insert_account(&self, account: &Account) -> StoreResult<()> {
         self.db
             .execute(

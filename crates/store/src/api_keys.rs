@@ -106,7 +106,7 @@ impl Store {
 
 #[async_trait]
 impl ApiKeyStore for Store {
-    #[tracing::instrument(skip_all, fields(key = %key.id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(key = %key.id))]
     async fn insert_api_key(&self, key: &ApiKey) -> StoreResult<()> {
         self.db
             .execute(

@@ -211,7 +211,7 @@ impl ConnectionStore for Store {
         Ok(changed == 1)
     }
 
-    #[tracing::instrument(skip_all, fields(connection = %connection.id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(connection = %connection.id))]
     async fn insert_connection(&self, connection: &Connection) -> StoreResult<()> {
         let settings = serde_json::Value::Object(connection.settings.clone()).to_string();
         self.db
@@ -261,7 +261,7 @@ impl ConnectionStore for Store {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
-    #[tracing::instrument(skip_all, fields(connection = %connection.id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(connection = %connection.id))]
     async fn update_connection(&self, connection: &Connection) -> StoreResult<bool> {
         let settings = serde_json::Value::Object(connection.settings.clone()).to_string();
         let changed = self

@@ -305,7 +305,7 @@ impl ImportStore for Store {
         Ok(found)
     }
 
-    #[tracing::instrument(skip_all, fields(job = %job, works = works.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(job = %job, works = works.len()))]
     async fn insert_works(&self, job: &JobId, works: &[JobWork]) -> StoreResult<()> {
         let mut tx = self.db.begin().await?;
         if lock_job(&mut tx, job.as_str()).await? != Some(JobStatus::Pending) {
@@ -389,7 +389,7 @@ impl ImportStore for Store {
         self.db.fetch_page(&sql, &args, page).await
     }
 
-    #[tracing::instrument(skip_all, fields(job = %job, artifacts = artifacts.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(job = %job, artifacts = artifacts.len()))]
     async fn insert_artifacts(
         &self,
         job: &JobId,
@@ -448,7 +448,7 @@ impl ImportStore for Store {
         self.db.fetch_optional(&sql, &[id.as_str().into()]).await
     }
 
-    #[tracing::instrument(skip_all, fields(job = %job))]
+    #[tracing::instrument(level = "debug", skip_all, fields(job = %job))]
     async fn trigger_job(&self, job: &JobId, now: Timestamp) -> StoreResult<bool> {
         let mut tx = self.db.begin().await?;
         if lock_job(&mut tx, job.as_str()).await? != Some(JobStatus::Pending) {
@@ -472,7 +472,7 @@ impl ImportStore for Store {
         Ok(true)
     }
 
-    #[tracing::instrument(skip_all, fields(job = %job))]
+    #[tracing::instrument(level = "debug", skip_all, fields(job = %job))]
     async fn cancel_job(&self, job: &JobId, now: Timestamp) -> StoreResult<bool> {
         let mut tx = self.db.begin().await?;
         if !matches!(
@@ -510,7 +510,7 @@ impl ImportStore for Store {
         Ok(true)
     }
 
-    #[tracing::instrument(skip_all, fields(artifact = %artifact))]
+    #[tracing::instrument(level = "debug", skip_all, fields(artifact = %artifact))]
     async fn finish_artifact(
         &self,
         artifact: &ArtifactId,

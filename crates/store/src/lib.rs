@@ -14,6 +14,9 @@
 //!
 //! Errors: database failures become [`StoreError::Backend`]; unique violations become
 //! [`StoreError::Conflict`] without a pre-check query.
+//!
+//! Writes carry `debug`-level spans naming the row they write (`RUST_LOG=taxbridge_store=debug`
+//! shows them): at `info` a span per write was a percent of a request's time.
 
 mod accounts;
 mod api_keys;

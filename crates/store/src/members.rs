@@ -53,7 +53,7 @@ pub(crate) fn parse_role(role: &str) -> StoreResult<Role> {
     Role::parse(role).ok_or_else(|| corrupt(format!("role `{role}`")))
 }
 
-#[tracing::instrument(skip_all, fields(workspace = %workspace, emails = emails.len()))]
+#[tracing::instrument(level = "debug", skip_all, fields(workspace = %workspace, emails = emails.len()))]
 pub(crate) async fn add(
     db: &Db,
     workspace: &WorkspaceId,

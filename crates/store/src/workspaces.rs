@@ -195,7 +195,7 @@ impl Store {
 
 #[async_trait]
 impl WorkspaceStore for Store {
-    #[tracing::instrument(skip_all, fields(workspace = %workspace.id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(workspace = %workspace.id))]
     async fn insert_workspace(&self, workspace: &Workspace) -> StoreResult<()> {
         let metadata = workspace.metadata.as_ref().map(ToString::to_string);
         self.db

@@ -59,12 +59,9 @@ impl SqliteWriter {
         let conn = rusqlite::Connection::open(path).map_err(backend)?;
         // `temp_store = MEMORY` keeps each write's savepoint journal in memory: by default
         // SQLite spills it to a temporary file past 64 KiB, a file write per page per group.
-        // A checkpoint (which fsyncs the database file) runs every 4,000 WAL pages rather than
-        // SQLite's 1,000: under a stream of small writes the default checkpointed every 40 ms.
-        // 4,000 frames still fit one wal-index hash table, so reads look pages up as fast.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-             PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 4000;",
+             PRAGMA temp_store = MEMORY;",
         )
         .map_err(backend)?;
         // Admin commands in another process write the same file: wait for them, don't fail.

@@ -291,9 +291,15 @@ fn rotating_the_key_while_serving_loses_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let platform = accepting_platform();
+    // Each rotate waits a second for the server to see the new ring; the collector loops for
+    // those seconds, faster than the default per-key rate.
     let server = serve_with(
         &data,
-        &[("TAXBRIDGE_EGRESS__ALLOW_CIDRS", "[\"127.0.0.0/8\"]")],
+        &[
+            ("TAXBRIDGE_EGRESS__ALLOW_CIDRS", "[\"127.0.0.0/8\"]"),
+            ("TAXBRIDGE_RATE_LIMITS__REQUESTS_PER_SECOND", "100000"),
+            ("TAXBRIDGE_RATE_LIMITS__REQUEST_BURST", "100000"),
+        ],
         Stdio::null(),
     );
     let (access, workspace) = partner_with_workspace(&server, &data);

@@ -5,7 +5,7 @@
 use super::{
     caller,
     lists::{page, SortBy},
-    plain_list::{PlainField, PlainFields, PlainList},
+    plain_list::{PlainField, PlainFields, PlainList, PlainObject},
     services, Date,
 };
 use crate::error::ApiError;
@@ -267,13 +267,13 @@ impl ConnectionMutation {
         workspace_id: ID,
         provider_key: String,
         inputs: Option<Json<serde_json::Value>>,
-    ) -> Result<ProviderConnection, ApiError> {
+    ) -> Result<PlainObject<ProviderConnection>, ApiError> {
         let caller = caller(ctx).await?;
         let view = services(ctx)
             .connections
             .start(caller, &workspace_id, &provider_key, inputs.map(|j| j.0))
             .await?;
-        Ok(view.into())
+        Ok(PlainObject(view.into()))
     }
 
     /// Verify the stored credentials with one live call to the provider; `active` on success, `failed` otherwise.
@@ -282,13 +282,13 @@ impl ConnectionMutation {
         ctx: &Context<'_>,
         connection_id: ID,
         inputs: Option<Json<serde_json::Value>>,
-    ) -> Result<ProviderConnection, ApiError> {
+    ) -> Result<PlainObject<ProviderConnection>, ApiError> {
         let caller = caller(ctx).await?;
         let view = services(ctx)
             .connections
             .collect(caller, &connection_id, inputs.map(|j| j.0))
             .await?;
-        Ok(view.into())
+        Ok(PlainObject(view.into()))
     }
 
     /// Stop using a connection and erase its credentials; status becomes `disconnected`.
@@ -296,13 +296,13 @@ impl ConnectionMutation {
         &self,
         ctx: &Context<'_>,
         connection_id: ID,
-    ) -> Result<ProviderConnection, ApiError> {
+    ) -> Result<PlainObject<ProviderConnection>, ApiError> {
         let caller = caller(ctx).await?;
         let view = services(ctx)
             .connections
             .disconnect(caller, &connection_id)
             .await?;
-        Ok(view.into())
+        Ok(PlainObject(view.into()))
     }
 }
 

@@ -369,6 +369,43 @@ async fn plain_connection_pages_answer_as_resolved_ones(app: TestApp) {
         plain.contains("\"__typename\":\"ProviderConnection\""),
         "{plain}"
     );
+
+    // A mutation's answer, too: built directly for a plain selection, by the resolvers when
+    // `provider` is asked for. (Disconnecting twice changes only `updatedAt`, not selected.)
+    let page: Value = serde_json::from_str(&plain).expect("JSON");
+    let id = page["data"]["me"]["workspaces"][0]["connections"][0]["id"].clone();
+    let fields = "id workspaceId providerKey status action displayName settings statusDetail \
+                  lastVerifiedAt createdAt __typename again: id ... on ProviderConnection { status }";
+    let disconnect = |selection: String| {
+        let (app, token, id) = (&app, token.clone(), id.clone());
+        async move {
+            app.http
+                .post(&app.endpoint)
+                .bearer_auth(token)
+                .json(&json!({
+                    "query": format!("mutation D($id: ID!) {{ disconnectProviderConnection(connectionId: $id) {{ {selection} }} }}"),
+                    "variables": { "id": id },
+                }))
+                .send()
+                .await
+                .expect("send")
+                .text()
+                .await
+                .expect("text")
+        }
+    };
+    let plain = disconnect(fields.to_owned()).await;
+    let resolved = disconnect(format!("{fields} provider {{ key }}")).await;
+    assert!(
+        resolved.contains(",\"provider\":{\"key\":\"qount\"}"),
+        "{resolved}"
+    );
+    assert_eq!(
+        plain,
+        resolved.replace(",\"provider\":{\"key\":\"qount\"}", "")
+    );
+    assert!(plain.contains("\"status\":\"disconnected\""), "{plain}");
+    assert!(plain.contains("\"again\":\"con_"), "{plain}");
 }
 
 async fn foreign_workspaces_and_connections_answer_not_found(app: TestApp) {

@@ -338,72 +338,55 @@ async fn plain_connection_pages_answer_as_resolved_ones(app: TestApp) {
     let inputs = json!({ "apiKey": SECRET, "baseUrl": "https://api.example.com", "firmReferenceId": "F-1", "region": { "eu": [1, 2] } });
     started(&start(&app, &token, &workspace, "qount", inputs).await);
     started(&start(&app, &token, &workspace, "qount", Value::Null).await);
-    let fields = "id workspaceId providerKey status action displayName settings statusDetail lastVerifiedAt createdAt updatedAt __typename again: id";
-    let raw = |selection: String| {
+    // Each body is sent twice: as it is (built directly), and asking `provider` too (which
+    // only the resolvers answer); the two answers must be the same text but for `provider`.
+    let both = |body: &dyn Fn(&str) -> Value, fields: &str| {
+        let plain = body(fields);
+        let resolved = body(&format!("{fields} provider {{ key }}"));
         let (app, token) = (&app, token.clone());
         async move {
-            app.http
-                .post(&app.endpoint)
-                .bearer_auth(token)
-                .json(&json!({ "query": format!("{{ me {{ workspaces {{ connections {{ {selection} }} }} }} }}") }))
-                .send()
-                .await
-                .expect("send")
-                .text()
-                .await
-                .expect("text")
+            let text = |body: Value| {
+                let request = app.http.post(&app.endpoint).bearer_auth(&token).json(&body);
+                async move {
+                    let response = request.send().await.expect("send");
+                    response.text().await.expect("text")
+                }
+            };
+            let (plain, resolved) = (text(plain).await, text(resolved).await);
+            let provider = ",\"provider\":{\"key\":\"qount\"}";
+            assert!(resolved.contains(provider), "{resolved}");
+            assert_eq!(plain, resolved.replace(provider, ""));
+            assert!(!plain.contains("\"errors\""), "{plain}");
+            plain
         }
     };
-    let plain = raw(fields.to_owned()).await;
-    let resolved = raw(format!("{fields} provider {{ key }}")).await;
-    assert!(
-        resolved.contains(",\"provider\":{\"key\":\"qount\"}"),
-        "{resolved}"
-    );
-    assert_eq!(
-        plain,
-        resolved.replace(",\"provider\":{\"key\":\"qount\"}", "")
-    );
-    assert!(!plain.contains("\"errors\""), "{plain}");
+    let page = |selection: &str| json!({ "query": format!("{{ me {{ workspaces {{ connections {{ {selection} }} }} }} }}") });
+    let plain = both(
+        &page,
+        "id workspaceId providerKey status action displayName settings statusDetail \
+         lastVerifiedAt createdAt updatedAt __typename again: id",
+    )
+    .await;
     assert!(
         plain.contains("\"__typename\":\"ProviderConnection\""),
         "{plain}"
     );
 
-    // A mutation's answer, too: built directly for a plain selection, by the resolvers when
-    // `provider` is asked for. (Disconnecting twice changes only `updatedAt`, not selected.)
+    // A mutation's answer, too. (Disconnecting twice changes only `updatedAt`, not selected.)
     let page: Value = serde_json::from_str(&plain).expect("JSON");
     let id = page["data"]["me"]["workspaces"][0]["connections"][0]["id"].clone();
-    let fields = "id workspaceId providerKey status action displayName settings statusDetail \
-                  lastVerifiedAt createdAt __typename again: id ... on ProviderConnection { status }";
-    let disconnect = |selection: String| {
-        let (app, token, id) = (&app, token.clone(), id.clone());
-        async move {
-            app.http
-                .post(&app.endpoint)
-                .bearer_auth(token)
-                .json(&json!({
-                    "query": format!("mutation D($id: ID!) {{ disconnectProviderConnection(connectionId: $id) {{ {selection} }} }}"),
-                    "variables": { "id": id },
-                }))
-                .send()
-                .await
-                .expect("send")
-                .text()
-                .await
-                .expect("text")
-        }
+    let disconnect = |selection: &str| {
+        json!({
+            "query": format!("mutation D($id: ID!) {{ disconnectProviderConnection(connectionId: $id) {{ {selection} }} }}"),
+            "variables": { "id": id },
+        })
     };
-    let plain = disconnect(fields.to_owned()).await;
-    let resolved = disconnect(format!("{fields} provider {{ key }}")).await;
-    assert!(
-        resolved.contains(",\"provider\":{\"key\":\"qount\"}"),
-        "{resolved}"
-    );
-    assert_eq!(
-        plain,
-        resolved.replace(",\"provider\":{\"key\":\"qount\"}", "")
-    );
+    let plain = both(
+        &disconnect,
+        "id workspaceId providerKey status action displayName settings statusDetail \
+         lastVerifiedAt createdAt __typename again: id ... on ProviderConnection { status }",
+    )
+    .await;
     assert!(plain.contains("\"status\":\"disconnected\""), "{plain}");
     assert!(plain.contains("\"again\":\"con_"), "{plain}");
 }

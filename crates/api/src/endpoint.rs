@@ -164,6 +164,49 @@ pub(crate) const UPLOAD_BODY_BYTES: usize =
 /// Large bodies read at once; more wait their turn, so they cost at most this many times
 /// [`UPLOAD_BODY_BYTES`] of memory.
 pub(crate) const LARGE_BODIES_AT_ONCE: usize = 4;
+/// Large bodies one API key (or account) may have read at once: one integrator's burst
+/// leaves slots for others.
+pub(crate) const LARGE_BODIES_PER_KEY: usize = 2;
+
+/// Who holds large-body slots, and how many each.
+#[derive(Default)]
+pub(crate) struct LargeBodyHolders(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+/// One large-body slot, held while its body is read and its operation runs.
+pub(crate) struct LargeSlot<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
+    holders: &'a LargeBodyHolders,
+    holder: String,
+}
+
+impl LargeBodyHolders {
+    /// Counts one more slot for `holder`, unless it holds [`LARGE_BODIES_PER_KEY`] already.
+    fn enter(&self, holder: &str) -> bool {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = held.entry(holder.to_owned()).or_default();
+        if *count >= LARGE_BODIES_PER_KEY {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn leave(&self, holder: &str) {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = held.get_mut(holder) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(holder);
+            }
+        }
+    }
+}
+
+impl Drop for LargeSlot<'_> {
+    fn drop(&mut self) {
+        self.holders.leave(&self.holder);
+    }
+}
 
 /// The client's address, as the accept loop recorded it.
 fn client_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
@@ -252,14 +295,15 @@ fn require_json(headers: &HeaderMap) -> Result<(), Refused> {
 }
 
 /// Reads the body within `max_body_bytes`. A larger one is read only when it may be an
-/// `uploadConnectionFile` (an access token, and a declared `Content-Length` of at most
-/// [`UPLOAD_BODY_BYTES`]), holding one of [`LARGE_BODIES_AT_ONCE`] slots, which is returned
-/// with it; `run` then refuses it unless that is the operation.
+/// `uploadConnectionFile`: a declared `Content-Length` of at most [`UPLOAD_BODY_BYTES`], and an
+/// access token verified before a slot is taken or a byte past `max_body_bytes` is read. It
+/// then holds one of [`LARGE_BODIES_AT_ONCE`] slots (at most [`LARGE_BODIES_PER_KEY`] per key),
+/// returned with it; `run` refuses it unless that is the operation.
 async fn read_body<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Vec<u8>, Option<tokio::sync::SemaphorePermit<'a>>), Refused> {
+) -> Result<(Vec<u8>, Option<LargeSlot<'a>>), Refused> {
     let mut limit = state.max_body_bytes;
     let too_large = |limit: usize| {
         Refused {
@@ -277,19 +321,57 @@ async fn read_body<'a>(
         .and_then(|v| v.parse::<usize>().ok());
     let mut slot = None;
     if let Some(len) = declared.filter(|len| *len > limit) {
-        if len > UPLOAD_BODY_BYTES.max(limit) || bearer_token(headers).is_none() {
+        let Some(token) = bearer_token(headers).filter(|_| len <= UPLOAD_BODY_BYTES.max(limit))
+        else {
             return Err(too_large(limit));
+        };
+        // The token first: an unverified caller gets no slot and no byte read.
+        let caller =
+            match state.services.identity.authenticate(&token).await {
+                Ok(caller) => caller,
+                Err(taxbridge_domain::identity::AuthError::Store(err)) => {
+                    tracing::error!(error = %err, "could not check a token before a large body");
+                    return Err(Refused::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        ErrorCode::InternalServerError,
+                        "The gateway could not check the access token; try again.".into(),
+                    ));
+                }
+                Err(err) => return Err(Refused::new(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::Unauthenticated,
+                    format!(
+                        "{err} A body over {limit} bytes is read only for a valid access token."
+                    ),
+                )),
+            };
+        let holder = caller
+            .key_id()
+            .map_or_else(|| caller.account().id.to_string(), |key| key.to_string());
+        if !state.large_holders.enter(&holder) {
+            return Err(Refused::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                format!("This key already has {LARGE_BODIES_PER_KEY} large requests being read; send the next when one has finished."),
+            ));
         }
         let waited =
             tokio::time::timeout(state.body_read_timeout, state.large_bodies.acquire()).await;
         match waited {
-            Ok(Ok(permit)) => slot = Some(permit),
+            Ok(Ok(permit)) => {
+                slot = Some(LargeSlot {
+                    _permit: permit,
+                    holders: &state.large_holders,
+                    holder,
+                })
+            }
             _ => {
+                state.large_holders.leave(&holder);
                 return Err(Refused::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::RequestTimeout,
                     "Too many large requests are being read; try again shortly.".into(),
-                ))
+                ));
             }
         }
         limit = len;

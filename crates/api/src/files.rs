@@ -8,6 +8,11 @@
 //!
 //! `401` without a valid token; `404` for an artifact out of reach, the same as a missing one.
 //! Errors are JSON like every other refusal of the gateway.
+//!
+//! Stored bytes are downloads, never pages of this origin: whatever type the file server or
+//! uploader claimed, the answer is `Content-Disposition: attachment`, `nosniff`, a sandboxing
+//! CSP, and a `Content-Type` from [`SERVED_TYPES`] (`application/octet-stream` otherwise), so
+//! an HTML, SVG or script artifact opened by link runs nothing here.
 
 use crate::{
     endpoint::bearer_token,
@@ -28,6 +33,78 @@ use taxbridge_domain::{
     imports::{ArtifactOutcome, ArtifactStatus, StoredBytes},
     time::Timestamp,
 };
+
+/// The document types served as what they are; anything else (HTML, SVG, scripts, XML, …) is
+/// served as `application/octet-stream`.
+pub const SERVED_TYPES: [&str; 16] = [
+    "application/pdf",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/tiff",
+    "image/heic",
+    "text/plain",
+    "text/csv",
+    "application/msword",
+    "application/vnd.ms-excel",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/rtf",
+];
+
+/// The `Content-Type` a stored file is served with: its own when on [`SERVED_TYPES`] (text with
+/// its charset), `application/octet-stream` otherwise.
+pub fn served_type(stored: &str) -> String {
+    let essence = stored
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "text/plain" | "text/csv" => format!("{essence}; charset=utf-8"),
+        other if SERVED_TYPES.contains(&other) => essence,
+        _ => "application/octet-stream".to_owned(),
+    }
+}
+
+/// `attachment` with the artifact's name: an ASCII `filename` of safe characters and the
+/// exact name as RFC 8187 `filename*`.
+pub fn attachment(name: &str) -> String {
+    let name: String = name
+        .chars()
+        .filter(|c| !c.is_control())
+        .map(|c| if matches!(c, '/' | '\\') { '_' } else { c })
+        .take(200)
+        .collect();
+    let name = if name.trim().is_empty() {
+        "download".to_owned()
+    } else {
+        name.trim().to_owned()
+    };
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, ' ' | '.' | '-' | '_' | '(' | ')') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::new();
+    for byte in name.as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(byte) {
+            encoded.push(*byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
 
 /// An upload that sends no byte for this long is cut off.
 const UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -194,9 +271,20 @@ pub(crate) async fn download(
     let length = reading.range.end - reading.range.start;
     headers.insert(header::CONTENT_LENGTH, length.into());
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Ok(value) = HeaderValue::from_str(&stored.mime_type) {
+    if let Ok(value) = HeaderValue::from_str(&served_type(&stored.mime_type)) {
         headers.insert(header::CONTENT_TYPE, value);
     }
+    if let Ok(value) = HeaderValue::from_str(&attachment(&artifact.name)) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
     if let Ok(value) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, value);
     }
@@ -371,6 +459,52 @@ mod tests {
 
     fn range(value: &'static str, size: u64) -> Result<Option<Range<u64>>, ()> {
         parse_range(Some(&HeaderValue::from_static(value)), size)
+    }
+
+    #[test]
+    fn only_document_types_are_served_as_themselves() {
+        assert_eq!(served_type("application/pdf"), "application/pdf");
+        assert_eq!(served_type("IMAGE/PNG; x=y"), "image/png");
+        assert_eq!(served_type("text/plain"), "text/plain; charset=utf-8");
+        for hostile in [
+            "text/html",
+            "text/html; charset=utf-8",
+            "image/svg+xml",
+            "application/javascript",
+            "text/javascript",
+            "application/xhtml+xml",
+            "text/xml",
+            "multipart/x-mixed-replace",
+            "",
+            "garbage",
+        ] {
+            assert_eq!(
+                served_type(hostile),
+                "application/octet-stream",
+                "{hostile}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_attachment_name_is_sanitised() {
+        assert_eq!(
+            attachment("W-2 Form 2024.pdf"),
+            "attachment; filename=\"W-2 Form 2024.pdf\"; filename*=UTF-8''W-2%20Form%202024.pdf"
+        );
+        let hostile = attachment("a\"; filename=x.html\r\n/../é");
+        assert!(
+            !hostile.contains('\r') && !hostile.contains('\n'),
+            "{hostile}"
+        );
+        assert_eq!(
+            hostile,
+            "attachment; filename=\"a__ filename_x.html_..__\"; filename*=UTF-8''a%22%3B%20filename%3Dx.html_.._%C3%A9"
+        );
+        assert_eq!(
+            attachment("  "),
+            "attachment; filename=\"download\"; filename*=UTF-8''download"
+        );
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub(crate) struct AppState {
     pub(crate) limits: QueryLimits,
     /// Slots for bodies over `max_body_bytes` (`uploadConnectionFile`'s inline files).
     pub(crate) large_bodies: tokio::sync::Semaphore,
+    /// Large-body slots held per key.
+    pub(crate) large_holders: crate::endpoint::LargeBodyHolders,
     pub(crate) web_limits: crate::rate_limits::WebLimits,
 }
 
@@ -64,6 +66,7 @@ pub fn router(settings: &ApiSettings, services: Arc<Services>) -> (Router, Arc<R
         documents: ParsedQueries::default(),
         limits: settings.query_limits,
         large_bodies: tokio::sync::Semaphore::const_new(crate::endpoint::LARGE_BODIES_AT_ONCE),
+        large_holders: crate::endpoint::LargeBodyHolders::default(),
         web_limits: crate::rate_limits::WebLimits::default(),
     });
     let router = Router::new()

@@ -48,6 +48,8 @@ pub struct Services {
     pub blobs: taxbridge_blobs::Blobs,
     /// The largest file `PUT /uploads/artifacts/{id}` accepts.
     pub max_upload_bytes: u64,
+    /// The bytes one request's pulls may read from platforms together.
+    pub pull_budget_bytes: u64,
     /// The task queue, whose depth `/metrics` reports.
     pub tasks: Arc<dyn taxbridge_domain::tasks::TaskStore>,
     /// Series of the in-process worker, rendered by `/metrics` beside the API's.

@@ -7,8 +7,13 @@
 //!
 //! Inputs split in two: settings (`baseUrl`, `firmReferenceId`, and what the provider declares
 //! not secret), kept as JSON and returned by the API; and secrets, sealed together with the
-//! [`KeyRing`] and bound to the connection id. Secrets are never returned, logged, or put in an
-//! error.
+//! key ring and bound to the connection id and the origin of its base URL
+//! ([`credentials_binding`]), so a row whose base URL was changed does not open. Secrets are
+//! never returned, logged, or put in an error.
+//!
+//! Stored secrets go only to the origin they were entered for: a collect (or the connect
+//! page's retry) that moves the base URL to another origin must give every stored secret
+//! again in the same call, and then only the new ones are kept.
 
 use crate::{
     accounts::{AccountStore, AccountType},
@@ -17,7 +22,7 @@ use crate::{
     ids::{ConnectionId, WorkspaceId},
     lists::Page,
     providers::{partner_entry, Catalog, Provider},
-    pulls::{PlatformClient, PlatformFile, Puller},
+    pulls::{PlatformClient, PlatformFile, PullBudget, Puller},
     store::{StoreError, StoreResult},
     time::Timestamp,
     workspaces::{WorkspaceAccess, WorkspaceError, Workspaces},
@@ -98,6 +103,53 @@ pub struct ConnectionFilters {
     pub categories: Option<Vec<String>>,
 }
 
+/// The origin (scheme, host, port) of a URL as text, e.g. `https://api.example.com:443`;
+/// `None` for one that does not parse or has no host.
+pub fn origin_of(url: &str) -> Option<String> {
+    let url = url::Url::parse(url).ok()?;
+    Some(format!(
+        "{}://{}:{}",
+        url.scheme(),
+        url.host_str()?.to_ascii_lowercase(),
+        url.port_or_known_default().unwrap_or(0)
+    ))
+}
+
+/// What a connection's sealed credentials are bound to (the AEAD's associated data): its id
+/// and the origin of the `baseUrl` stored in its settings, or the provider's own base URL when
+/// it has none (an operator's catalog, trusted as the operator is).
+pub fn credentials_binding(id: &ConnectionId, base_url: Option<&str>) -> String {
+    let origin = match base_url {
+        Some(url) => origin_of(url).unwrap_or_else(|| format!("unparsed {url}")),
+        None => "the provider's base URL".to_owned(),
+    };
+    format!("{id} at {origin}")
+}
+
+/// Opens credentials sealed with [`credentials_binding`]; those sealed before the origin was
+/// bound (to the id alone) still open, and are sealed bound at their next write or
+/// `taxbridge encryption rotate`.
+pub fn open_bound(
+    open: impl Fn(&str, &str) -> Result<Vec<u8>, crate::crypto::CryptoError>,
+    sealed: &str,
+    id: &ConnectionId,
+    base_url: Option<&str>,
+) -> Result<Vec<u8>, crate::crypto::CryptoError> {
+    match open(sealed, &credentials_binding(id, base_url)) {
+        Err(crate::crypto::CryptoError::Damaged) => open(sealed, id.as_str()),
+        other => other,
+    }
+}
+
+/// A connection's sealed credentials, as a key rotation reads them.
+#[derive(Clone, Debug)]
+pub struct SealedCredentials {
+    pub id: ConnectionId,
+    pub sealed: String,
+    /// The `baseUrl` of the connection's settings: part of what the seal is bound to.
+    pub base_url: Option<String>,
+}
+
 /// Where connections are kept.
 #[async_trait]
 pub trait ConnectionStore: Send + Sync + 'static {
@@ -107,7 +159,7 @@ pub trait ConnectionStore: Send + Sync + 'static {
         &self,
         after: Option<&ConnectionId>,
         limit: u32,
-    ) -> StoreResult<Vec<(ConnectionId, String)>>;
+    ) -> StoreResult<Vec<SealedCredentials>>;
     /// Takes the connection's collect lease until `until` if no unexpired lease holds it;
     /// false when another collect holds it.
     async fn take_collect_lease(
@@ -177,24 +229,30 @@ pub struct VerifiedFirm {
 #[async_trait]
 pub trait PartnerPlatform: Send + Sync + 'static {
     async fn verify(&self, call: VerifyCall<'_>) -> Result<VerifiedFirm, PlatformFailure>;
-    /// `GET /v1/clients` with these query parameters.
+    /// `GET /v1/clients` with these query parameters: at most `limit` clients, the answer
+    /// read as it streams and charged to `budget`.
     async fn clients(
         &self,
         puller: &Puller,
         params: &[(String, String)],
+        limit: usize,
+        budget: &PullBudget,
     ) -> Result<Vec<PlatformClient>, PlatformFailure>;
     /// `GET /v1/clients/{id}`; `None` when the platform answers 404.
     async fn client(
         &self,
         puller: &Puller,
         id: &str,
+        budget: &PullBudget,
     ) -> Result<Option<PlatformClient>, PlatformFailure>;
-    /// `GET /v1/clients/{id}/files` with these query parameters.
+    /// `GET /v1/clients/{id}/files` with these query parameters: at most `limit` files.
     async fn files(
         &self,
         puller: &Puller,
         client_id: &str,
         params: &[(String, String)],
+        limit: usize,
+        budget: &PullBudget,
     ) -> Result<Vec<PlatformFile>, PlatformFailure>;
 }
 
@@ -208,6 +266,9 @@ pub enum PlatformFailure {
     Status(u16),
     #[error("the platform's answer was not a partner protocol v1 answer: {0}")]
     BadAnswer(String),
+    /// The request's pulls have read their shared byte budget ([`PullBudget`]).
+    #[error("this request's pulls have read the {0}-byte budget one request may read from platforms; ask for fewer items (options.limit) or fewer clients' files per request")]
+    OverBudget(u64),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -234,6 +295,33 @@ fn invalid(field: &str, message: impl Into<String>) -> ConnectionError {
         field: field.to_owned(),
         message: message.into(),
     }
+}
+
+/// Splits inputs into settings and secrets, by what the provider declares secret.
+#[allow(clippy::type_complexity)]
+fn split(
+    provider: &Provider,
+    inputs: serde_json::Map<String, serde_json::Value>,
+) -> Result<
+    (
+        serde_json::Map<String, serde_json::Value>,
+        serde_json::Map<String, serde_json::Value>,
+    ),
+    ConnectionError,
+> {
+    let mut settings = serde_json::Map::new();
+    let mut secrets = serde_json::Map::new();
+    for (name, value) in inputs {
+        if provider.is_secret(&name) {
+            secrets.insert(name, value);
+        } else {
+            if name == "baseUrl" && !value.is_string() {
+                return Err(invalid("inputs.baseUrl", "baseUrl must be a URL string"));
+            }
+            settings.insert(name, value);
+        }
+    }
+    Ok((settings, secrets))
 }
 
 /// A connection together with the provider it connects to.
@@ -384,7 +472,8 @@ impl Connections {
             return Err(invalid("inputs", "inputs are larger than 16 KiB"));
         }
         let id = ConnectionId::generate();
-        let (settings, credentials) = self.split(&provider, &id, inputs, None)?;
+        let (settings, secrets) = split(&provider, inputs)?;
+        let credentials = self.seal(&id, &settings, secrets);
         let now = Timestamp::now();
         let connection = Connection {
             id,
@@ -407,32 +496,19 @@ impl Connections {
         })
     }
 
-    /// Splits inputs into settings and sealed secrets, merging into `existing` secrets.
-    #[allow(clippy::type_complexity)]
-    fn split(
+    /// Seals `secrets` bound to the connection and the base URL in `settings`; `None` for none.
+    fn seal(
         &self,
-        provider: &Provider,
         id: &ConnectionId,
-        inputs: serde_json::Map<String, serde_json::Value>,
-        existing: Option<serde_json::Map<String, serde_json::Value>>,
-    ) -> Result<(serde_json::Map<String, serde_json::Value>, Option<String>), ConnectionError> {
-        let mut settings = serde_json::Map::new();
-        let mut secrets = existing.unwrap_or_default();
-        for (name, value) in inputs {
-            if provider.is_secret(&name) {
-                secrets.insert(name, value);
-            } else {
-                if name == "baseUrl" && !value.is_string() {
-                    return Err(invalid("inputs.baseUrl", "baseUrl must be a URL string"));
-                }
-                settings.insert(name, value);
-            }
-        }
-        let credentials = (!secrets.is_empty()).then(|| {
+        settings: &serde_json::Map<String, serde_json::Value>,
+        secrets: serde_json::Map<String, serde_json::Value>,
+    ) -> Option<String> {
+        (!secrets.is_empty()).then(|| {
             let plaintext = serde_json::to_vec(&secrets).unwrap_or_default();
-            self.keys.seal(&plaintext, id.as_str())
-        });
-        Ok((settings, credentials))
+            let base_url = settings.get("baseUrl").and_then(|v| v.as_str());
+            self.keys
+                .seal(&plaintext, &credentials_binding(id, base_url))
+        })
     }
 
     /// The connection with this id, if the caller reaches its workspace; `NotFound` otherwise,
@@ -531,11 +607,52 @@ impl Connections {
         if serde_json::to_vec(&inputs).map_or(0, |v| v.len()) > MAX_INPUT_BYTES {
             return Err(invalid("inputs", "inputs are larger than 16 KiB"));
         }
-        let secrets = self.secrets_of(&connection)?;
-        let (new_settings, credentials) =
-            self.split(&provider, &connection.id, inputs, Some(secrets.clone()))?;
-        connection.settings.extend(new_settings);
-        connection.credentials = credentials;
+        let stored = self.secrets_of(&connection)?;
+        let (new_settings, new_secrets) = split(&provider, inputs)?;
+        let effective_origin = |settings: &serde_json::Map<String, serde_json::Value>| {
+            settings
+                .get("baseUrl")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .or(provider.base_url.clone())
+                .map(|url| origin_of(&url).unwrap_or(url))
+        };
+        let was = effective_origin(&connection.settings);
+        let mut settings = connection.settings.clone();
+        settings.extend(new_settings);
+        let now_at = effective_origin(&settings);
+        let secrets = if was == now_at {
+            let mut merged = stored;
+            merged.extend(new_secrets);
+            merged
+        } else {
+            // The base URL moves to another origin: the stored secrets stay behind, and every
+            // one of them must be entered again for the new origin.
+            let mut missing: Vec<&str> = stored
+                .keys()
+                .filter(|name| !new_secrets.contains_key(name.as_str()))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                missing.sort_unstable();
+                return Err(invalid(
+                    &format!("inputs.{}", missing[0]),
+                    format!(
+                        "The baseUrl moves this connection to {}, but its stored credentials were entered for {}; stored credentials go only where they were entered, so give {} again in the same call.",
+                        now_at.as_deref().unwrap_or("no origin"),
+                        was.as_deref().unwrap_or("no origin"),
+                        missing
+                            .iter()
+                            .map(|name| format!("`{name}`"))
+                            .collect::<Vec<_>>()
+                            .join(" and ")
+                    ),
+                ));
+            }
+            new_secrets
+        };
+        connection.settings = settings;
+        connection.credentials = self.seal(&connection.id, &connection.settings, secrets);
         let secrets = self.secrets_of(&connection)?;
         let text = |map: &serde_json::Map<String, serde_json::Value>, name: &str| {
             map.get(name).and_then(|v| v.as_str()).map(str::to_owned)
@@ -625,10 +742,14 @@ impl Connections {
         let Some(sealed) = &connection.credentials else {
             return Ok(serde_json::Map::new());
         };
-        let plaintext = self
-            .keys
-            .open(sealed, connection.id.as_str())
-            .map_err(|err| ConnectionError::Store(StoreError::Backend(Box::new(err))))?;
+        let base_url = connection.settings.get("baseUrl").and_then(|v| v.as_str());
+        let plaintext = open_bound(
+            |sealed, bound_to| self.keys.open(sealed, bound_to),
+            sealed,
+            &connection.id,
+            base_url,
+        )
+        .map_err(|err| ConnectionError::Store(StoreError::Backend(Box::new(err))))?;
         match serde_json::from_slice(&plaintext) {
             Ok(serde_json::Value::Object(map)) => Ok(map),
             _ => Err(ConnectionError::Store(StoreError::Backend(

@@ -29,6 +29,17 @@ use std::{collections::BTreeSet, sync::Arc};
 pub const MAX_WORKS_PER_CALL: usize = 1_000;
 pub const MAX_ARTIFACTS_PER_CALL: usize = 100;
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// Metadata keys the gateway writes itself (on success, or `error` on failure): a caller's
+/// metadata may not hold them, so nothing a caller sends reads as the gateway's own word.
+pub const RESERVED_METADATA_KEYS: [&str; 4] = ["error", "size", "sha256", "mimeType"];
+
+fn capitalised(key: &str) -> String {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
 const MAX_NAME_CHARS: usize = 200;
 const MAX_EXTERNAL_ID_CHARS: usize = 200;
 const MAX_URL_BYTES: usize = 2_048;
@@ -487,6 +498,15 @@ impl Imports {
                     ))
                 }
             };
+            if let Some(key) = RESERVED_METADATA_KEYS
+                .iter()
+                .find(|key| metadata.contains_key(**key))
+            {
+                return Err(invalid(
+                    format!("inputs[{at}].metadata.{key}"),
+                    format!("`{key}` in metadata is the gateway's own ({}); rename it, e.g. `partner{}`", RESERVED_METADATA_KEYS.join(", "), capitalised(key)),
+                ));
+            }
             if serde_json::to_vec(&metadata).map_or(0, |v| v.len()) > MAX_METADATA_BYTES {
                 return Err(invalid(
                     format!("inputs[{at}].metadata"),
@@ -541,7 +561,13 @@ impl Imports {
         let tasks: Vec<NewTask> = artifacts
             .iter()
             .filter(|a| a.url.is_some())
-            .map(|a| NewTask::now(TaskKind::Download, a.artifact_id.as_str()))
+            .map(|a| {
+                NewTask::now(
+                    TaskKind::Download,
+                    a.artifact_id.as_str(),
+                    a.workspace_id.as_str(),
+                )
+            })
             .collect();
         self.store
             .insert_artifacts(&job.id, &artifacts, &tasks)

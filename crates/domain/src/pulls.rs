@@ -23,13 +23,62 @@ const MAX_OPTIONS: usize = 20;
 const MAX_KEY_CHARS: usize = 64;
 const MAX_VALUE_CHARS: usize = 512;
 
+/// The bytes one request's pulls may read from platforms together, unless set otherwise.
+pub const DEFAULT_PULL_BUDGET_BYTES: u64 = 16 * 1024 * 1024;
+
 /// A parsed `options` object.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PullQuery {
     /// `options.id` on `clients`: read this one client.
     pub id: Option<String>,
     /// The rest, as query parameters in the order given.
     pub params: Vec<(String, String)>,
+    /// The most items kept from the platform's list: `options.limit`, or [`MAX_PULL_LIMIT`].
+    /// A platform that sends more is cut off there, whatever it was asked.
+    pub limit: usize,
+}
+
+impl Default for PullQuery {
+    fn default() -> Self {
+        Self {
+            id: None,
+            params: Vec::new(),
+            limit: MAX_PULL_LIMIT as usize,
+        }
+    }
+}
+
+/// The bytes one request's pulls may still read from platforms, shared by all of them: a
+/// hostile platform's answers cost the gateway at most this much, however many pulls one
+/// query makes.
+#[derive(Debug)]
+pub struct PullBudget {
+    total: u64,
+    left: std::sync::atomic::AtomicU64,
+}
+
+impl PullBudget {
+    pub fn new(bytes: u64) -> Self {
+        Self {
+            total: bytes,
+            left: std::sync::atomic::AtomicU64::new(bytes),
+        }
+    }
+
+    /// Takes `bytes` from the budget; `Err` (with the budget's size) once it is spent.
+    pub fn take(&self, bytes: u64) -> Result<(), PlatformFailure> {
+        use std::sync::atomic::Ordering;
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(bytes)
+            })
+            .map(|_| ())
+            .map_err(|_| {
+                // Spent for every later pull of the request too.
+                self.left.store(0, Ordering::Relaxed);
+                PlatformFailure::OverBudget(self.total)
+            })
+    }
 }
 
 fn invalid(field: String, message: impl Into<String>) -> ConnectionError {
@@ -93,7 +142,7 @@ impl PullQuery {
             }
             match key.as_str() {
                 "limit" => match text.parse::<u64>() {
-                    Ok(n) if (1..=MAX_PULL_LIMIT).contains(&n) => {}
+                    Ok(n) if (1..=MAX_PULL_LIMIT).contains(&n) => query.limit = n as usize,
                     _ => {
                         return Err(invalid(
                             field,
@@ -188,14 +237,19 @@ impl Connections {
         &self,
         puller: &Puller,
         query: &PullQuery,
+        budget: &PullBudget,
     ) -> Result<Vec<PlatformClient>, ConnectionError> {
         let outcome = match &query.id {
             Some(id) => self
                 .platform
-                .client(puller, id)
+                .client(puller, id, budget)
                 .await
                 .map(|client| client.into_iter().collect()),
-            None => self.platform.clients(puller, &query.params).await,
+            None => {
+                self.platform
+                    .clients(puller, &query.params, query.limit, budget)
+                    .await
+            }
         };
         self.pulled(puller, outcome).await
     }
@@ -206,8 +260,12 @@ impl Connections {
         puller: &Puller,
         client_id: &str,
         query: &PullQuery,
+        budget: &PullBudget,
     ) -> Result<Vec<PlatformFile>, ConnectionError> {
-        let outcome = self.platform.files(puller, client_id, &query.params).await;
+        let outcome = self
+            .platform
+            .files(puller, client_id, &query.params, query.limit, budget)
+            .await;
         self.pulled(puller, outcome).await
     }
 
@@ -258,6 +316,14 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(query.id.as_deref(), Some("7"));
+        assert_eq!(query.limit, 500);
+        assert_eq!(
+            PullQuery::parse(Some(&json!({"limit": 3})), true)
+                .expect("valid")
+                .limit,
+            3
+        );
+        assert_eq!(PullQuery::parse(None, true).expect("none").limit, 500);
         assert_eq!(
             query.params,
             vec![
@@ -299,5 +365,22 @@ mod tests {
         let err =
             PullQuery::parse(Some(&serde_json::Value::Object(many)), true).expect_err("too many");
         assert_eq!(field_of(err), "options");
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_is_shared_and_stays_spent() {
+        let budget = PullBudget::new(100);
+        assert!(budget.take(60).is_ok());
+        assert!(budget.take(40).is_ok());
+        assert_eq!(budget.take(1), Err(PlatformFailure::OverBudget(100)));
+        assert_eq!(budget.take(0), Ok(()));
+        let budget = PullBudget::new(100);
+        assert!(budget.take(101).is_err());
+        assert!(budget.take(1).is_err(), "an overdrawn budget is spent");
     }
 }

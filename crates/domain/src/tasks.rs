@@ -46,6 +46,8 @@ pub struct Task {
     pub subject: String,
     /// Claims so far, this one included: more than one means an earlier claimant stopped.
     pub attempts: u32,
+    /// The workspace the task works for: what a worker shares its slots by.
+    pub workspace: String,
 }
 
 /// A task to be created alongside the rows it works on.
@@ -55,16 +57,86 @@ pub struct NewTask {
     pub kind: TaskKind,
     pub subject: String,
     pub run_after: Timestamp,
+    /// The workspace it works for ([`Task::workspace`]).
+    pub workspace: String,
 }
 
 impl NewTask {
-    pub fn now(kind: TaskKind, subject: impl Into<String>) -> Self {
+    pub fn now(kind: TaskKind, subject: impl Into<String>, workspace: impl Into<String>) -> Self {
         Self {
             id: TaskId::generate(),
             kind,
             subject: subject.into(),
             run_after: Timestamp::now(),
+            workspace: workspace.into(),
         }
+    }
+}
+
+/// How one worker shares its slots among workspaces: a workspace holds at most `per_workspace`
+/// of them (half, so another workspace's tasks always find room), and claims take turns
+/// between the workspaces that have due tasks.
+#[derive(Clone, Debug, Default)]
+pub struct Share {
+    pub per_workspace: usize,
+    /// The tasks this worker is running now, by workspace.
+    pub held: std::collections::HashMap<String, usize>,
+}
+
+impl Share {
+    /// Slots a workspace may still take.
+    pub fn room(&self, workspace: &str) -> usize {
+        self.per_workspace
+            .saturating_sub(self.held.get(workspace).copied().unwrap_or(0))
+    }
+
+    /// Workspaces with no room left.
+    pub fn full(&self) -> Vec<&str> {
+        self.held
+            .iter()
+            .filter(|(_, held)| **held >= self.per_workspace)
+            .map(|(workspace, _)| workspace.as_str())
+            .collect()
+    }
+
+    /// Picks at most `limit` of `due` (id, workspace), oldest first, taking turns: each round
+    /// gives every workspace with room its next task.
+    pub fn pick(&self, due: &[(String, String)], limit: usize) -> Vec<String> {
+        let mut order: Vec<&str> = Vec::new();
+        let mut queues: std::collections::HashMap<&str, std::collections::VecDeque<&str>> =
+            std::collections::HashMap::new();
+        for (id, workspace) in due {
+            let queue = queues.entry(workspace.as_str()).or_insert_with(|| {
+                order.push(workspace.as_str());
+                std::collections::VecDeque::new()
+            });
+            queue.push_back(id.as_str());
+        }
+        let mut room: std::collections::HashMap<&str, usize> =
+            order.iter().map(|w| (*w, self.room(w))).collect();
+        let mut picked = Vec::new();
+        while picked.len() < limit {
+            let before = picked.len();
+            for workspace in &order {
+                if picked.len() >= limit {
+                    break;
+                }
+                let left = room.get_mut(workspace).map_or(0, |r| *r);
+                if left == 0 {
+                    continue;
+                }
+                if let Some(id) = queues.get_mut(workspace).and_then(|q| q.pop_front()) {
+                    picked.push(id.to_owned());
+                    if let Some(r) = room.get_mut(workspace) {
+                        *r -= 1;
+                    }
+                }
+            }
+            if picked.len() == before {
+                break;
+            }
+        }
+        picked
     }
 }
 
@@ -81,8 +153,9 @@ impl Owner {
 
 #[async_trait]
 pub trait TaskStore: Send + Sync + 'static {
-    /// Claims up to `limit` due tasks of `kinds` until `until`, oldest due first. On
-    /// PostgreSQL concurrent claimants skip each other's rows (`FOR UPDATE SKIP LOCKED`).
+    /// Claims up to `limit` due tasks of `kinds` until `until`, oldest due first, shared among
+    /// workspaces as `share` says. On PostgreSQL concurrent claimants skip each other's rows
+    /// (`FOR UPDATE SKIP LOCKED`).
     async fn claim_tasks(
         &self,
         owner: &Owner,
@@ -90,6 +163,7 @@ pub trait TaskStore: Send + Sync + 'static {
         now: Timestamp,
         until: Timestamp,
         limit: u32,
+        share: &Share,
     ) -> StoreResult<Vec<Task>>;
 
     /// Extends a lease; false when `owner` no longer holds it (it lapsed and was taken).
@@ -113,4 +187,43 @@ pub trait TaskStore: Send + Sync + 'static {
 
     /// Tasks waiting or running, by kind: the queue depth the metrics report.
     async fn task_counts(&self) -> StoreResult<Vec<(TaskKind, u64)>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn due(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(id, w)| ((*id).to_owned(), (*w).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn claims_take_turns_and_no_workspace_takes_more_than_its_share() {
+        let share = Share {
+            per_workspace: 2,
+            held: [("a".to_owned(), 1)].into_iter().collect(),
+        };
+        let waiting = due(&[
+            ("a1", "a"),
+            ("a2", "a"),
+            ("a3", "a"),
+            ("b1", "b"),
+            ("b2", "b"),
+            ("b3", "b"),
+            ("c1", "c"),
+        ]);
+        // a has room for one more; b and c take turns after it.
+        assert_eq!(share.pick(&waiting, 10), ["a1", "b1", "c1", "b2"]);
+        assert_eq!(share.pick(&waiting, 2), ["a1", "b1"]);
+        assert_eq!(share.full(), Vec::<&str>::new());
+        let full = Share {
+            per_workspace: 2,
+            held: [("a".to_owned(), 2)].into_iter().collect(),
+        };
+        assert_eq!(full.full(), ["a"]);
+        assert_eq!(full.pick(&waiting, 10), ["b1", "c1", "b2"]);
+    }
 }

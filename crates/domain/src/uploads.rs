@@ -296,7 +296,11 @@ impl Uploads {
 
     /// Stores a checked upload (its inline bytes already written) and queues its task.
     pub async fn queue(&self, upload: &Upload) -> Result<(), ImportError> {
-        let task = NewTask::now(TaskKind::Upload, upload.id.as_str());
+        let task = NewTask::now(
+            TaskKind::Upload,
+            upload.id.as_str(),
+            upload.workspace_id.as_str(),
+        );
         self.store.insert_upload(upload, &task).await?;
         self.imports.tasks_added().notify_one();
         Ok(())

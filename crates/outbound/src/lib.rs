@@ -12,11 +12,18 @@
 //!   connection goes to an address it returned (no second lookup for a DNS answer to change
 //!   between check and use). A name with no address left answers the same whether it did not
 //!   resolve or resolved only to refused addresses: the gateway is no probe of internal DNS;
-//! - redirects are followed at most five times, each target checked the same way;
-//! - connect and total timeouts, and a cap on the response body, read as it streams.
+//! - redirects are followed at most five times, each target checked the same way; a call
+//!   that carries credentials ([`credentials`] decides which headers are) follows them only
+//!   within the origin it was sent to, and a redirect elsewhere ends it
+//!   ([`EgressError::CrossOrigin`]);
+//! - no ambient proxy: `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY` are ignored, since a proxy
+//!   would resolve names where the policy cannot see them;
+//! - connect and total timeouts, a cap on the response body, read as it streams, and a
+//!   minimum average rate for streamed bodies ([`MinRate`]).
 //!
 //! The operator's `allow_cidrs` (for local demos and tests) come before the refusals.
 
+pub mod listing;
 pub mod mail;
 pub mod partner;
 pub mod policy;
@@ -42,6 +49,34 @@ pub struct EgressSettings {
     pub total_timeout: Duration,
     /// Response bodies longer than this are refused as they stream in.
     pub max_response_bytes: usize,
+    /// The slowest a streamed body (a download, a tus `PATCH`) may move on average.
+    pub min_rate: MinRate,
+}
+
+/// A floor on a streamed transfer's average rate: at least `bytes_per_second` over every
+/// `window`, so a peer that drips a byte now and then (never idle long enough for the read
+/// timeout) still cannot hold a worker for long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinRate {
+    pub bytes_per_second: u64,
+    pub window: Duration,
+}
+
+impl Default for MinRate {
+    fn default() -> Self {
+        Self {
+            bytes_per_second: 16 * 1024,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+impl MinRate {
+    /// The longest a body of `len` bytes may take to send: a window, plus the time the floor
+    /// rate needs for it.
+    pub fn deadline_for(&self, len: u64) -> Duration {
+        self.window + Duration::from_secs_f64(len as f64 / self.bytes_per_second.max(1) as f64)
+    }
 }
 
 impl Default for EgressSettings {
@@ -51,6 +86,7 @@ impl Default for EgressSettings {
             connect_timeout: Duration::from_secs(5),
             total_timeout: Duration::from_secs(15),
             max_response_bytes: 4 * 1024 * 1024,
+            min_rate: MinRate::default(),
         }
     }
 }
@@ -75,6 +111,12 @@ pub enum EgressError {
     Connect(String),
     #[error("the platform redirected more than 5 times")]
     TooManyRedirects,
+    /// A call carrying credentials was redirected to another origin: it ends there, and the
+    /// credentials are not sent on.
+    #[error("the server redirected to another origin ({to}); the gateway sends credentials only to the origin they were given for, so the call ended there")]
+    CrossOrigin { to: String },
+    #[error("the transfer was slower than {0} bytes a second on average")]
+    TooSlow(u64),
     #[error("the platform's answer is larger than {0} bytes")]
     TooLarge(usize),
     #[error("the call failed: {0}")]
@@ -87,6 +129,52 @@ pub struct Fetched {
     pub status: StatusCode,
     pub headers: header::HeaderMap,
     pub body: Bytes,
+    /// The URL that answered, after redirects: what a relative `Location` is resolved against.
+    pub url: Url,
+}
+
+/// Which headers carry credentials: the one place that decides. A call with any of them
+/// follows redirects only within its origin. A value marked sensitive counts, whatever its
+/// name, so a caller that adds a secret of a new kind marks it and is covered.
+pub mod credentials {
+    use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+    /// Header names that always carry credentials.
+    pub const NAMES: [&str; 5] = [
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "x-security-token",
+        "x-api-key",
+    ];
+
+    pub fn is_credential(name: &HeaderName, value: &HeaderValue) -> bool {
+        value.is_sensitive() || NAMES.contains(&name.as_str())
+    }
+
+    /// Whether a request with these headers carries credentials.
+    pub fn carried(headers: &HeaderMap) -> bool {
+        headers
+            .iter()
+            .any(|(name, value)| is_credential(name, value))
+    }
+}
+
+/// The origin (scheme, host, port) of a URL, for deciding where credentials may go.
+pub fn origin_of(url: &Url) -> (String, Option<String>, Option<u16>) {
+    (
+        url.scheme().to_owned(),
+        url.host_str().map(str::to_ascii_lowercase),
+        url.port_or_known_default(),
+    )
+}
+
+/// The origin of a URL as text (`https://host:443`), or `None` for a URL that does not parse
+/// or has no host: what stored credentials are bound to.
+pub fn origin_text(url: &str) -> Option<String> {
+    let url = Url::parse(url).ok()?;
+    let (scheme, host, port) = origin_of(&url);
+    Some(format!("{scheme}://{}:{}", host?, port.unwrap_or(0)))
 }
 
 /// The HTTP client behind the egress policy.
@@ -100,6 +188,9 @@ pub struct Egress {
     settings: Arc<EgressSettings>,
 }
 
+/// Redirects one call follows at most.
+const MAX_REDIRECTS: usize = 5;
+
 /// How long a streamed download may go without a byte before it is given up.
 pub const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -111,6 +202,7 @@ pub struct Opened {
     pub url: Url,
     response: reqwest::Response,
     read_timeout: Duration,
+    min_rate: MinRate,
 }
 
 impl Opened {
@@ -120,15 +212,51 @@ impl Opened {
         self,
     ) -> impl futures_core::Stream<Item = Result<Bytes, EgressError>> + Send + 'static {
         let timeout = self.read_timeout;
-        futures_util::stream::unfold(Some(self.response), move |response| async move {
-            let mut response = response?;
+        let floor = RateFloor::new(self.min_rate);
+        futures_util::stream::unfold(Some((self.response, floor)), move |state| async move {
+            let (mut response, mut floor) = state?;
             match response.chunk().await {
-                Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
+                Ok(Some(chunk)) => match floor.add(chunk.len()) {
+                    Ok(()) => Some((Ok(chunk), Some((response, floor)))),
+                    Err(err) => Some((Err(err), None)),
+                },
                 Ok(None) => None,
                 Err(err) if err.is_timeout() => Some((Err(EgressError::Timeout(timeout)), None)),
                 Err(err) => Some((Err(EgressError::Connect(root_cause(&err))), None)),
             }
         })
+    }
+}
+
+/// Checks a transfer against its [`MinRate`], window by window, as bytes arrive.
+pub struct RateFloor {
+    rate: MinRate,
+    window_start: std::time::Instant,
+    in_window: u64,
+}
+
+impl RateFloor {
+    pub fn new(rate: MinRate) -> Self {
+        Self {
+            rate,
+            window_start: std::time::Instant::now(),
+            in_window: 0,
+        }
+    }
+
+    /// Counts `bytes` just moved; an error once a whole window went by below the floor.
+    pub fn add(&mut self, bytes: usize) -> Result<(), EgressError> {
+        self.in_window += bytes as u64;
+        let elapsed = self.window_start.elapsed();
+        if elapsed >= self.rate.window {
+            let needed = (self.rate.bytes_per_second as f64 * elapsed.as_secs_f64()) as u64;
+            if self.in_window < needed {
+                return Err(EgressError::TooSlow(self.rate.bytes_per_second));
+            }
+            self.window_start = std::time::Instant::now();
+            self.in_window = 0;
+        }
+        Ok(())
     }
 }
 
@@ -138,24 +266,20 @@ impl Egress {
         let resolver = Arc::new(PolicyResolver {
             policy: policy.clone(),
         });
-        let redirects = policy.clone();
+        // Redirects are followed by [`Egress::send`] itself, which decides per hop whether the
+        // request's credentials may go on. No client reads proxy settings from the
+        // environment: a proxy would resolve names out of the policy's sight.
         let client = reqwest::Client::builder()
+            .no_proxy()
             .dns_resolver(resolver)
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.total_timeout)
-            .redirect(redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() >= 5 {
-                    return attempt.error(EgressError::TooManyRedirects);
-                }
-                match check_url(&redirects, attempt.url()) {
-                    Ok(()) => attempt.follow(),
-                    Err(err) => attempt.error(err),
-                }
-            }))
+            .redirect(redirect::Policy::none())
             .user_agent(concat!("Taxbridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| EgressError::Other(err.to_string()))?;
         let streaming = reqwest::Client::builder()
+            .no_proxy()
             .dns_resolver(Arc::new(PolicyResolver {
                 policy: policy.clone(),
             }))
@@ -184,7 +308,7 @@ impl Egress {
         headers_for: &(dyn Fn(&Url) -> header::HeaderMap + Send + Sync),
     ) -> Result<Opened, EgressError> {
         let mut url = self.check(url)?;
-        for _ in 0..=5 {
+        for _ in 0..=MAX_REDIRECTS {
             let response = self
                 .streaming
                 .get(url.clone())
@@ -214,6 +338,7 @@ impl Egress {
                 url,
                 response,
                 read_timeout: STREAM_READ_TIMEOUT,
+                min_rate: self.settings.min_rate,
             });
         }
         Err(EgressError::TooManyRedirects)
@@ -229,7 +354,17 @@ impl Egress {
         Ok(parsed)
     }
 
-    /// Sends one request and reads the whole response, within the policy and its limits.
+    /// The floor on streamed transfers' rate.
+    pub fn min_rate(&self) -> MinRate {
+        self.settings.min_rate
+    }
+
+    /// Sends one request and reads the whole response, within the policy and its limits and
+    /// the total timeout. Redirects (at most 5) are followed here, each target checked like
+    /// the first URL; a request that carries credentials ([`credentials::carried`]) follows
+    /// them only within its own origin, and a redirect elsewhere is
+    /// [`EgressError::CrossOrigin`]. 303 (and 301/302 after a `POST`) go on as `GET` without
+    /// the body, as browsers do; 307 and 308 keep the method and body.
     pub async fn send(
         &self,
         method: Method,
@@ -237,18 +372,117 @@ impl Egress {
         headers: header::HeaderMap,
         body: Option<Bytes>,
     ) -> Result<Fetched, EgressError> {
-        let url = self.check(url)?;
-        let mut request = self.client.request(method, url).headers(headers);
-        if let Some(body) = body {
-            request = request.body(body);
+        let total = self.settings.total_timeout;
+        let call = async {
+            let (response, url) = self.follow(method, url, headers, body).await?;
+            self.read_answer(response, url).await
+        };
+        tokio::time::timeout(total, call)
+            .await
+            .unwrap_or(Err(EgressError::Timeout(total)))
+    }
+
+    /// `GET url` whose answer is read by the caller as it streams ([`Opened::into_stream`]),
+    /// with redirects followed as [`Self::send`] follows them. Each read must come within the
+    /// total timeout; the caller bounds the whole (a pull stops reading once it has its items).
+    pub async fn get_streamed(
+        &self,
+        url: &str,
+        headers: header::HeaderMap,
+    ) -> Result<Opened, EgressError> {
+        let total = self.settings.total_timeout;
+        let (response, url) =
+            tokio::time::timeout(total, self.follow(Method::GET, url, headers, None))
+                .await
+                .unwrap_or(Err(EgressError::Timeout(total)))?;
+        Ok(Opened {
+            status: response.status(),
+            headers: response.headers().clone(),
+            url,
+            response,
+            read_timeout: total,
+            min_rate: self.settings.min_rate,
+        })
+    }
+
+    /// The most bytes a whole answer may have.
+    pub fn max_response_bytes(&self) -> usize {
+        self.settings.max_response_bytes
+    }
+
+    /// Sends a request and follows its redirects (see [`Self::send`]): the final response,
+    /// its body unread, and the URL that gave it.
+    async fn follow(
+        &self,
+        mut method: Method,
+        url: &str,
+        headers: header::HeaderMap,
+        mut body: Option<Bytes>,
+    ) -> Result<(reqwest::Response, Url), EgressError> {
+        let mut url = self.check(url)?;
+        let first = origin_of(&url);
+        let credentialed = credentials::carried(&headers);
+        for hop in 0..=MAX_REDIRECTS {
+            let mut request = self
+                .client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
+            if let Some(body) = &body {
+                request = request.body(body.clone());
+            }
+            let response = request.send().await.map_err(|err| self.explain(err))?;
+            let status = response.status();
+            let location = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .filter(|_| {
+                    matches!(
+                        status,
+                        StatusCode::MOVED_PERMANENTLY
+                            | StatusCode::FOUND
+                            | StatusCode::SEE_OTHER
+                            | StatusCode::TEMPORARY_REDIRECT
+                            | StatusCode::PERMANENT_REDIRECT
+                    )
+                });
+            let Some(location) = location else {
+                return Ok((response, url));
+            };
+            if hop == MAX_REDIRECTS {
+                return Err(EgressError::TooManyRedirects);
+            }
+            let next = url.join(location).map_err(|err| EgressError::BadUrl {
+                url: location.to_owned(),
+                reason: err.to_string(),
+            })?;
+            check_url(&self.policy, &next)?;
+            if credentialed && origin_of(&next) != first {
+                let (scheme, host, port) = origin_of(&next);
+                return Err(EgressError::CrossOrigin {
+                    to: format!(
+                        "{scheme}://{}{}",
+                        host.unwrap_or_default(),
+                        port.map(|p| format!(":{p}")).unwrap_or_default()
+                    ),
+                });
+            }
+            let to_get = status == StatusCode::SEE_OTHER
+                || (method == Method::POST
+                    && matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND));
+            if to_get && method != Method::HEAD {
+                method = Method::GET;
+                body = None;
+            }
+            url = next;
         }
-        let response = request.send().await.map_err(|err| self.explain(err))?;
-        self.read_answer(response).await
+        Err(EgressError::TooManyRedirects)
     }
 
     /// Sends one request whose body of `length` bytes streams from `body`, on the streaming
-    /// client: no limit on the whole call (a large body takes as long as it takes) but one on
-    /// each read, and no redirects. The answer is read whole, within the size cap.
+    /// client: no redirects, one limit on each read, and one on the whole call that grows with
+    /// the body ([`MinRate::deadline_for`]): a peer that reads too slowly cannot hold the
+    /// sender. The answer is read whole, within the size cap.
     pub async fn send_streamed<S>(
         &self,
         method: Method,
@@ -262,19 +496,29 @@ impl Egress {
     {
         let url = self.check(url)?;
         headers.insert(header::CONTENT_LENGTH, header::HeaderValue::from(length));
-        let response = self
-            .streaming
-            .request(method, url)
-            .headers(headers)
-            .body(reqwest::Body::wrap_stream(body))
-            .send()
+        let rate = self.settings.min_rate;
+        let sending = async {
+            let response = self
+                .streaming
+                .request(method, url.clone())
+                .headers(headers)
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await
+                .map_err(|err| self.explain(err))?;
+            self.read_answer(response, url).await
+        };
+        tokio::time::timeout(rate.deadline_for(length), sending)
             .await
-            .map_err(|err| self.explain(err))?;
-        self.read_answer(response).await
+            .unwrap_or(Err(EgressError::TooSlow(rate.bytes_per_second)))
     }
 
     /// A response's body, read whole within the size cap.
-    async fn read_answer(&self, mut response: reqwest::Response) -> Result<Fetched, EgressError> {
+    async fn read_answer(
+        &self,
+        mut response: reqwest::Response,
+        url: Url,
+    ) -> Result<Fetched, EgressError> {
         let limit = self.settings.max_response_bytes;
         if response
             .content_length()
@@ -293,6 +537,7 @@ impl Egress {
             status: response.status(),
             headers: response.headers().clone(),
             body: body.into(),
+            url,
         })
     }
 

@@ -4,14 +4,19 @@
 //!
 //! Every call: `Authorization: Bearer <apiKey>`, `X-Security-Token` when given, and
 //! `X-Taxbridge-Workspace` / `X-Taxbridge-Firm-Reference` for the platform's correlation.
-//! Credentials go only into headers, never into a URL, a log line or an error.
+//! Credentials go only into headers, never into a URL, a log line or an error, and only to
+//! the base URL's origin: a redirect elsewhere ends the call ([`crate::credentials`]).
+//!
+//! A list is read as it streams ([`crate::listing`]): the items past the caller's `limit` are
+//! never read, every byte read is charged to the request's [`PullBudget`], and no answer is
+//! held as a JSON tree, so a platform that answers with a huge list costs what was asked for.
 
-use crate::{Egress, EgressError};
+use crate::{listing, Egress, EgressError};
 use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION};
 use taxbridge_domain::{
     connections::{PartnerPlatform, PlatformFailure, VerifiedFirm, VerifyCall},
-    pulls::{PlatformClient, PlatformFile, Puller},
+    pulls::{PlatformClient, PlatformFile, PullBudget, Puller},
     time::Timestamp,
 };
 use url::Url;
@@ -28,10 +33,16 @@ impl PartnerProtocol {
     }
 }
 
-fn header(value: &str) -> Option<HeaderValue> {
+/// A credential's header value: marked sensitive, so it is never logged and
+/// [`crate::credentials`] keeps it to its origin.
+fn secret(value: &str) -> Option<HeaderValue> {
     let mut value = HeaderValue::from_str(value).ok()?;
     value.set_sensitive(true);
     Some(value)
+}
+
+fn plain(value: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(value).ok()
 }
 
 /// The failure as an integrator reads it on the connection's `statusDetail`.
@@ -44,6 +55,9 @@ fn unreachable(err: EgressError) -> PlatformFailure {
             PlatformFailure::Unreachable(format!("the baseUrl is not usable: {err}"))
         }
         EgressError::TooLarge(_) => PlatformFailure::BadAnswer(err.to_string()),
+        EgressError::CrossOrigin { .. } => PlatformFailure::Unreachable(format!(
+            "{err}; if the platform moved, collect again with its new baseUrl and the credentials"
+        )),
         other => PlatformFailure::Unreachable(other.to_string()),
     }
 }
@@ -52,16 +66,16 @@ fn unreachable(err: EgressError) -> PlatformFailure {
 fn headers_of(call: &VerifyCall<'_>) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-    if let Some(value) = call.api_key.and_then(|k| header(&format!("Bearer {k}"))) {
+    if let Some(value) = call.api_key.and_then(|k| secret(&format!("Bearer {k}"))) {
         headers.insert(AUTHORIZATION, value);
     }
-    if let Some(value) = call.security_token.and_then(header) {
+    if let Some(value) = call.security_token.and_then(secret) {
         headers.insert(HeaderName::from_static("x-security-token"), value);
     }
-    if let Some(value) = header(call.workspace_id) {
+    if let Some(value) = plain(call.workspace_id) {
         headers.insert(HeaderName::from_static("x-taxbridge-workspace"), value);
     }
-    if let Some(value) = call.firm_reference.and_then(header) {
+    if let Some(value) = call.firm_reference.and_then(plain) {
         headers.insert(HeaderName::from_static("x-taxbridge-firm-reference"), value);
     }
     headers
@@ -96,93 +110,52 @@ fn endpoint(
     Ok(url)
 }
 
+/// What a platform's status says before its body is read: `Ok(true)` for 2xx, `Ok(false)`
+/// for 404.
+fn status_of(status: u16) -> Result<bool, PlatformFailure> {
+    match status {
+        401 | 403 => Err(PlatformFailure::Rejected(status)),
+        404 => Ok(false),
+        200..=299 => Ok(true),
+        other => Err(PlatformFailure::Status(other)),
+    }
+}
+
 impl PartnerProtocol {
-    /// One GET whose 2xx answer is JSON; `None` for a 404.
-    async fn get_json(
+    /// `GET url` streamed: `None` for a 404.
+    async fn open(
         &self,
         call: &VerifyCall<'_>,
         url: &str,
-    ) -> Result<Option<serde_json::Value>, PlatformFailure> {
-        let fetched = self
+    ) -> Result<Option<crate::Opened>, PlatformFailure> {
+        let opened = self
             .egress
-            .get(url, headers_of(call))
+            .get_streamed(url, headers_of(call))
             .await
             .map_err(unreachable)?;
-        let status = fetched.status.as_u16();
-        match status {
-            401 | 403 => return Err(PlatformFailure::Rejected(status)),
-            404 => return Ok(None),
-            200..=299 => {}
-            other => return Err(PlatformFailure::Status(other)),
-        }
-        serde_json::from_slice(&fetched.body)
-            .map(Some)
-            .map_err(|_| PlatformFailure::BadAnswer("the body is not JSON".into()))
+        Ok(status_of(opened.status.as_u16())?.then_some(opened))
     }
 
-    /// A list under `key` (`clients`, `files`) of a pull's answer.
-    async fn list(
+    /// At most `limit` items of the list under `key` (`clients`, `files`) of a pull's answer.
+    async fn list<T: listing::Item>(
         &self,
         puller: &Puller,
         segments: &[&str],
         params: &[(String, String)],
-        key: &str,
-    ) -> Result<Vec<serde_json::Value>, PlatformFailure> {
+        key: &'static str,
+        limit: usize,
+        budget: &PullBudget,
+    ) -> Result<Vec<T>, PlatformFailure> {
         let url = endpoint(&puller.base_url, segments, params)?;
-        match self.get_json(&call_of(puller), url.as_str()).await? {
-            Some(serde_json::Value::Object(mut answer)) => match answer.remove(key) {
-                Some(serde_json::Value::Array(items)) => Ok(items),
-                _ => Err(PlatformFailure::BadAnswer(format!(
-                    "it has no `{key}` list"
-                ))),
-            },
-            Some(_) => Err(PlatformFailure::BadAnswer("it is not a JSON object".into())),
+        match self.open(&call_of(puller), url.as_str()).await? {
+            Some(opened) => {
+                let cap = self.egress.max_response_bytes();
+                listing::read_list(opened, key, limit, cap, budget).await
+            }
             // The base URL is wrong, or (for files) the client is unknown.
             None => Err(PlatformFailure::Status(404)),
         }
     }
-}
-
-/// An id as the platform spells it: a string, or a number read as one.
-fn id_of(item: &serde_json::Value, field: &str) -> Option<String> {
-    match &item[field] {
-        serde_json::Value::String(id) if !id.is_empty() => Some(id.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn text_of(item: &serde_json::Value, field: &str) -> Option<String> {
-    item[field].as_str().map(str::to_owned)
-}
-
-fn time_of(item: &serde_json::Value, field: &str) -> Option<Timestamp> {
-    item[field].as_str().and_then(Timestamp::parse_rfc3339)
-}
-
-fn client_of(item: &serde_json::Value) -> Result<PlatformClient, PlatformFailure> {
-    Ok(PlatformClient {
-        id: id_of(item, "id")
-            .ok_or_else(|| PlatformFailure::BadAnswer("a client has no `id`".into()))?,
-        name: text_of(item, "name"),
-        email: text_of(item, "email"),
-        phone: text_of(item, "phone"),
-        kind: text_of(item, "type"),
-        last_modified: time_of(item, "lastModified"),
-    })
-}
-
-fn file_of(item: &serde_json::Value) -> Result<PlatformFile, PlatformFailure> {
-    Ok(PlatformFile {
-        id: id_of(item, "id")
-            .ok_or_else(|| PlatformFailure::BadAnswer("a file has no `id`".into()))?,
-        file_name: text_of(item, "fileName")
-            .ok_or_else(|| PlatformFailure::BadAnswer("a file has no `fileName`".into()))?,
-        file_size: item["fileSize"].as_i64(),
-        mime_type: text_of(item, "mimeType"),
-        download_url: text_of(item, "downloadUrl"),
-        date_created: time_of(item, "dateCreated"),
-    })
 }
 
 #[async_trait]
@@ -191,21 +164,28 @@ impl PartnerPlatform for PartnerProtocol {
         &self,
         puller: &Puller,
         params: &[(String, String)],
+        limit: usize,
+        budget: &PullBudget,
     ) -> Result<Vec<PlatformClient>, PlatformFailure> {
-        let items = self.list(puller, &["clients"], params, "clients").await?;
-        items.iter().map(client_of).collect()
+        let items: Vec<listing::RawClient> = self
+            .list(puller, &["clients"], params, "clients", limit, budget)
+            .await?;
+        items.into_iter().map(client_of).collect()
     }
 
     async fn client(
         &self,
         puller: &Puller,
         id: &str,
+        budget: &PullBudget,
     ) -> Result<Option<PlatformClient>, PlatformFailure> {
         let url = endpoint(&puller.base_url, &["clients", id], &[])?;
-        match self.get_json(&call_of(puller), url.as_str()).await? {
-            Some(answer) => client_of(&answer).map(Some),
-            None => Ok(None),
-        }
+        let Some(opened) = self.open(&call_of(puller), url.as_str()).await? else {
+            return Ok(None);
+        };
+        let cap = self.egress.max_response_bytes();
+        let raw: listing::RawClient = listing::read_one(opened, cap, Some(budget)).await?;
+        client_of(raw).map(Some)
     }
 
     async fn files(
@@ -213,28 +193,74 @@ impl PartnerPlatform for PartnerProtocol {
         puller: &Puller,
         client_id: &str,
         params: &[(String, String)],
+        limit: usize,
+        budget: &PullBudget,
     ) -> Result<Vec<PlatformFile>, PlatformFailure> {
-        let items = self
-            .list(puller, &["clients", client_id, "files"], params, "files")
+        let items: Vec<listing::RawFile> = self
+            .list(
+                puller,
+                &["clients", client_id, "files"],
+                params,
+                "files",
+                limit,
+                budget,
+            )
             .await?;
-        items.iter().map(file_of).collect()
+        items.into_iter().map(file_of).collect()
     }
 
     async fn verify(&self, call: VerifyCall<'_>) -> Result<VerifiedFirm, PlatformFailure> {
         let url = format!("{}/v1/verify", call.base_url.trim_end_matches('/'));
-        let answer = self
-            .get_json(&call, &url)
+        let opened = self
+            .open(&call, &url)
             .await?
             .ok_or(PlatformFailure::Status(404))?;
-        let firm_id = match &answer["firmId"] {
-            serde_json::Value::String(id) => id.clone(),
-            serde_json::Value::Number(n) => n.to_string(),
-            _ => return Err(PlatformFailure::BadAnswer("it has no `firmId`".into())),
-        };
-        let firm_name = answer["firmName"]
-            .as_str()
+        let cap = self.egress.max_response_bytes();
+        let answer: listing::RawFirm = listing::read_one(opened, cap, None).await?;
+        let firm_id = answer
+            .firm_id
+            .id()
+            .ok_or_else(|| PlatformFailure::BadAnswer("it has no `firmId`".into()))?;
+        let firm_name = answer
+            .firm_name
+            .text()
             .map(|name| name.chars().take(200).collect::<String>())
             .filter(|name| taxbridge_domain::text::unprintable(name).is_none());
         Ok(VerifiedFirm { firm_id, firm_name })
     }
+}
+
+fn time_of(value: &listing::Scalar) -> Option<Timestamp> {
+    value.as_str().and_then(Timestamp::parse_rfc3339)
+}
+
+fn client_of(item: listing::RawClient) -> Result<PlatformClient, PlatformFailure> {
+    Ok(PlatformClient {
+        id: item
+            .id
+            .id()
+            .ok_or_else(|| PlatformFailure::BadAnswer("a client has no `id`".into()))?,
+        last_modified: time_of(&item.last_modified),
+        name: item.name.text(),
+        email: item.email.text(),
+        phone: item.phone.text(),
+        kind: item.kind.text(),
+    })
+}
+
+fn file_of(item: listing::RawFile) -> Result<PlatformFile, PlatformFailure> {
+    Ok(PlatformFile {
+        id: item
+            .id
+            .id()
+            .ok_or_else(|| PlatformFailure::BadAnswer("a file has no `id`".into()))?,
+        date_created: time_of(&item.date_created),
+        file_name: item
+            .file_name
+            .text()
+            .ok_or_else(|| PlatformFailure::BadAnswer("a file has no `fileName`".into()))?,
+        file_size: item.file_size.int(),
+        mime_type: item.mime_type.text(),
+        download_url: item.download_url.text(),
+    })
 }

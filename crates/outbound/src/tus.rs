@@ -11,7 +11,9 @@
 //!   sending goes on from there. An upload that exists is never started over.
 //!
 //! Transient failures (a reset, a timeout, 5xx, 423) are retried with doubling backoff; a
-//! retry that makes progress resets the count. Why write it: the Rust tus clients are blocking,
+//! retry that makes progress resets the count, and a round that does not advance the server's
+//! offset counts as a failure. A `PATCH` must finish within the egress policy's rate floor
+//! ([`crate::MinRate`]). Why write it: the Rust tus clients are blocking,
 //! on reqwest 0.11, or unfinished 0.0.x releases, and the protocol is a few headers.
 
 use crate::{Egress, EgressError};
@@ -55,9 +57,10 @@ enum Failure {
 
 fn from_egress(err: EgressError) -> Failure {
     match err {
-        EgressError::Timeout(_) | EgressError::Connect(_) | EgressError::Other(_) => {
-            Failure::Transient(err.to_string())
-        }
+        EgressError::Timeout(_)
+        | EgressError::Connect(_)
+        | EgressError::Other(_)
+        | EgressError::TooSlow(_) => Failure::Transient(err.to_string()),
         other => Failure::Final(TusError::Rejected(other.to_string())),
     }
 }
@@ -161,7 +164,8 @@ impl TusClient {
                     "the tus server created the upload but sent no Location".into(),
                 ))
             })?;
-        let url = endpoint.join(location).map_err(|e| {
+        // Relative to the URL that answered: after a redirect, that is not the endpoint named.
+        let url = answer.url.join(location).map_err(|e| {
             Failure::Final(TusError::Rejected(format!(
                 "the Location `{location}`: {e}"
             )))
@@ -296,7 +300,15 @@ impl TusClient {
                     progress(&upload, next);
                     offset = Some(next);
                 }
+                // The server took the chunk but did not move its offset: a round that makes no
+                // progress counts as a failure, so a server that never advances ends the upload
+                // after the usual attempts instead of taking chunks forever.
                 Ok(_) => {
+                    retry
+                        .wait(
+                            "the tus server accepted a chunk but its offset did not advance".into(),
+                        )
+                        .await?;
                     offset = None;
                 }
                 Err(Failure::Final(err)) => return Err(err),

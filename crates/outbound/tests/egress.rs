@@ -17,6 +17,7 @@ fn egress(allow: &[&str]) -> Egress {
         connect_timeout: Duration::from_secs(1),
         total_timeout: Duration::from_secs(1),
         max_response_bytes: 1024,
+        ..EgressSettings::default()
     })
     .expect("client")
 }

@@ -9,7 +9,9 @@ use crate::{
 };
 use async_trait::async_trait;
 use taxbridge_domain::{
-    connections::{Connection, ConnectionFilters, ConnectionStatus, ConnectionStore},
+    connections::{
+        Connection, ConnectionFilters, ConnectionStatus, ConnectionStore, SealedCredentials,
+    },
     ids::{ConnectionId, WorkspaceId},
     lists::{Page, SortField},
     store::{StoreError, StoreResult},
@@ -140,11 +142,11 @@ fn page_query(
 }
 
 /// A connection id and its sealed credentials.
-struct SealedRow(String, String);
+struct SealedRow(String, String, String);
 
 impl FromColumns for SealedRow {
     fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
-        Ok(Self(c.text()?, c.text()?))
+        Ok(Self(c.text()?, c.text()?, c.text()?))
     }
 }
 
@@ -154,9 +156,9 @@ impl ConnectionStore for Store {
         &self,
         after: Option<&ConnectionId>,
         limit: u32,
-    ) -> StoreResult<Vec<(ConnectionId, String)>> {
+    ) -> StoreResult<Vec<SealedCredentials>> {
         let sql = format!(
-            "SELECT id, credentials FROM provider_connections \
+            "SELECT id, credentials, settings FROM provider_connections \
              WHERE credentials IS NOT NULL AND id > $1 ORDER BY id LIMIT {limit}"
         );
         let rows: Vec<SealedRow> = self
@@ -165,7 +167,13 @@ impl ConnectionStore for Store {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|row| (ConnectionId::from_string(row.0), row.1))
+            .map(|SealedRow(id, sealed, settings)| SealedCredentials {
+                id: ConnectionId::from_string(id),
+                sealed,
+                base_url: serde_json::from_str::<serde_json::Value>(&settings)
+                    .ok()
+                    .and_then(|s| s.get("baseUrl")?.as_str().map(str::to_owned)),
+            })
             .collect())
     }
 

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use taxbridge_domain::{
     ids::TaskId,
     store::{StoreError, StoreResult},
-    tasks::{NewTask, Owner, Task, TaskKind, TaskStore},
+    tasks::{NewTask, Owner, Share, Task, TaskKind, TaskStore},
     time::Timestamp,
 };
 
@@ -23,13 +23,14 @@ use taxbridge_domain::{
 pub(crate) async fn insert(tx: &mut Tx, task: &NewTask) -> StoreResult<()> {
     tx.execute(
         "INSERT INTO tasks (id, kind, subject, attempts, run_after, lease_owner, last_error, \
-         created_at) VALUES ($1, $2, $3, 0, $4, NULL, NULL, $4) \
+         created_at, workspace_id) VALUES ($1, $2, $3, 0, $4, NULL, NULL, $4, $5) \
          ON CONFLICT (kind, subject) DO NOTHING",
         &[
             task.id.as_str().into(),
             task.kind.as_str().into(),
             task.subject.as_str().into(),
             task.run_after.as_millis().into(),
+            task.workspace.as_str().into(),
         ],
     )
     .await?;
@@ -58,9 +59,22 @@ impl FromColumns for Task {
             id: TaskId::from_string(id),
             subject: c.text()?,
             attempts: u32::try_from(c.int()?).unwrap_or(u32::MAX),
+            workspace: c.text()?,
         })
     }
 }
+
+struct Due(String, String);
+
+impl FromColumns for Due {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        Ok(Self(c.text()?, c.text()?))
+    }
+}
+
+/// Due tasks a claim looks at, per task it may claim: enough for every waiting workspace's
+/// turn in the common case, few enough that a claim reads a page, not the queue.
+const CANDIDATES_PER_CLAIM: u32 = 8;
 
 struct KindCount(String, i64);
 
@@ -79,30 +93,72 @@ impl TaskStore for Store {
         now: Timestamp,
         until: Timestamp,
         limit: u32,
+        share: &Share,
     ) -> StoreResult<Vec<Task>> {
         if kinds.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let marks: Vec<String> = (4..kinds.len() + 4).map(|i| format!("${i}")).collect();
+        // 1. The oldest due tasks of the workspaces with room, locked on PostgreSQL (rows another
+        //    claimant locks are skipped).
+        let full = share.full();
+        let mut args: Vec<Arg<'_>> = vec![now.as_millis().into()];
+        let kind_marks: Vec<String> = kinds
+            .iter()
+            .map(|kind| {
+                args.push(kind.as_str().into());
+                format!("${}", args.len())
+            })
+            .collect();
+        let full_marks: Vec<String> = full
+            .iter()
+            .map(|workspace| {
+                args.push((*workspace).into());
+                format!("${}", args.len())
+            })
+            .collect();
+        let not_full = if full_marks.is_empty() {
+            String::new()
+        } else {
+            format!(" AND workspace_id NOT IN ({})", full_marks.join(", "))
+        };
         let lock = match self.db.backend() {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let sql = format!(
-            "UPDATE tasks SET lease_owner = $1, run_after = $2, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM tasks WHERE run_after <= $3 AND kind IN ({}) \
-             ORDER BY run_after, id LIMIT {limit}{lock}) \
-             RETURNING id, kind, subject, attempts",
-            marks.join(", ")
+        let candidates = limit.saturating_mul(CANDIDATES_PER_CLAIM).max(32);
+        let select = format!(
+            "SELECT id, workspace_id FROM tasks WHERE run_after <= $1 AND kind IN ({}){not_full} \
+             ORDER BY run_after, id LIMIT {candidates}{lock}",
+            kind_marks.join(", ")
         );
+        let mut tx = self.db.begin().await?;
+        let due: Vec<Due> = tx.fetch(&select, &args).await?;
+        // 2. Turns among their workspaces, each within its share.
+        let due: Vec<(String, String)> = due.into_iter().map(|Due(id, w)| (id, w)).collect();
+        let picked = share.pick(&due, limit as usize);
+        if picked.is_empty() {
+            return Ok(Vec::new());
+        }
+        // 3. Claim them; `run_after` is checked again, so a row claimed meanwhile is left.
         let mut args: Vec<Arg<'_>> = vec![
             owner.0.as_str().into(),
             until.as_millis().into(),
             now.as_millis().into(),
         ];
-        args.extend(kinds.iter().map(|k| Arg::from(k.as_str())));
-        let mut tx = self.db.begin().await?;
-        let claimed: Vec<Task> = tx.fetch(&sql, &args).await?;
+        let id_marks: Vec<String> = picked
+            .iter()
+            .map(|id| {
+                args.push(id.as_str().into());
+                format!("${}", args.len())
+            })
+            .collect();
+        let update = format!(
+            "UPDATE tasks SET lease_owner = $1, run_after = $2, attempts = attempts + 1 \
+             WHERE id IN ({}) AND run_after <= $3 \
+             RETURNING id, kind, subject, attempts, workspace_id",
+            id_marks.join(", ")
+        );
+        let claimed: Vec<Task> = tx.fetch(&update, &args).await?;
         tx.commit().await?;
         Ok(claimed)
     }
@@ -203,6 +259,7 @@ mod tests {
             id: TaskId::generate(),
             kind: TaskKind::Download,
             subject: "art_1".into(),
+            workspace: "wsp_1".into(),
             run_after: at(1_000),
         };
         let mut tx = store.db.begin().await.expect("begin");
@@ -220,14 +277,18 @@ mod tests {
         tx.commit().await.expect("commit");
         let (a, b) = (Owner("wkr_a".into()), Owner("wkr_b".into()));
         let kinds = [TaskKind::Download];
+        let share = Share {
+            per_workspace: 10,
+            ..Share::default()
+        };
 
         assert!(store
-            .claim_tasks(&a, &kinds, at(999), at(2_000), 10)
+            .claim_tasks(&a, &kinds, at(999), at(2_000), 10, &share)
             .await
             .expect("early")
             .is_empty());
         let claimed = store
-            .claim_tasks(&a, &kinds, at(1_000), at(2_000), 10)
+            .claim_tasks(&a, &kinds, at(1_000), at(2_000), 10, &share)
             .await
             .expect("claim");
         assert_eq!(claimed.len(), 1);
@@ -236,7 +297,7 @@ mod tests {
             (task.id.clone(), 1)
         );
         assert!(store
-            .claim_tasks(&b, &kinds, at(1_500), at(9_000), 10)
+            .claim_tasks(&b, &kinds, at(1_500), at(9_000), 10, &share)
             .await
             .expect("held")
             .is_empty());
@@ -250,14 +311,14 @@ mod tests {
             .await
             .expect("renew a"));
         assert!(store
-            .claim_tasks(&b, &kinds, at(2_500), at(9_000), 10)
+            .claim_tasks(&b, &kinds, at(2_500), at(9_000), 10, &share)
             .await
             .expect("renewed")
             .is_empty());
 
         // a stops renewing: after its lease b takes the task over, and a can no longer end it.
         let taken = store
-            .claim_tasks(&b, &kinds, at(3_001), at(9_000), 10)
+            .claim_tasks(&b, &kinds, at(3_001), at(9_000), 10, &share)
             .await
             .expect("take over");
         assert_eq!(taken[0].attempts, 2);
@@ -277,7 +338,7 @@ mod tests {
             1
         );
         let again = store
-            .claim_tasks(&a, &kinds, at(4_000), at(9_000), 10)
+            .claim_tasks(&a, &kinds, at(4_000), at(9_000), 10, &share)
             .await
             .expect("again");
         assert_eq!(again.len(), 1);

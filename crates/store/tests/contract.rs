@@ -197,7 +197,8 @@ async fn a_collect_lease_is_held_once_until_released_or_lapsed(store: Opened) {
         .await
         .expect("swap"));
     let sealed = store.sealed_credentials(None, 10).await.expect("list");
-    assert_eq!(sealed, [(id.clone(), "v1.new".to_owned())]);
+    assert_eq!(sealed.len(), 1);
+    assert_eq!((&sealed[0].id, sealed[0].sealed.as_str()), (id, "v1.new"));
 }
 
 async fn a_second_account_with_the_same_email_is_a_conflict(store: Opened) {

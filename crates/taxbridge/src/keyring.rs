@@ -27,7 +27,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 use taxbridge_domain::{
-    connections::ConnectionStore,
+    connections::{credentials_binding, open_bound, ConnectionStore, SealedCredentials},
     crypto::{key_id, KeyRing, KeySource, Keys},
 };
 use taxbridge_store::{Backend, Store};
@@ -213,16 +213,26 @@ async fn reencrypt(store: &Store, ring: &KeyRing) -> anyhow::Result<u64> {
         let mut after = None;
         loop {
             let page = store.sealed_credentials(after.as_ref(), 500).await?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (id, sealed) in page {
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for SealedCredentials {
+                id,
+                sealed,
+                base_url,
+            } in page
+            {
                 if KeyRing::sealed_with(&sealed) == Some(ring.primary_id()) {
                     continue;
                 }
-                let plaintext = ring
-                    .open(&sealed, id.as_str())
-                    .with_context(|| format!("Failed to open the credentials of {id}"))?;
-                let resealed = ring.seal(&plaintext, id.as_str());
+                let plaintext = open_bound(
+                    |sealed, bound_to| ring.open(sealed, bound_to),
+                    &sealed,
+                    &id,
+                    base_url.as_deref(),
+                )
+                .with_context(|| format!("Failed to open the credentials of {id}"))?;
+                let resealed =
+                    ring.seal(&plaintext, &credentials_binding(&id, base_url.as_deref()));
                 if store.swap_credentials(&id, &sealed, &resealed).await? {
                     done += 1;
                 } else {
@@ -307,9 +317,9 @@ async fn key_ids_in_use(store: &Store) -> anyhow::Result<BTreeMap<String, u64>> 
     let mut after = None;
     loop {
         let page = store.sealed_credentials(after.as_ref(), 500).await?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(last.clone());
-        for (_, sealed) in page {
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        for SealedCredentials { sealed, .. } in page {
             let id = KeyRing::sealed_with(&sealed)
                 .unwrap_or("(unreadable)")
                 .to_owned();

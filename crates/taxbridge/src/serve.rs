@@ -129,6 +129,7 @@ async fn open(settings: &Settings, bootstrap: bool) -> anyhow::Result<Opened> {
         usage: Arc::new(UsageRecorder::new(store.clone())),
         blobs,
         max_upload_bytes: settings.worker.max_file_bytes,
+        pull_budget_bytes: settings.egress.pull_budget_bytes.max(1024),
         tasks: store.clone(),
         worker_metrics: prometheus::Registry::new_custom(Some("taxbridge".into()), None)?,
         public_base_url: settings.public_base_url(),
@@ -318,11 +319,34 @@ pub fn load_catalog(settings: &Settings) -> anyhow::Result<Catalog> {
 fn egress(settings: &Settings) -> anyhow::Result<Egress> {
     let allow_cidrs = Policy::parse_allow_list(&settings.egress.allow_cidrs)
         .map_err(|why| anyhow::anyhow!("egress.allow_cidrs: {why}"))?;
+    // Outbound clients never use a proxy from the environment (a proxy would resolve names
+    // out of the egress policy's sight): say so, so an operator who set one is not surprised.
+    let proxies: Vec<&str> = [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ]
+    .into_iter()
+    .filter(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+    .collect();
+    if !proxies.is_empty() {
+        tracing::warn!(
+            variables = proxies.join(", "),
+            "ignoring proxy settings from the environment: Taxbridge calls partner platforms, file servers and tus servers directly, under its egress policy"
+        );
+    }
     Ok(Egress::new(EgressSettings {
         allow_cidrs,
         connect_timeout: Duration::from_secs(settings.egress.connect_timeout_seconds.max(1)),
         total_timeout: Duration::from_secs(settings.egress.timeout_seconds.max(1)),
         max_response_bytes: settings.egress.max_response_bytes.max(1024),
+        min_rate: taxbridge_outbound::MinRate {
+            bytes_per_second: settings.egress.min_rate_bytes_per_second.max(1),
+            window: Duration::from_secs(settings.egress.min_rate_window_seconds.max(1)),
+        },
     })?)
 }
 

@@ -116,6 +116,12 @@ pub struct EgressSettings {
     pub timeout_seconds: u64,
     /// Outbound answers longer than this are refused.
     pub max_response_bytes: usize,
+    /// The bytes all the pulls of one GraphQL request may read from platforms together.
+    pub pull_budget_bytes: u64,
+    /// A download or tus upload slower than this on average over any
+    /// `min_rate_window_seconds` is given up (besides the 30 s idle timeout).
+    pub min_rate_bytes_per_second: u64,
+    pub min_rate_window_seconds: u64,
 }
 
 impl Default for EgressSettings {
@@ -125,6 +131,9 @@ impl Default for EgressSettings {
             connect_timeout_seconds: 5,
             timeout_seconds: 15,
             max_response_bytes: 4 * 1024 * 1024,
+            pull_budget_bytes: taxbridge_domain::pulls::DEFAULT_PULL_BUDGET_BYTES,
+            min_rate_bytes_per_second: 16 * 1024,
+            min_rate_window_seconds: 60,
         }
     }
 }

@@ -46,6 +46,9 @@ impl Default for DownloadSettings {
     }
 }
 
+/// How often a running download checks that its artifact still waits for it.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
 pub struct Download {
     imports: Arc<dyn ImportStore>,
     tasks: Arc<dyn TaskStore>,
@@ -124,6 +127,10 @@ fn egress_failure(err: EgressError) -> Failure {
         EgressError::TooManyRedirects => {
             Failure::permanent("TOO_MANY_REDIRECTS", err.to_string(), None)
         }
+        EgressError::CrossOrigin { .. } => {
+            Failure::permanent("CROSS_ORIGIN_REDIRECT", err.to_string(), None)
+        }
+        EgressError::TooSlow(_) => Failure::transient("TOO_SLOW", err.to_string(), None),
         EgressError::TooLarge(_) => Failure::permanent("TOO_LARGE", err.to_string(), None),
         EgressError::Timeout(_) => Failure::transient("TIMEOUT", err.to_string(), None),
         EgressError::Connect(_) | EgressError::Other(_) => {
@@ -229,9 +236,18 @@ impl Download {
                 .and_then(|v| v.to_str().ok()),
         );
         let key = artifact.blob_key();
-        let body = opened
-            .into_stream()
-            .map(|chunk| chunk.map_err(|e| e.to_string()));
+        // A file server slower than the floor rate fails for good: trying again would hold a
+        // worker just as long.
+        let too_slow = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = too_slow.clone();
+        let body = opened.into_stream().map(move |chunk| {
+            chunk.map_err(|err| {
+                if matches!(err, EgressError::TooSlow(_)) {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                err.to_string()
+            })
+        });
         match self.blobs.write(&key, body, self.settings.max_bytes).await {
             Ok(written) => Ok(StoredBytes {
                 blob_key: key,
@@ -244,6 +260,15 @@ impl Download {
                 format!("the file is larger than {cap} bytes"),
                 Some(status),
             )),
+            Err(BlobError::Source(message))
+                if too_slow.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                Err(Failure::permanent(
+                    "TOO_SLOW",
+                    format!("the download was given up: {message}"),
+                    Some(status),
+                ))
+            }
             Err(BlobError::Source(message)) => Err(Failure::transient(
                 "INTERRUPTED",
                 format!("the download broke off: {message}"),
@@ -326,13 +351,49 @@ impl Handler for Download {
             Ok(access) => access,
             Err(err) => return Outcome::RetryAfter(self.settings.first_retry, err.to_string()),
         };
+        let downloading = self.download(&artifact, &url, access.as_ref());
+        // A cancelled job's artifacts are `terminated` (and their tasks gone): the download
+        // watches for that and stops within a second, on whichever node runs it.
+        let watching = async {
+            loop {
+                tokio::time::sleep(WATCH_EVERY).await;
+                match self.imports.artifact_by_id(&id).await {
+                    Ok(Some(now)) if now.status == ArtifactStatus::Initial => {}
+                    Ok(_) => return,
+                    Err(err) => {
+                        tracing::debug!(artifact = %id, error = %err, "could not check an artifact's state")
+                    }
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            outcome = downloading => outcome,
+            () = watching => {
+                tracing::info!(artifact = %id, "the artifact no longer waits (its job was cancelled); download stopped");
+                let _ = self.tasks.drop_task(&task.id, owner).await;
+                return Outcome::Finished;
+            }
+        };
+        self.record(task, owner, outcome).await
+    }
+}
+
+impl Download {
+    /// Attempts until one succeeds, one fails for good, or the attempts are spent.
+    async fn download(
+        &self,
+        artifact: &Artifact,
+        url: &str,
+        access: Option<&PlatformAccess>,
+    ) -> ArtifactOutcome {
+        let id = &artifact.artifact_id;
         let mut delay = self.settings.first_retry;
         let mut attempt = 1;
-        let outcome = loop {
-            match self.attempt(&artifact, &url, access.as_ref()).await {
-                Ok(stored) => break ArtifactOutcome::Success(stored),
+        loop {
+            match self.attempt(artifact, url, access).await {
+                Ok(stored) => return ArtifactOutcome::Success(stored),
                 Err(failure) if !failure.transient || attempt >= self.settings.attempts => {
-                    break failure.outcome()
+                    return failure.outcome()
                 }
                 Err(failure) => {
                     self.metrics
@@ -347,8 +408,7 @@ impl Handler for Download {
                     attempt += 1;
                 }
             }
-        };
-        self.record(task, owner, outcome).await
+        }
     }
 }
 

@@ -7,6 +7,10 @@
 //! stops its running tasks and hands their leases back, so another worker starts them at once
 //! rather than after the lease.
 //!
+//! Slots are shared among workspaces ([`Share`]): one workspace runs at most half of them, and
+//! claims take turns between the workspaces with due tasks, so one tenant's slow files never
+//! keep another's waiting.
+//!
 //! A task kind is a [`Handler`]: the download of push-import artifacts ([`download`]) and the
 //! tus upload of files sent to a provider ([`upload`]).
 
@@ -19,7 +23,7 @@ pub use metrics::WorkerMetrics;
 use async_trait::async_trait;
 use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 use taxbridge_domain::{
-    tasks::{Owner, Task, TaskKind, TaskStore, LEASE},
+    tasks::{Owner, Share, Task, TaskKind, TaskStore, LEASE},
     time::Timestamp,
 };
 use tokio::{sync::Notify, task::JoinSet};
@@ -48,7 +52,8 @@ pub trait Handler: Send + Sync + 'static {
 
 #[derive(Clone, Debug)]
 pub struct WorkerSettings {
-    /// Tasks run at once by this process.
+    /// Tasks run at once by this process; one workspace's take at most half of them (at least
+    /// one).
     pub concurrency: usize,
     /// How often to look for due tasks when nothing wakes the worker.
     pub poll_interval: Duration,
@@ -97,11 +102,27 @@ impl Worker {
         let kinds: Vec<TaskKind> = self.handlers.keys().copied().collect();
         let concurrency = self.settings.concurrency.max(1);
         let lease = self.settings.lease.max(Duration::from_secs(1));
-        let mut running: JoinSet<()> = JoinSet::new();
+        let mut running: JoinSet<String> = JoinSet::new();
+        let mut share = Share {
+            per_workspace: (concurrency / 2).max(1),
+            held: HashMap::new(),
+        };
+        let ended = |share: &mut Share, joined: Option<Result<String, tokio::task::JoinError>>| {
+            if let Some(Ok(workspace)) = joined {
+                if let Some(held) = share.held.get_mut(&workspace) {
+                    *held = held.saturating_sub(1);
+                    if *held == 0 {
+                        share.held.remove(&workspace);
+                    }
+                }
+            }
+        };
         tracing::info!(owner = %self.owner.0, concurrency, "worker started");
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            while running.try_join_next().is_some() {}
+            while let Some(joined) = running.try_join_next() {
+                ended(&mut share, Some(joined));
+            }
             let free = concurrency.saturating_sub(running.len());
             let mut claimed = 0;
             if free > 0 {
@@ -109,13 +130,14 @@ impl Worker {
                 let until = Timestamp::from_millis(now.as_millis() + lease.as_millis() as i64);
                 match self
                     .store
-                    .claim_tasks(&self.owner, &kinds, now, until, free as u32)
+                    .claim_tasks(&self.owner, &kinds, now, until, free as u32, &share)
                     .await
                 {
                     Ok(tasks) => {
                         claimed = tasks.len();
                         for task in tasks {
                             if let Some(handler) = self.handlers.get(&task.kind) {
+                                *share.held.entry(task.workspace.clone()).or_default() += 1;
                                 running.spawn(run_one(
                                     self.store.clone(),
                                     handler.clone(),
@@ -129,19 +151,18 @@ impl Worker {
                     Err(err) => tracing::warn!(error = %err, "could not claim tasks"),
                 }
             }
-            // Claim again at once while tasks keep coming; otherwise wait for a wake-up, a
-            // finished task, the poll interval, or the end.
-            if claimed > 0 && claimed == free {
-                if running.len() < concurrency {
-                    continue;
-                }
-            } else if claimed > 0 {
+            // Claim again at once while a claim filled every free slot (more may be due);
+            // otherwise wait for a wake-up, a finished task, the poll interval, or the end. A
+            // claim that took fewer found nothing more that fits the share.
+            if claimed > 0 && claimed == free && running.len() < concurrency {
                 continue;
             }
             tokio::select! {
                 () = &mut shutdown => break,
                 () = self.wake.notified() => {}
-                Some(_) = running.join_next(), if !running.is_empty() => {}
+                Some(joined) = running.join_next(), if !running.is_empty() => {
+                    ended(&mut share, Some(joined));
+                }
                 () = tokio::time::sleep(self.settings.poll_interval) => {}
             }
         }
@@ -162,11 +183,23 @@ impl Worker {
 }
 
 /// Runs one claimed task, renewing its lease until it ends; stops it if the lease is lost.
+/// Answers the task's workspace, whose slot it frees.
 async fn run_one(
     store: Arc<dyn TaskStore>,
     handler: Arc<dyn Handler>,
     owner: Owner,
     task: Task,
+    lease: Duration,
+) -> String {
+    run_leased(store, handler, owner, &task, lease).await;
+    task.workspace
+}
+
+async fn run_leased(
+    store: Arc<dyn TaskStore>,
+    handler: Arc<dyn Handler>,
+    owner: Owner,
+    task: &Task,
     lease: Duration,
 ) {
     let renewing = async {
@@ -185,7 +218,7 @@ async fn run_one(
         }
     };
     let outcome = tokio::select! {
-        outcome = handler.run(&task, &owner) => outcome,
+        outcome = handler.run(task, &owner) => outcome,
         () = renewing => {
             tracing::warn!(task = %task.id, "lease lost; another worker has the task");
             return;

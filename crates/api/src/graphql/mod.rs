@@ -159,6 +159,8 @@ pub struct RequestContext {
     pulls: tokio::sync::Semaphore,
     /// Calls to provider platforms this request has made.
     pulls_made: std::sync::atomic::AtomicU32,
+    /// The bytes this request's pulls may still read, made on the first pull.
+    pull_budget: OnceLock<taxbridge_domain::pulls::PullBudget>,
 }
 
 impl RequestContext {
@@ -175,6 +177,7 @@ impl RequestContext {
             login_key: OnceLock::new(),
             pulls: tokio::sync::Semaphore::const_new(pulls::PULL_CONCURRENCY),
             pulls_made: std::sync::atomic::AtomicU32::new(0),
+            pull_budget: OnceLock::new(),
         }
     }
 

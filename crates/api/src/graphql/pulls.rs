@@ -5,7 +5,8 @@
 //! `UPSTREAM_ERROR` saying why, and the rest of the answer stands. async-graphql resolves a
 //! list's items concurrently; the pulls of one request share [`PULL_CONCURRENCY`] slots, so a
 //! query over many connections or clients is neither serial nor a flood on one platform, and
-//! [`MAX_PULLS`] bounds how many one request may make.
+//! [`MAX_PULLS`] bounds how many one request may make. Together they read at most
+//! `Services::pull_budget_bytes` from platforms ([`PullBudget`]).
 
 use super::{
     plain_list::{PlainField, PlainFields, PlainList},
@@ -16,13 +17,20 @@ use async_graphql::{ComplexObject, Context, InputType, Json, SimpleObject, Value
 use std::{future::Future, sync::Arc};
 use taxbridge_domain::{
     ids::ConnectionId,
-    pulls::{PlatformClient, PlatformFile, PullQuery, Puller},
+    pulls::{PlatformClient, PlatformFile, PullBudget, PullQuery, Puller},
 };
 
 /// Calls to platforms one request may have in flight.
 pub const PULL_CONCURRENCY: usize = 8;
 /// Calls to platforms one request may make: a full page of clients with the files of each.
 pub const MAX_PULLS: u32 = 1 + 500;
+
+/// The byte budget the request's pulls share.
+fn budget<'a>(ctx: &Context<'a>) -> &'a PullBudget {
+    request(ctx)
+        .pull_budget
+        .get_or_init(|| PullBudget::new(services(ctx).pull_budget_bytes))
+}
 
 /// Runs one call to a platform within the request's slots and budget.
 async fn pull<T>(
@@ -61,7 +69,9 @@ pub async fn clients_of(
             .await?,
     );
     let clients = pull(ctx, async {
-        Ok(connections.pull_clients(&puller, &query).await?)
+        Ok(connections
+            .pull_clients(&puller, &query, budget(ctx))
+            .await?)
     })
     .await?;
     Ok(Some(PlainList(
@@ -130,7 +140,7 @@ impl ConnectionClient {
         let files = pull(ctx, async {
             Ok(services(ctx)
                 .connections
-                .pull_files(&self.puller, &self.id, &query)
+                .pull_files(&self.puller, &self.id, &query, budget(ctx))
                 .await?)
         })
         .await?;

@@ -245,7 +245,7 @@ pub(crate) async fn work(
                                 td data-label="Name" { (a.name) }
                                 td data-label="Type" { (a.artifact_type) }
                                 td data-label="Status" { (badge(a.status.as_str()))
-                                     @if let Some(message) = a.metadata.get("error").and_then(|e| e.get("message")).and_then(|m| m.as_str()) {
+                                     @if let Some(message) = gateway_error(a) {
                                          br; small { (message) } } }
                                 td data-label="Size" { (a.stored.as_ref().map(|s| bytes(s.size)).unwrap_or_else(|| "—".into())) }
                                 td data-label="File" {
@@ -264,4 +264,17 @@ pub(crate) async fn work(
         StatusCode::OK,
         layout(&work.name, Some(&session), body),
     ))
+}
+
+/// The gateway's own error for a document: only for one in `error`, whose `metadata.error` the
+/// gateway wrote (callers may not send that key).
+fn gateway_error(artifact: &taxbridge_domain::imports::Artifact) -> Option<&str> {
+    if artifact.status != taxbridge_domain::imports::ArtifactStatus::Error {
+        return None;
+    }
+    artifact
+        .metadata
+        .get("error")
+        .and_then(|e| e.get("message"))
+        .and_then(|m| m.as_str())
 }

@@ -852,7 +852,7 @@ pub(crate) fn files_under(dir: &std::path::Path) -> usize {
 }
 
 async fn a_stopped_worker_hands_its_tasks_back(app: TestApp) {
-    use taxbridge_domain::tasks::{Owner, TaskKind, TaskStore};
+    use taxbridge_domain::tasks::{Owner, Share, TaskKind, TaskStore};
     use taxbridge_domain::time::Timestamp;
     let silent = silent_server().await;
     let (token, _, work) = job_with_a_work(&app).await;
@@ -867,11 +867,15 @@ async fn a_stopped_worker_hands_its_tasks_back(app: TestApp) {
     let other = Owner("wkr_other".into());
     let kinds = [TaskKind::Download];
     let far = Timestamp::from_millis(Timestamp::now().as_millis() + 60_000);
+    let share = Share {
+        per_workspace: 10,
+        ..Share::default()
+    };
     // The app's worker holds the task (its download hangs): nobody else can claim it...
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let held = app
         .store
-        .claim_tasks(&other, &kinds, Timestamp::now(), far, 10)
+        .claim_tasks(&other, &kinds, Timestamp::now(), far, 10, &share)
         .await
         .expect("claim");
     assert!(held.is_empty(), "the running worker holds its lease");
@@ -881,7 +885,7 @@ async fn a_stopped_worker_hands_its_tasks_back(app: TestApp) {
     for _ in 0..50 {
         taken = app
             .store
-            .claim_tasks(&other, &kinds, Timestamp::now(), far, 10)
+            .claim_tasks(&other, &kinds, Timestamp::now(), far, 10, &share)
             .await
             .expect("claim");
         if !taken.is_empty() {

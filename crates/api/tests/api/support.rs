@@ -132,6 +132,7 @@ impl TestApp {
                     connect_timeout: Duration::from_secs(1),
                     total_timeout: Duration::from_secs(2),
                     max_response_bytes: 64 * 1024,
+                    ..EgressSettings::default()
                 })
                 .expect("egress"),
             )),
@@ -143,6 +144,7 @@ impl TestApp {
             connect_timeout: Duration::from_secs(1),
             total_timeout: Duration::from_secs(2),
             max_response_bytes: 64 * 1024,
+            ..EgressSettings::default()
         })
         .expect("egress");
         let imports = Arc::new(Imports::new(store.clone(), connections.clone()));
@@ -205,6 +207,7 @@ impl TestApp {
             uploads,
             blobs,
             max_upload_bytes: MAX_FILE_BYTES,
+            pull_budget_bytes: taxbridge_domain::pulls::DEFAULT_PULL_BUDGET_BYTES,
             tasks: store.clone(),
             worker_metrics,
             connections,

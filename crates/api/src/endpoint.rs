@@ -326,25 +326,26 @@ async fn read_body<'a>(
             return Err(too_large(limit));
         };
         // The token first: an unverified caller gets no slot and no byte read.
-        let caller =
-            match state.services.identity.authenticate(&token).await {
-                Ok(caller) => caller,
-                Err(taxbridge_domain::identity::AuthError::Store(err)) => {
-                    tracing::error!(error = %err, "could not check a token before a large body");
-                    return Err(Refused::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        ErrorCode::InternalServerError,
-                        "The gateway could not check the access token; try again.".into(),
-                    ));
-                }
-                Err(err) => return Err(Refused::new(
+        let caller = match state.services.identity.authenticate(&token).await {
+            Ok(caller) => caller,
+            Err(taxbridge_domain::identity::AuthError::Store(err)) => {
+                tracing::error!(error = %err, "could not check a token before a large body");
+                return Err(Refused::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::InternalServerError,
+                    "The gateway could not check the access token; try again.".into(),
+                ));
+            }
+            Err(err) => {
+                return Err(Refused::new(
                     StatusCode::UNAUTHORIZED,
                     ErrorCode::Unauthenticated,
                     format!(
                         "{err} A body over {limit} bytes is read only for a valid access token."
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let holder = caller
             .key_id()
             .map_or_else(|| caller.account().id.to_string(), |key| key.to_string());

@@ -98,7 +98,7 @@ pub struct WorkerSettings {
 impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
-            concurrency: 8,
+            concurrency: 16,
             max_file_bytes: 1024 * 1024 * 1024,
             lease_seconds: 30,
             tus_chunk_bytes: 64 * 1024 * 1024,

@@ -148,21 +148,69 @@ async fn a_body_that_stalls_answers_408(app: TestApp) {
 }
 
 /// A body over the usual limit is read only when it may be an `uploadConnectionFile` (a
-/// bearer token, a declared length within the upload limit), at most four at a time; bodies
-/// that then stall answer 408 or 503 and give their slots back.
+/// declared length within the upload limit) from a caller whose token verifies before a slot
+/// is taken or a byte read, at most four at a time and two per key; bodies that then stall
+/// answer 408 or 503 and give their slots back.
 async fn large_bodies_are_read_only_for_uploads_and_stalls_free_their_slots(app: TestApp) {
     let large = 8 * 1024 * 1024; // over this server's 4 MiB, within the upload limit
+    let (_, token) = app.customer_token("jane@smith-cpa.com").await;
     for (request, status) in [
         (format!("POST /graphql HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {large}\r\n\r\n{{"), "413"),
-        (format!("POST /graphql HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nAuthorization: Bearer x\r\nContent-Length: {}\r\n\r\n{{", 64 * 1024 * 1024), "413"),
+        (format!("POST /graphql HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{{", 64 * 1024 * 1024), "413"),
     ] {
         let answer = raw_exchange(&app, request.as_bytes()).await;
         assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{answer}");
     }
-    let stalled = format!("POST /graphql HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nAuthorization: Bearer x\r\nContent-Length: {large}\r\n\r\n{{\"query\":");
-    let answers =
-        futures_util::future::join_all((0..6).map(|_| raw_exchange(&app, stalled.as_bytes())))
-            .await;
+    let stalled = |token: &str| {
+        format!("POST /graphql HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nAuthorization: Bearer {token}\r\nContent-Length: {large}\r\n\r\n{{\"query\":")
+    };
+    // Junk tokens take no slot: sixteen slow senders with one are refused at once, unread.
+    let started = std::time::Instant::now();
+    let junk = futures_util::future::join_all(
+        (0..16).map(|_| async { raw_exchange(&app, stalled("not-a-token").as_bytes()).await }),
+    )
+    .await;
+    for answer in &junk {
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+        assert_eq!(
+            json_body(answer)["errors"][0]["extensions"]["code"],
+            "UNAUTHENTICATED"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "junk tokens were refused without waiting for their bodies"
+    );
+    // One key holds at most two slots: a third large body of the same key is refused.
+    let mine = futures_util::future::join_all(
+        (0..3).map(|_| async { raw_exchange(&app, stalled(&token).as_bytes()).await }),
+    )
+    .await;
+    let timed_out = mine
+        .iter()
+        .filter(|a| a.starts_with("HTTP/1.1 408"))
+        .count();
+    let limited = mine
+        .iter()
+        .filter(|a| a.starts_with("HTTP/1.1 429"))
+        .count();
+    assert_eq!((timed_out, limited), (2, 1), "{mine:?}");
+    // Three keys, two stalled bodies each: four slots in all, the rest wait and give up.
+    let mut tokens = vec![token.clone()];
+    for email in ["omar@smith-cpa.com", "li@smith-cpa.com"] {
+        tokens.push(app.customer_token(email).await.1);
+    }
+    let requests: Vec<String> = tokens
+        .iter()
+        .flat_map(|t| [stalled(t), stalled(t)])
+        .collect();
+    let app = &app;
+    let answers = futures_util::future::join_all(
+        requests
+            .iter()
+            .map(|request| raw_exchange(app, request.as_bytes())),
+    )
+    .await;
     for answer in &answers {
         assert!(
             answer.starts_with("HTTP/1.1 408") || answer.starts_with("HTTP/1.1 503"),
@@ -177,9 +225,9 @@ async fn large_bodies_are_read_only_for_uploads_and_stalls_free_their_slots(app:
             >= 4
     );
     // The slots are back: a stalled large body is read (and times out) again.
-    let again = raw_exchange(&app, stalled.as_bytes()).await;
+    let again = raw_exchange(app, stalled(&token).as_bytes()).await;
     assert!(again.starts_with("HTTP/1.1 408"), "{again}");
-    assert_healthy(&app).await;
+    assert_healthy(app).await;
 }
 
 async fn documents_too_large_to_parse_cheaply_are_refused_before_parsing(app: TestApp) {

@@ -22,12 +22,12 @@ pub(crate) async fn spawn(database: taxbridge_testkit::Database) -> Option<TestA
     TestApp::spawn_with(database, |settings| settings.max_body_bytes = 1024 * 1024).await
 }
 
-const CREATE_JOB: &str = "mutation CreateConnectionJob($connectionId: ID!, $jobName: String!) { createConnectionJob(connectionId: $connectionId, jobName: $jobName) { id connectionId workspaceId name status createdAt updatedAt } }";
-const CREATE_WORKS: &str = "mutation CreateJobWorks($connectionJobId: ID!, $inputs: [CreateJobWorksInput!]!) { createJobWorks(connectionJobId: $connectionJobId, inputs: $inputs) { id workId connectionJobId workspaceId work { id name externalId status tag } } }";
-const CREATE_ARTIFACTS: &str = "mutation CreateJobWorkArtifacts($jobWorkId: ID!, $inputs: [CreateJobWorkArtifactsInput!]!) { createJobWorkArtifacts(jobWorkId: $jobWorkId, inputs: $inputs) { id artifactId jobWorkId connectionJobId workArtifact { id externalId name type status uploadedUrl metadata } } }";
-const TRIGGER: &str =
+pub(crate) const CREATE_JOB: &str = "mutation CreateConnectionJob($connectionId: ID!, $jobName: String!) { createConnectionJob(connectionId: $connectionId, jobName: $jobName) { id connectionId workspaceId name status createdAt updatedAt } }";
+pub(crate) const CREATE_WORKS: &str = "mutation CreateJobWorks($connectionJobId: ID!, $inputs: [CreateJobWorksInput!]!) { createJobWorks(connectionJobId: $connectionJobId, inputs: $inputs) { id workId connectionJobId workspaceId work { id name externalId status tag } } }";
+pub(crate) const CREATE_ARTIFACTS: &str = "mutation CreateJobWorkArtifacts($jobWorkId: ID!, $inputs: [CreateJobWorkArtifactsInput!]!) { createJobWorkArtifacts(jobWorkId: $jobWorkId, inputs: $inputs) { id artifactId jobWorkId connectionJobId workArtifact { id externalId name type status uploadedUrl metadata } } }";
+pub(crate) const TRIGGER: &str =
     "mutation($id: ID!) { triggerConnectionJob(connectionJobId: $id) { id status triggeredAt } }";
-const CANCEL: &str =
+pub(crate) const CANCEL: &str =
     "mutation($id: ID!) { cancelConnectionJob(connectionJobId: $id) { id status completedAt } }";
 
 /// A partner, its workspace and an active connection: (token, connection id).
@@ -44,7 +44,7 @@ async fn active_connection(app: &TestApp) -> (String, String) {
     (token, connection)
 }
 
-async fn call(app: &TestApp, token: &str, query: &str, variables: Value) -> Gql {
+pub(crate) async fn call(app: &TestApp, token: &str, query: &str, variables: Value) -> Gql {
     app.graphql(
         json!({ "query": query, "variables": variables }),
         Some(token),
@@ -53,7 +53,7 @@ async fn call(app: &TestApp, token: &str, query: &str, variables: Value) -> Gql 
     .await
 }
 
-async fn new_job(app: &TestApp, token: &str, connection: &str) -> String {
+pub(crate) async fn new_job(app: &TestApp, token: &str, connection: &str) -> String {
     call(
         app,
         token,
@@ -67,7 +67,7 @@ async fn new_job(app: &TestApp, token: &str, connection: &str) -> String {
         .to_owned()
 }
 
-fn works(ids: &[&str]) -> Value {
+pub(crate) fn works(ids: &[&str]) -> Value {
     Value::Array(
         ids.iter()
             .map(|id| json!({ "name": format!("Client {id} - 2024 Tax Return"), "externalId": id, "tag": "2024" }))
@@ -719,7 +719,11 @@ async fn job_with_a_work(app: &TestApp) -> (String, String, String) {
 }
 
 /// A new job on `connection` with one work: (job id, job work id).
-async fn job_with_a_work_on(app: &TestApp, token: &str, connection: &str) -> (String, String) {
+pub(crate) async fn job_with_a_work_on(
+    app: &TestApp,
+    token: &str,
+    connection: &str,
+) -> (String, String) {
     let job = new_job(app, token, connection).await;
     let work = call(
         app,

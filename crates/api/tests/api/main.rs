@@ -5,6 +5,7 @@
 mod bad_input;
 mod browser;
 mod connections;
+mod custody;
 mod identity;
 mod imports;
 mod pages;

@@ -878,3 +878,142 @@ fn new_key(body: &str) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+/// Partner-supplied files opened by link in a real browser, signed in: an HTML and an SVG file
+/// are downloads, not pages of the gateway's origin, and a JS file loaded by a gateway page
+/// (as an injected `<script src>` would) does not run. Each would set a mark in the origin's
+/// `localStorage` if it ran there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_files_opened_by_link_run_no_script_on_the_gateways_origin() {
+    use taxbridge_testkit::browser::{browser, driver, fantoccini::Locator};
+    let Some(driver) = driver() else { return };
+    let Some(app) = TestApp::spawn(taxbridge_testkit::Database::Sqlite).await else {
+        return;
+    };
+    let (slug, email, token, connection, _) =
+        firm_with_an_import(&app, "filefirm", "File CPA").await;
+    let job = crate::imports::new_job(&app, &token, &connection).await;
+    let work = crate::imports::call(
+        &app,
+        &token,
+        crate::imports::CREATE_WORKS,
+        json!({ "connectionJobId": job, "inputs": crate::imports::works(&["client-9"]) }),
+    )
+    .await
+    .assert_ok()["createJobWorks"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let files = [
+        ("page.html", "text/html", "<html><body><script>localStorage.setItem('ran', 'html')</script>hello</body></html>"),
+        ("pic.svg", "image/svg+xml", "<svg xmlns=\"http://www.w3.org/2000/svg\"><script>localStorage.setItem('ran', 'svg')</script></svg>"),
+        ("tool.js", "text/javascript", "localStorage.setItem('ran', 'js')"),
+    ];
+    let inputs: Vec<serde_json::Value> = files
+        .iter()
+        .map(|(name, _, _)| json!({ "name": name, "type": "document", "externalId": name }))
+        .collect();
+    let created = crate::imports::call(
+        &app,
+        &token,
+        crate::imports::CREATE_ARTIFACTS,
+        json!({ "jobWorkId": work, "inputs": inputs }),
+    )
+    .await;
+    let ids: Vec<String> = created.assert_ok()["createJobWorkArtifacts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["artifactId"].as_str().map(str::to_owned))
+        .collect();
+    for (id, (_, kind, body)) in ids.iter().zip(files) {
+        let put = app
+            .http
+            .put(format!("{}/uploads/artifacts/{id}", app.base))
+            .bearer_auth(&token)
+            .header("content-type", kind)
+            .body(body)
+            .send()
+            .await
+            .expect("put");
+        assert!(put.status().is_success(), "{}", put.status());
+    }
+    // Signed in as a person would: the email, then the mailed code.
+    let client = browser(&driver).await;
+    client
+        .goto(&format!("{}/sign-in", app.base))
+        .await
+        .expect("open the gateway");
+    let type_into = |css: &'static str, text: String| {
+        let client = &client;
+        async move {
+            let field = client
+                .wait()
+                .at_most(std::time::Duration::from_secs(10))
+                .for_element(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("no {css}: {e}"));
+            field.send_keys(&text).await.expect("type");
+        }
+    };
+    let before = mails_to(&app, &email);
+    type_into("#email", email.clone()).await;
+    client
+        .find(Locator::Css("form[action='/sign-in'] button"))
+        .await
+        .expect("send button")
+        .click()
+        .await
+        .expect("send");
+    let code = mailed_after(&app, &email, before).await;
+    type_into("#code", code).await;
+    client
+        .find(Locator::Css("form[action='/sign-in/code'] button"))
+        .await
+        .expect("code button")
+        .click()
+        .await
+        .expect("sign in");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let dashboard = format!("{}/w/{slug}", app.base);
+    let ran = || async {
+        client
+            .execute("return localStorage.getItem('ran');", vec![])
+            .await
+            .expect("read the mark")
+    };
+    client.goto(&dashboard).await.expect("dashboard");
+    assert_eq!(ran().await, serde_json::Value::Null);
+    // What a link in a mail does: open the file's URL in the browser.
+    for id in &ids[..2] {
+        let opened = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            client.goto(&format!("{}/files/artifacts/{id}", app.base)),
+        )
+        .await;
+        assert!(opened.is_ok(), "the browser hung on {id}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        client.goto(&dashboard).await.expect("dashboard");
+        assert_eq!(ran().await, serde_json::Value::Null, "{id} ran");
+    }
+    // A gateway page that loads the JS file as a script (what `script-src 'self'` allowed).
+    client
+        .execute(
+            "const s = document.createElement('script'); s.src = arguments[0]; document.body.appendChild(s);",
+            vec![json!(format!("/files/artifacts/{}", ids[2]))],
+        )
+        .await
+        .expect("inject");
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(ran().await, serde_json::Value::Null, "the JS file ran");
+    // The page itself is still the signed-in dashboard: the session was there all along.
+    let title: serde_json::Value = client
+        .execute("return document.body.innerText;", vec![])
+        .await
+        .expect("text");
+    assert!(
+        title.as_str().is_some_and(|t| t.contains("File CPA")),
+        "{title}"
+    );
+    let _ = client.close().await;
+}

@@ -18,6 +18,9 @@ use crate::{
 
 /// The most items one pull may ask for (`options.limit`).
 pub const MAX_PULL_LIMIT: u64 = 500;
+/// The page a platform answers without a `limit` (partner protocol v1), and so the most items
+/// a pull without one keeps: what the cost check prices it at.
+pub const DEFAULT_PULL_LIMIT: u64 = 50;
 /// Bounds on an `options` object, so that it always makes a modest URL.
 const MAX_OPTIONS: usize = 20;
 const MAX_KEY_CHARS: usize = 64;
@@ -33,8 +36,9 @@ pub struct PullQuery {
     pub id: Option<String>,
     /// The rest, as query parameters in the order given.
     pub params: Vec<(String, String)>,
-    /// The most items kept from the platform's list: `options.limit`, or [`MAX_PULL_LIMIT`].
-    /// A platform that sends more is cut off there, whatever it was asked.
+    /// The most items kept from the platform's list: `options.limit`, or
+    /// [`DEFAULT_PULL_LIMIT`]. A platform that sends more is cut off there, whatever it was
+    /// asked.
     pub limit: usize,
 }
 
@@ -43,7 +47,7 @@ impl Default for PullQuery {
         Self {
             id: None,
             params: Vec::new(),
-            limit: MAX_PULL_LIMIT as usize,
+            limit: DEFAULT_PULL_LIMIT as usize,
         }
     }
 }
@@ -318,12 +322,18 @@ mod tests {
         assert_eq!(query.id.as_deref(), Some("7"));
         assert_eq!(query.limit, 500);
         assert_eq!(
+            PullQuery::parse(Some(&json!({"type": "x"})), true)
+                .expect("valid")
+                .limit,
+            50
+        );
+        assert_eq!(
             PullQuery::parse(Some(&json!({"limit": 3})), true)
                 .expect("valid")
                 .limit,
             3
         );
-        assert_eq!(PullQuery::parse(None, true).expect("none").limit, 500);
+        assert_eq!(PullQuery::parse(None, true).expect("none").limit, 50);
         assert_eq!(
             query.params,
             vec![

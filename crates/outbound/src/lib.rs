@@ -188,6 +188,16 @@ pub struct Egress {
     settings: Arc<EgressSettings>,
 }
 
+/// The environment variables a proxy is usually named in; no outbound client reads them.
+pub const PROXY_VARIABLES: [&str; 6] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+];
+
 /// Redirects one call follows at most.
 const MAX_REDIRECTS: usize = 5;
 

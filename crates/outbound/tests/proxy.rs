@@ -11,14 +11,7 @@ use tokio::net::TcpListener;
 async fn proxy_variables_from_the_environment_are_ignored() {
     let proxy = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let proxy_url = format!("http://{}", proxy.local_addr().expect("addr"));
-    for name in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ] {
+    for name in taxbridge_outbound::PROXY_VARIABLES {
         std::env::set_var(name, &proxy_url);
     }
     std::env::remove_var("NO_PROXY");

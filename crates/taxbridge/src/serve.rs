@@ -321,17 +321,10 @@ fn egress(settings: &Settings) -> anyhow::Result<Egress> {
         .map_err(|why| anyhow::anyhow!("egress.allow_cidrs: {why}"))?;
     // Outbound clients never use a proxy from the environment (a proxy would resolve names
     // out of the egress policy's sight): say so, so an operator who set one is not surprised.
-    let proxies: Vec<&str> = [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ]
-    .into_iter()
-    .filter(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
-    .collect();
+    let proxies: Vec<&str> = taxbridge_outbound::PROXY_VARIABLES
+        .into_iter()
+        .filter(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+        .collect();
     if !proxies.is_empty() {
         tracing::warn!(
             variables = proxies.join(", "),

@@ -7,7 +7,7 @@
 
 use crate::{
     connections::{collect, partner_with_workspace, start, started},
-    imports::{call, new_job, works, CANCEL, CREATE_ARTIFACTS, CREATE_WORKS},
+    imports::{call, job_and_work, CANCEL, CREATE_ARTIFACTS},
     support::{Gql, TestApp},
 };
 use serde_json::{json, Value};
@@ -357,18 +357,7 @@ async fn credentialed_calls_end_at_a_redirect_to_another_origin(app: TestApp) {
             json!({ "apiKey": KEY, "securityToken": TOKEN, "baseUrl": dl_base }),
         )
         .await;
-    let job = new_job(&app, &token, &dl).await;
-    let work = call(
-        &app,
-        &token,
-        CREATE_WORKS,
-        json!({ "connectionJobId": job, "inputs": works(&["c-1"]) }),
-    )
-    .await
-    .assert_ok()["createJobWorks"][0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let (_, work) = job_and_work(&app, &token, &dl, "c-1").await;
     let artifact = call(
         &app,
         &token,
@@ -463,8 +452,21 @@ async fn platform_lists_are_cut_at_the_limit_and_share_a_byte_budget(app: TestAp
         page.assert_ok()["me"]["workspaces"][0]["connections"][0]["clients"]
             .as_array()
             .map(Vec::len),
-        Some(500),
-        "without a limit, the most one pull may ask for"
+        Some(50),
+        "without a limit, the protocol's default page (what the cost check priced)"
+    );
+    let most = app
+        .graphql(
+            pull("clients(options: {limit: 500}) { id }"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        most.assert_ok()["me"]["workspaces"][0]["connections"][0]["clients"]
+            .as_array()
+            .map(Vec::len),
+        Some(500)
     );
 
     // 400 clients' files at ~50 KB each: past the request's 16 MiB the pulls stop.
@@ -530,18 +532,7 @@ async fn stored_files_are_served_as_downloads_never_pages(app: TestApp) {
             json!({ "apiKey": KEY, "baseUrl": files.base }),
         )
         .await;
-    let job = new_job(&app, &token, &connection).await;
-    let work = call(
-        &app,
-        &token,
-        CREATE_WORKS,
-        json!({ "connectionJobId": job, "inputs": works(&["c-1"]) }),
-    )
-    .await
-    .assert_ok()["createJobWorks"][0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let (_, work) = job_and_work(&app, &token, &connection, "c-1").await;
     let inputs: Vec<Value> = [("pic.svg", "pic"), ("page.html", "page"), ("return.pdf", "return")]
         .iter()
         .map(|(file, name)| json!({ "name": format!("{name} \"2024\"/é"), "type": "document", "externalId": name, "url": format!("{}/{file}", files.base) }))
@@ -620,18 +611,7 @@ async fn the_gateways_metadata_keys_are_refused(app: TestApp) {
     let connection = app
         .active_connection_with(&token, &partner.1, json!({ "apiKey": KEY }))
         .await;
-    let job = new_job(&app, &token, &connection).await;
-    let work = call(
-        &app,
-        &token,
-        CREATE_WORKS,
-        json!({ "connectionJobId": job, "inputs": works(&["c-1"]) }),
-    )
-    .await
-    .assert_ok()["createJobWorks"][0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let (_, work) = job_and_work(&app, &token, &connection, "c-1").await;
     for key in ["error", "size", "sha256", "mimeType"] {
         let refused = call(
             &app,
@@ -721,18 +701,7 @@ async fn one_workspaces_slow_files_neither_stall_another_nor_outlive_a_cancel(ap
         .active_connection_with(&token, &slow_ws, inputs.clone())
         .await;
     let fast = app.active_connection_with(&token, &fast_ws, inputs).await;
-    let slow_job = new_job(&app, &token, &slow).await;
-    let work = call(
-        &app,
-        &token,
-        CREATE_WORKS,
-        json!({ "connectionJobId": slow_job, "inputs": works(&["c-1"]) }),
-    )
-    .await
-    .assert_ok()["createJobWorks"][0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let (slow_job, work) = job_and_work(&app, &token, &slow, "c-1").await;
     let drip_inputs: Vec<Value> = (0..8)
         .map(|n| json!({ "name": format!("slow {n}"), "type": "document", "externalId": format!("slow-{n}"), "url": format!("{}/drip/{n}", files.base) }))
         .collect();
@@ -753,18 +722,7 @@ async fn one_workspaces_slow_files_neither_stall_another_nor_outlive_a_cancel(ap
     assert_eq!(drips.most.load(Ordering::SeqCst), 2);
 
     // Another workspace's small file is not kept waiting behind them.
-    let fast_job = new_job(&app, &token, &fast).await;
-    let fast_work = call(
-        &app,
-        &token,
-        CREATE_WORKS,
-        json!({ "connectionJobId": fast_job, "inputs": works(&["c-2"]) }),
-    )
-    .await
-    .assert_ok()["createJobWorks"][0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let (_, fast_work) = job_and_work(&app, &token, &fast, "c-2").await;
     let queued = Instant::now();
     let artifact = call(
         &app,

@@ -718,18 +718,19 @@ async fn job_with_a_work(app: &TestApp) -> (String, String, String) {
     (token, job, work)
 }
 
-/// A new job on `connection` with one work: (job id, job work id).
-pub(crate) async fn job_with_a_work_on(
+/// A new job on `connection` with one work of this external id: (job id, job work id).
+pub(crate) async fn job_and_work(
     app: &TestApp,
     token: &str,
     connection: &str,
+    external_id: &str,
 ) -> (String, String) {
     let job = new_job(app, token, connection).await;
     let work = call(
         app,
         token,
         CREATE_WORKS,
-        json!({ "connectionJobId": job, "inputs": works(&["client-1"]) }),
+        json!({ "connectionJobId": job, "inputs": works(&[external_id]) }),
     )
     .await
     .assert_ok()["createJobWorks"][0]["id"]
@@ -737,6 +738,15 @@ pub(crate) async fn job_with_a_work_on(
         .unwrap_or_default()
         .to_owned();
     (job, work)
+}
+
+/// A new job on `connection` with one work: (job id, job work id).
+pub(crate) async fn job_with_a_work_on(
+    app: &TestApp,
+    token: &str,
+    connection: &str,
+) -> (String, String) {
+    job_and_work(app, token, connection, "client-1").await
 }
 
 async fn uploads_over_the_cap_are_refused_and_keep_nothing(app: TestApp) {

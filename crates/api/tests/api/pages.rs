@@ -892,18 +892,7 @@ async fn stored_files_opened_by_link_run_no_script_on_the_gateways_origin() {
     };
     let (slug, email, token, connection, _) =
         firm_with_an_import(&app, "filefirm", "File CPA").await;
-    let job = crate::imports::new_job(&app, &token, &connection).await;
-    let work = crate::imports::call(
-        &app,
-        &token,
-        crate::imports::CREATE_WORKS,
-        json!({ "connectionJobId": job, "inputs": crate::imports::works(&["client-9"]) }),
-    )
-    .await
-    .assert_ok()["createJobWorks"][0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let (_, work) = crate::imports::job_and_work(&app, &token, &connection, "client-9").await;
     let files = [
         ("page.html", "text/html", "<html><body><script>localStorage.setItem('ran', 'html')</script>hello</body></html>"),
         ("pic.svg", "image/svg+xml", "<svg xmlns=\"http://www.w3.org/2000/svg\"><script>localStorage.setItem('ran', 'svg')</script></svg>"),

@@ -709,6 +709,45 @@ async fn connecting_tax_software_checks_the_form_and_keeps_secrets_out_of_the_pa
     let dashboard = browser.get(&format!("/w/{slug}")).await;
     assert!(dashboard.body.contains("Drake Tax") && dashboard.body.contains("reconnect"));
     assert!(!dashboard.body.contains(secret));
+
+    // Trying again at another address with the secret left blank would send the stored one
+    // there: refused, naming the field to enter again, and nothing stored changes.
+    let retried: &'static str = Box::leak(
+        failed
+            .body
+            .split("name=\"connection_id\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_owned()
+            .into_boxed_str(),
+    );
+    assert!(retried.starts_with("con_"), "{}", failed.body);
+    let elsewhere = browser
+        .post(
+            &path,
+            &[
+                ("provider", "drake"),
+                ("csrf_token", csrf),
+                ("connection_id", retried),
+                ("baseUrl", "http://127.0.0.1:10"),
+                ("apiKey", ""),
+            ],
+        )
+        .await;
+    assert_eq!(elsewhere.status, 422, "{}", elsewhere.body);
+    assert!(elsewhere.body.contains("apiKey"), "{}", elsewhere.body);
+    {
+        use taxbridge_domain::{connections::ConnectionStore, ids::ConnectionId};
+        let stored = app
+            .store
+            .connection_by_id(&ConnectionId::from_string(retried.to_owned()))
+            .await
+            .expect("read")
+            .expect("row");
+        assert_eq!(stored.settings["baseUrl"], "http://127.0.0.1:9");
+        assert!(stored.credentials.is_some());
+    }
 }
 
 async fn developer_settings_show_a_key_once_and_revoke_only_the_users_own(app: TestApp) {

@@ -41,7 +41,7 @@ run() {
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
-echo "Load: $(nproc) cores; worker concurrency 8 (the default)"
+echo "Load: $(nproc) cores; worker concurrency 16 (the default; one workspace takes at most 8)"
 run SQLite "" --big
 [ -n "${SQLITE_ONLY:-}" ] && exit 0
 eval "$(scripts/test-postgres.sh start)"

@@ -81,6 +81,10 @@ pub struct Share {
     pub per_workspace: usize,
     /// The tasks this worker is running now, by workspace.
     pub held: std::collections::HashMap<String, usize>,
+    /// Whether a claim that finds only full workspaces' tasks among the oldest due ones may
+    /// look past them for other workspaces' tasks: a walk of the queue, so the worker allows
+    /// it about once a second rather than at every wake-up.
+    pub look_past_full: bool,
 }
 
 impl Share {
@@ -205,6 +209,7 @@ mod tests {
         let share = Share {
             per_workspace: 2,
             held: [("a".to_owned(), 1)].into_iter().collect(),
+            look_past_full: true,
         };
         let waiting = due(&[
             ("a1", "a"),
@@ -222,6 +227,7 @@ mod tests {
         let full = Share {
             per_workspace: 2,
             held: [("a".to_owned(), 2)].into_iter().collect(),
+            look_past_full: true,
         };
         assert_eq!(full.full(), ["a"]);
         assert_eq!(full.pick(&waiting, 10), ["b1", "c1", "b2"]);

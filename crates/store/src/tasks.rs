@@ -2,8 +2,10 @@
 //!
 //! A task is due when `run_after` has passed. A claim sets `lease_owner` and moves
 //! `run_after` to the lease's end, so a claimed task is not due again until its lease lapses
-//! (a dead claimant simply stops renewing). PostgreSQL claimants skip rows another claimant
-//! is locking (`FOR UPDATE SKIP LOCKED`); SQLite has one writer, so a claim is atomic anyway.
+//! (a dead claimant simply stops renewing). A claim reads the oldest due tasks, picks among
+//! them by workspace ([`Share`]), and updates only those; PostgreSQL claimants skip rows
+//! another claimant is locking (`FOR UPDATE SKIP LOCKED`); SQLite has one writer, so a claim
+//! is atomic anyway.
 
 use crate::{
     db::{Arg, Tx},
@@ -72,9 +74,43 @@ impl FromColumns for Due {
     }
 }
 
+/// The oldest due tasks of `kinds` (id, workspace), at most `limit`, leaving out `skip`'s
+/// workspaces.
+async fn due_tasks(
+    tx: &mut Tx,
+    kinds: &[TaskKind],
+    now: Timestamp,
+    skip: &[&str],
+    limit: u32,
+) -> StoreResult<Vec<(String, String)>> {
+    let mut args: Vec<Arg<'_>> = vec![now.as_millis().into()];
+    let mut kind_marks = Vec::new();
+    for kind in kinds {
+        args.push(kind.as_str().into());
+        kind_marks.push(format!("${}", args.len()));
+    }
+    let mut skip_marks = Vec::new();
+    for workspace in skip {
+        args.push((*workspace).into());
+        skip_marks.push(format!("${}", args.len()));
+    }
+    let kind_marks = kind_marks.join(", ");
+    let not_full = if skip_marks.is_empty() {
+        String::new()
+    } else {
+        format!(" AND workspace_id NOT IN ({})", skip_marks.join(", "))
+    };
+    let sql = format!(
+        "SELECT id, workspace_id FROM tasks WHERE run_after <= $1 AND kind IN ({kind_marks}){not_full} \
+         ORDER BY run_after, id LIMIT {limit}"
+    );
+    let due: Vec<Due> = tx.fetch(&sql, &args).await?;
+    Ok(due.into_iter().map(|Due(id, w)| (id, w)).collect())
+}
+
 /// Due tasks a claim looks at, per task it may claim: enough for every waiting workspace's
 /// turn in the common case, few enough that a claim reads a page, not the queue.
-const CANDIDATES_PER_CLAIM: u32 = 8;
+const CANDIDATES_PER_CLAIM: u32 = 4;
 
 struct KindCount(String, i64);
 
@@ -98,48 +134,29 @@ impl TaskStore for Store {
         if kinds.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        // 1. The oldest due tasks of the workspaces with room, locked on PostgreSQL (rows another
-        //    claimant locks are skipped).
-        let full = share.full();
-        let mut args: Vec<Arg<'_>> = vec![now.as_millis().into()];
-        let kind_marks: Vec<String> = kinds
-            .iter()
-            .map(|kind| {
-                args.push(kind.as_str().into());
-                format!("${}", args.len())
-            })
-            .collect();
-        let full_marks: Vec<String> = full
-            .iter()
-            .map(|workspace| {
-                args.push((*workspace).into());
-                format!("${}", args.len())
-            })
-            .collect();
-        let not_full = if full_marks.is_empty() {
-            String::new()
-        } else {
-            format!(" AND workspace_id NOT IN ({})", full_marks.join(", "))
-        };
-        let lock = match self.db.backend() {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let candidates = limit.saturating_mul(CANDIDATES_PER_CLAIM).max(32);
-        let select = format!(
-            "SELECT id, workspace_id FROM tasks WHERE run_after <= $1 AND kind IN ({}){not_full} \
-             ORDER BY run_after, id LIMIT {candidates}{lock}",
-            kind_marks.join(", ")
-        );
+        // 1. The oldest due tasks, read without locking them (locking every candidate cost
+        //    PostgreSQL a row lock, and its WAL, per row read, per claim), and turns among their
+        //    workspaces, each within its share.
+        let candidates = limit.saturating_mul(CANDIDATES_PER_CLAIM).max(16);
         let mut tx = self.db.begin().await?;
-        let due: Vec<Due> = tx.fetch(&select, &args).await?;
-        // 2. Turns among their workspaces, each within its share.
-        let due: Vec<(String, String)> = due.into_iter().map(|Due(id, w)| (id, w)).collect();
-        let picked = share.pick(&due, limit as usize);
+        let due = due_tasks(&mut tx, kinds, now, &[], candidates).await?;
+        let mut picked = share.pick(&due, limit as usize);
+        // 2. All of them belong to workspaces with no room: look past those for others' tasks.
+        let full = share.full();
+        if picked.is_empty()
+            && share.look_past_full
+            && !full.is_empty()
+            && due.len() == candidates as usize
+        {
+            let others = due_tasks(&mut tx, kinds, now, &full, candidates).await?;
+            picked = share.pick(&others, limit as usize);
+        }
         if picked.is_empty() {
             return Ok(Vec::new());
         }
-        // 3. Claim them; `run_after` is checked again, so a row claimed meanwhile is left.
+        // 3. Claim them, skipping (on PostgreSQL) rows another claimant holds right now; the
+        //    `run_after` condition is checked again on the row as it is when updated, so a task
+        //    another node claimed between the read and the update is left to it.
         let mut args: Vec<Arg<'_>> = vec![
             owner.0.as_str().into(),
             until.as_millis().into(),
@@ -152,9 +169,14 @@ impl TaskStore for Store {
                 format!("${}", args.len())
             })
             .collect();
+        let lock = match self.db.backend() {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
         let update = format!(
             "UPDATE tasks SET lease_owner = $1, run_after = $2, attempts = attempts + 1 \
-             WHERE id IN ({}) AND run_after <= $3 \
+             WHERE id IN (SELECT id FROM tasks WHERE id IN ({}) AND run_after <= $3{lock}) \
+             AND run_after <= $3 \
              RETURNING id, kind, subject, attempts, workspace_id",
             id_marks.join(", ")
         );

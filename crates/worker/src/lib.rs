@@ -28,6 +28,10 @@ use taxbridge_domain::{
 };
 use tokio::{sync::Notify, task::JoinSet};
 
+/// How often a claim may walk the queue past the tasks of workspaces that have no room, to find
+/// another workspace's: how long, at most, such a task waits behind a flood.
+const LOOK_PAST_EVERY: Duration = Duration::from_secs(1);
+
 /// Claims after which a task that keeps being interrupted (its worker killed each time) is
 /// recorded as failed rather than tried again.
 pub const MAX_CLAIMS: u32 = 10;
@@ -106,7 +110,9 @@ impl Worker {
         let mut share = Share {
             per_workspace: (concurrency / 2).max(1),
             held: HashMap::new(),
+            look_past_full: true,
         };
+        let mut looked_past = std::time::Instant::now();
         let ended = |share: &mut Share, joined: Option<Result<String, tokio::task::JoinError>>| {
             if let Some(Ok(workspace)) = joined {
                 if let Some(held) = share.held.get_mut(&workspace) {
@@ -125,6 +131,11 @@ impl Worker {
             }
             let free = concurrency.saturating_sub(running.len());
             let mut claimed = 0;
+            // Walking the queue past full workspaces' tasks: about once a second at most.
+            share.look_past_full = looked_past.elapsed() >= LOOK_PAST_EVERY;
+            if share.look_past_full {
+                looked_past = std::time::Instant::now();
+            }
             if free > 0 {
                 let now = Timestamp::now();
                 let until = Timestamp::from_millis(now.as_millis() + lease.as_millis() as i64);

@@ -108,10 +108,6 @@ async fn due_tasks(
     Ok(due.into_iter().map(|Due(id, w)| (id, w)).collect())
 }
 
-/// Due tasks a claim looks at, per task it may claim: enough for every waiting workspace's
-/// turn in the common case, few enough that a claim reads a page, not the queue.
-const CANDIDATES_PER_CLAIM: u32 = 4;
-
 struct KindCount(String, i64);
 
 impl FromColumns for KindCount {
@@ -134,10 +130,11 @@ impl TaskStore for Store {
         if kinds.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        // 1. The oldest due tasks, read without locking them (locking every candidate cost
-        //    PostgreSQL a row lock, and its WAL, per row read, per claim), and turns among their
-        //    workspaces, each within its share.
-        let candidates = limit.saturating_mul(CANDIDATES_PER_CLAIM).max(16);
+        // 1. As many of the oldest due tasks as the claim may take, read without locking them
+        //    (locking every candidate cost PostgreSQL a row lock, and its WAL, per row read, per
+        //    claim), and turns among their workspaces, each within its share. Tasks of other
+        //    workspaces further back are found by step 2 once the first ones have no room.
+        let candidates = limit;
         let mut tx = self.db.begin().await?;
         let due = due_tasks(&mut tx, kinds, now, &[], candidates).await?;
         let mut picked = share.pick(&due, limit as usize);

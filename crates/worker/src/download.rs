@@ -47,7 +47,7 @@ impl Default for DownloadSettings {
 }
 
 /// How often a running download checks that its artifact still waits for it.
-const WATCH_EVERY: Duration = Duration::from_secs(1);
+const WATCH_EVERY: Duration = Duration::from_millis(500);
 
 pub struct Download {
     imports: Arc<dyn ImportStore>,
@@ -353,7 +353,7 @@ impl Handler for Download {
         };
         let downloading = self.download(&artifact, &url, access.as_ref());
         // A cancelled job's artifacts are `terminated` (and their tasks gone): the download
-        // watches for that and stops within a second, on whichever node runs it.
+        // watches for that and stops within half a second, on whichever node runs it.
         let watching = async {
             loop {
                 tokio::time::sleep(WATCH_EVERY).await;

@@ -17,6 +17,7 @@ taxbridge_testkit::per_database!(
     dashboards_and_works_show_only_the_firms_own_and_download_with_the_session,
     connecting_tax_software_checks_the_form_and_keeps_secrets_out_of_the_page,
     developer_settings_show_a_key_once_and_revoke_only_the_users_own,
+    a_work_page_shows_an_error_only_for_a_document_in_error,
 );
 
 mod limits {
@@ -1044,4 +1045,63 @@ async fn stored_files_opened_by_link_run_no_script_on_the_gateways_origin() {
         "{title}"
     );
     let _ = client.close().await;
+}
+
+/// A document's `metadata.error` is the gateway's word only for a document in `error`: one
+/// stored before callers were refused that key (written here straight to the store) shows no
+/// error while it waits, and a failed one shows its own.
+async fn a_work_page_shows_an_error_only_for_a_document_in_error(app: TestApp) {
+    use taxbridge_domain::{
+        ids::{ArtifactId, JobArtifactId},
+        imports::{ArtifactStatus, ImportStore},
+    };
+    let (slug, email, _, _, artifact) = firm_with_an_import(&app, "errfirm", "Error CPA").await;
+    let stored = app
+        .store
+        .artifact_by_id(&ArtifactId::from_string(artifact))
+        .await
+        .expect("read")
+        .expect("artifact");
+    let like = |external: &str, status: ArtifactStatus, message: &str| {
+        let mut copy = stored.clone();
+        copy.id = JobArtifactId::generate();
+        copy.artifact_id = ArtifactId::generate();
+        copy.external_id = external.to_owned();
+        copy.name = format!("{external} scan");
+        copy.status = status;
+        copy.stored = None;
+        copy.metadata = serde_json::Map::from_iter([(
+            "error".to_owned(),
+            json!({ "code": "HTTP_ERROR", "message": message }),
+        )]);
+        copy
+    };
+    let waiting = like(
+        "spoofed",
+        ArtifactStatus::Initial,
+        "Spoofed: the gateway lost this file",
+    );
+    let failed = like(
+        "failed",
+        ArtifactStatus::Error,
+        "the file's server answered HTTP 404",
+    );
+    app.store
+        .insert_artifacts(&stored.job_id, &[waiting, failed], &[])
+        .await
+        .expect("insert");
+    let (mut browser, _) = signed_in(&app, &email).await;
+    let page = browser
+        .get(&format!("/w/{slug}/works/{}", stored.work_id))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("spoofed scan"), "{}", page.body);
+    assert!(!page.body.contains("Spoofed"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("the file&#39;s server answered HTTP 404")
+            || page.body.contains("the file's server answered HTTP 404"),
+        "{}",
+        page.body
+    );
 }

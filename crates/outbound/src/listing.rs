@@ -3,9 +3,9 @@
 //! read to the request's [`PullBudget`]; a single object (a client, a verify answer) is read
 //! whole within the answer cap and parsed straight into the fields the protocol names.
 //!
-//! serde_json parses from a blocking reader, fed chunk by chunk from the response on a
-//! blocking thread: a visitor keeps the items and ends the parse once it has enough, which
-//! drops the channel and so ends the download. Why not a streaming JSON crate: serde_json
+//! serde_json parses from a blocking reader on a blocking thread, which asks for each chunk
+//! of the response as it needs it: a visitor keeps the items and ends the parse once it has
+//! enough, which drops the reader and so ends the download. Why not a streaming JSON crate: serde_json
 //! already does the parsing, and the visitor that cuts the list is a page of serde.
 
 use crate::EgressError;
@@ -183,12 +183,17 @@ pub async fn read_list<T: Item>(
     cap: usize,
     budget: &PullBudget,
 ) -> Result<Vec<T>, PlatformFailure> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
+    // The parser asks for each chunk (`want`), and only then is one read from the network: a
+    // list cut at its limit has read at most the chunk it was cut in.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let (want, mut wanted) = tokio::sync::mpsc::channel::<()>(1);
     let parser = tokio::task::spawn_blocking(move || {
         parse_list::<T>(
             ChannelReader {
                 rx,
+                want,
                 current: Bytes::new(),
+                ended: false,
             },
             key,
             limit,
@@ -197,13 +202,12 @@ pub async fn read_list<T: Item>(
     let mut stream = std::pin::pin!(opened.into_stream());
     let mut read = 0usize;
     let mut failure = None;
-    while let Some(chunk) = stream.next().await {
-        if tx.is_closed() {
-            break; // the parser has what it needs
-        }
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(err) => {
+    // Ends when the parser is done (it drops its side) or the answer is.
+    while wanted.recv().await.is_some() {
+        let chunk = match stream.next().await {
+            None => break,
+            Some(Ok(chunk)) => chunk,
+            Some(Err(err)) => {
                 failure = Some(body_failure(err));
                 break;
             }
@@ -221,7 +225,7 @@ pub async fn read_list<T: Item>(
             break;
         }
     }
-    drop(tx);
+    drop((tx, wanted));
     let parsed = parser
         .await
         .map_err(|_| PlatformFailure::BadAnswer("it could not be read".into()))?;
@@ -268,18 +272,27 @@ pub async fn read_one<T: DeserializeOwned>(
     })
 }
 
-/// The chunks a response sends, as a blocking reader for serde_json.
+/// The chunks a response sends, as a blocking reader for serde_json: it asks for the next
+/// chunk only once it has used the last.
 struct ChannelReader {
     rx: tokio::sync::mpsc::Receiver<Bytes>,
+    want: tokio::sync::mpsc::Sender<()>,
     current: Bytes,
+    ended: bool,
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
+            if self.ended || self.want.blocking_send(()).is_err() {
+                return Ok(0);
+            }
             match self.rx.blocking_recv() {
                 Some(chunk) => self.current = chunk,
-                None => return Ok(0),
+                None => {
+                    self.ended = true;
+                    return Ok(0);
+                }
             }
         }
         let n = buf.len().min(self.current.len());

@@ -3,9 +3,9 @@
 //! read to the request's [`PullBudget`]; a single object (a client, a verify answer) is read
 //! whole within the answer cap and parsed straight into the fields the protocol names.
 //!
-//! serde_json parses from a blocking reader on a blocking thread, which asks for each chunk
-//! of the response as it needs it: a visitor keeps the items and ends the parse once it has
-//! enough, which drops the reader and so ends the download. Why not a streaming JSON crate: serde_json
+//! serde_json parses from a blocking reader on a blocking thread, which asks for the next
+//! chunk of the response as it takes one: a visitor keeps the items and ends the parse once it
+//! has enough, which drops the reader and so ends the download. Why not a streaming JSON crate: serde_json
 //! already does the parsing, and the visitor that cuts the list is a page of serde.
 
 use crate::EgressError;
@@ -183,27 +183,29 @@ pub async fn read_list<T: Item>(
     cap: usize,
     budget: &PullBudget,
 ) -> Result<Vec<T>, PlatformFailure> {
-    // The parser asks for each chunk (`want`), and only then is one read from the network: a
-    // list cut at its limit has read at most the chunk it was cut in.
+    // The parser asks for the next chunk (`want`) as it takes one, so one is read from the
+    // network while it parses the last, and no more: a list cut at its limit has read at
+    // most one chunk past the one it was cut in.
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
     let (want, mut wanted) = tokio::sync::mpsc::channel::<()>(1);
     let parser = tokio::task::spawn_blocking(move || {
-        parse_list::<T>(
+        // serde_json reads a byte at a time; std reads those from a `BufReader`'s buffer
+        // without a call into the reader per byte.
+        let reader = std::io::BufReader::with_capacity(
+            READ_BUFFER_BYTES,
             ChannelReader {
                 rx,
                 want,
                 current: Bytes::new(),
                 ended: false,
             },
-            key,
-            limit,
-        )
+        );
+        parse_list::<T>(reader, key, limit)
     });
     let mut stream = std::pin::pin!(opened.into_stream());
     let mut read = 0usize;
     let mut failure = None;
-    // Ends when the parser is done (it drops its side) or the answer is.
-    while wanted.recv().await.is_some() {
+    loop {
         let chunk = match stream.next().await {
             None => break,
             Some(Ok(chunk)) => chunk,
@@ -221,7 +223,8 @@ pub async fn read_list<T: Item>(
             failure = Some(spent);
             break;
         }
-        if tx.send(chunk).await.is_err() {
+        // Ends when the parser is done: it drops its side.
+        if tx.send(chunk).await.is_err() || wanted.recv().await.is_none() {
             break;
         }
     }
@@ -272,8 +275,11 @@ pub async fn read_one<T: DeserializeOwned>(
     })
 }
 
-/// The chunks a response sends, as a blocking reader for serde_json: it asks for the next
-/// chunk only once it has used the last.
+/// What the parser takes from the chunks at a time.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
+/// The chunks a response sends, as a blocking reader for serde_json: taking a chunk asks for
+/// the next one.
 struct ChannelReader {
     rx: tokio::sync::mpsc::Receiver<Bytes>,
     want: tokio::sync::mpsc::Sender<()>,
@@ -284,11 +290,15 @@ struct ChannelReader {
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
-            if self.ended || self.want.blocking_send(()).is_err() {
+            if self.ended {
                 return Ok(0);
             }
             match self.rx.blocking_recv() {
-                Some(chunk) => self.current = chunk,
+                Some(chunk) => {
+                    self.current = chunk;
+                    // Full only if a request is already waiting: nothing more to ask.
+                    let _ = self.want.try_send(());
+                }
                 None => {
                     self.ended = true;
                     return Ok(0);

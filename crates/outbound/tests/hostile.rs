@@ -4,6 +4,7 @@
 //! `Location` is read against the URL that answered, and a body dripped below the floor rate is
 //! given up.
 
+mod common;
 use axum::{
     body::Body,
     extract::State,
@@ -12,6 +13,7 @@ use axum::{
     Router,
 };
 use bytes::Bytes;
+use common::Memory;
 use futures_util::StreamExt;
 use std::{
     sync::{
@@ -27,7 +29,7 @@ use taxbridge_domain::{
 };
 use taxbridge_outbound::{
     header,
-    tus::{Chunks, TusClient, TusError, TusUpload},
+    tus::{TusClient, TusError, TusUpload},
     Egress, EgressError, EgressSettings, MinRate, PartnerProtocol,
 };
 
@@ -257,16 +259,6 @@ async fn lists_are_cut_at_the_limit_and_charged_to_the_budget() {
         }
     }
     assert_eq!(spent, Some(PlatformFailure::OverBudget(1 << 20)));
-}
-
-struct Memory(Vec<u8>);
-
-#[async_trait::async_trait]
-impl Chunks for Memory {
-    async fn read(&self, offset: u64, len: usize) -> Result<Bytes, String> {
-        let start = offset as usize;
-        Ok(Bytes::copy_from_slice(&self.0[start..start + len]))
-    }
 }
 
 fn upload_to(endpoint: &str) -> TusUpload {

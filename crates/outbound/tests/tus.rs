@@ -2,7 +2,9 @@
 //! started by `scripts/test-tus.sh`), directly and through a fault-injecting proxy. Skipped
 //! when no server is named, except under CI (`CI` set), where that is a failure.
 
+mod common;
 use bytes::Bytes;
+use common::Memory;
 use sha2::Digest;
 use std::{
     sync::{
@@ -27,16 +29,6 @@ fn client() -> TusClient {
         })
         .expect("egress"),
     )
-}
-
-struct Memory(Vec<u8>);
-
-#[async_trait::async_trait]
-impl Chunks for Memory {
-    async fn read(&self, offset: u64, len: usize) -> Result<Bytes, String> {
-        let start = offset as usize;
-        Ok(Bytes::copy_from_slice(&self.0[start..start + len]))
-    }
 }
 
 fn file(len: usize) -> Vec<u8> {

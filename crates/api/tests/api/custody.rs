@@ -538,19 +538,7 @@ async fn stored_files_are_served_as_downloads_never_pages(app: TestApp) {
         .map(|(file, name)| json!({ "name": format!("{name} \"2024\"/é"), "type": "document", "externalId": name, "url": format!("{}/{file}", files.base) }))
         .chain(std::iter::once(json!({ "name": "script.js", "type": "document", "externalId": "js" })))
         .collect();
-    let created = call(
-        &app,
-        &token,
-        CREATE_ARTIFACTS,
-        json!({ "jobWorkId": work, "inputs": inputs }),
-    )
-    .await;
-    let ids: Vec<String> = created.assert_ok()["createJobWorkArtifacts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a["artifactId"].as_str().map(str::to_owned))
-        .collect();
+    let ids = crate::imports::create_artifacts(&app, &token, &work, json!(inputs)).await;
     assert_eq!(ids.len(), 4);
     let put = app
         .http

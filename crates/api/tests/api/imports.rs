@@ -718,6 +718,28 @@ async fn job_with_a_work(app: &TestApp) -> (String, String, String) {
     (token, job, work)
 }
 
+/// Adds artifacts (`inputs`) to a job work: their artifact ids, in order.
+pub(crate) async fn create_artifacts(
+    app: &TestApp,
+    token: &str,
+    work: &str,
+    inputs: Value,
+) -> Vec<String> {
+    let created = call(
+        app,
+        token,
+        CREATE_ARTIFACTS,
+        json!({ "jobWorkId": work, "inputs": inputs }),
+    )
+    .await;
+    created.assert_ok()["createJobWorkArtifacts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["artifactId"].as_str().map(str::to_owned))
+        .collect()
+}
+
 /// A new job on `connection` with one work of this external id: (job id, job work id).
 pub(crate) async fn job_and_work(
     app: &TestApp,

@@ -942,19 +942,7 @@ async fn stored_files_opened_by_link_run_no_script_on_the_gateways_origin() {
         .iter()
         .map(|(name, _, _)| json!({ "name": name, "type": "document", "externalId": name }))
         .collect();
-    let created = crate::imports::call(
-        &app,
-        &token,
-        crate::imports::CREATE_ARTIFACTS,
-        json!({ "jobWorkId": work, "inputs": inputs }),
-    )
-    .await;
-    let ids: Vec<String> = created.assert_ok()["createJobWorkArtifacts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a["artifactId"].as_str().map(str::to_owned))
-        .collect();
+    let ids = crate::imports::create_artifacts(&app, &token, &work, json!(inputs)).await;
     for (id, (_, kind, body)) in ids.iter().zip(files) {
         let put = app
             .http

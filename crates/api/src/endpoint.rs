@@ -16,10 +16,10 @@
 
 use crate::{
     cost,
-    documents::{count_tokens, ParsedQueries},
     error::{self, ErrorCode},
     graphql::{root_fields, QueryLimits, RequestContext},
-    http::{refuse, request_id, AppState},
+    ground::{refuse, request_id, AppState, HttpError},
+    query_documents::{count_tokens, ParsedQueries},
 };
 use async_graphql::{
     parser::types::{DocumentOperations, ExecutableDocument, OperationType},
@@ -39,30 +39,8 @@ use std::{
 };
 use taxbridge_domain::{time::Timestamp, usage::normalise_platform};
 
-/// A request refused before it became a GraphQL request: its status, code and message.
-struct Refused {
-    status: StatusCode,
-    code: ErrorCode,
-    message: String,
-    field: Option<&'static str>,
-}
-
-impl Refused {
-    fn new(status: StatusCode, code: ErrorCode, message: String) -> Self {
-        Self {
-            status,
-            code,
-            message,
-            field: None,
-        }
-    }
-}
-
-impl IntoResponse for Refused {
-    fn into_response(self) -> Response {
-        refuse(self.status, self.code, self.message, self.field)
-    }
-}
+/// A request refused before it became a GraphQL request: the gateway's one JSON refusal.
+type Refused = HttpError;
 
 /// What the answer is sent as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -306,14 +284,14 @@ async fn read_body<'a>(
 ) -> Result<(Vec<u8>, Option<LargeSlot<'a>>), Refused> {
     let mut limit = state.max_body_bytes;
     let too_large = |limit: usize| {
-        Refused {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        code: ErrorCode::BadUserInput,
-        message: format!(
-            "The request body is larger than the {limit}-byte limit; send less per request (only {UPLOAD_OPERATION} may send up to {UPLOAD_BODY_BYTES} bytes, with an access token and a Content-Length)."
-        ),
-        field: Some("body"),
-    }
+        Refused::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BadUserInput,
+            format!(
+                "The request body is larger than the {limit}-byte limit; send less per request (only {UPLOAD_OPERATION} may send up to {UPLOAD_BODY_BYTES} bytes, with an access token and a Content-Length)."
+            ),
+        )
+        .with_field("body")
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -321,7 +299,8 @@ async fn read_body<'a>(
         .and_then(|v| v.parse::<usize>().ok());
     let mut slot = None;
     if let Some(len) = declared.filter(|len| *len > limit) {
-        let Some(token) = bearer_token(headers).filter(|_| len <= UPLOAD_BODY_BYTES.max(limit))
+        let Some(token) =
+            crate::auth::bearer_token(headers).filter(|_| len <= UPLOAD_BODY_BYTES.max(limit))
         else {
             return Err(too_large(limit));
         };
@@ -333,7 +312,7 @@ async fn read_body<'a>(
                 return Err(Refused::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::InternalServerError,
-                    "The gateway could not check the access token; try again.".into(),
+                    "The gateway could not check the access token; try again.",
                 ));
             }
             Err(err) => {
@@ -371,7 +350,7 @@ async fn read_body<'a>(
                 return Err(Refused::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::RequestTimeout,
-                    "Too many large requests are being read; try again shortly.".into(),
+                    "Too many large requests are being read; try again shortly.",
                 ));
             }
         }
@@ -499,7 +478,7 @@ async fn run(
     let platform = normalise_platform(headers.get("source-platform").and_then(|v| v.to_str().ok()));
     let context = Arc::new(RequestContext::new(
         id.clone(),
-        bearer_token(headers),
+        crate::auth::bearer_token(headers),
         client,
     ));
     let mut request = request.data(context.clone());
@@ -680,14 +659,6 @@ fn refused_before_execution(response: &async_graphql::Response) -> bool {
                 )
             })
         })
-}
-
-pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
 }
 
 #[cfg(test)]

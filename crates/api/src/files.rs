@@ -15,9 +15,9 @@
 //! an HTML, SVG or script artifact opened by link runs nothing here.
 
 use crate::{
-    endpoint::bearer_token,
+    auth::{Bearer, BearerOrSession},
     error::{ApiError, ErrorCode},
-    http::{refuse, AppState},
+    ground::{AppState, HttpError, RequestId},
 };
 use axum::{
     body::Body,
@@ -27,11 +27,9 @@ use axum::{
 };
 use futures_util::StreamExt;
 use std::{ops::Range, sync::Arc, time::Duration};
-use taxbridge_blobs::BlobError;
 use taxbridge_domain::{
-    identity::Caller,
-    imports::{ArtifactOutcome, ArtifactStatus, StoredBytes},
-    time::Timestamp,
+    blobs::BlobWriteError,
+    imports::{ArtifactStatus, ReceiveError},
 };
 
 /// The document types served as what they are; anything else (HTML, SVG, scripts, XML, …) is
@@ -109,49 +107,6 @@ pub fn attachment(name: &str) -> String {
 /// An upload that sends no byte for this long is cut off.
 const UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn error_response(err: ApiError) -> Response {
-    let code = err.code();
-    let (status, message) = match err {
-        ApiError::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, m),
-        ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
-        ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
-        ApiError::BadUserInput { message, .. } => (StatusCode::BAD_REQUEST, message),
-        ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
-        ApiError::RateLimited {
-            retry_after_seconds,
-        } => (
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("Too many requests; try again in {retry_after_seconds} s."),
-        ),
-        ApiError::Upstream(m) => (StatusCode::BAD_GATEWAY, m),
-        ApiError::Internal(cause) => {
-            tracing::error!(error = %cause, "file route failed");
-            return refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorCode::InternalServerError,
-                "The gateway could not serve this file; try again.".into(),
-                None,
-            );
-        }
-    };
-    let mut response = refuse(status, code, message, None);
-    if status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
-}
-
-async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let token = bearer_token(headers).ok_or_else(|| {
-        ApiError::Unauthenticated(
-            "Send the access token as `Authorization: Bearer <accessToken>`.".into(),
-        )
-    })?;
-    Ok(state.services.identity.authenticate(&token).await?)
-}
-
 /// Parses a single `bytes=` range against a blob of `size` bytes. `Ok(None)`: no (usable)
 /// range header, send it all; `Err(())`: unsatisfiable (416).
 fn parse_range(value: Option<&HeaderValue>, size: u64) -> Result<Option<Range<u64>>, ()> {
@@ -191,41 +146,33 @@ fn parse_range(value: Option<&HeaderValue>, size: u64) -> Result<Option<Range<u6
     Ok(Some(range))
 }
 
-/// `GET /files/artifacts/{artifactId}`.
+/// `GET /files/artifacts/{artifactId}`. A download link on the web pages carries the session
+/// cookie instead of a token; only this read takes it (an upload is a write, and needs the
+/// token).
 pub(crate) async fn download(
     State(state): State<Arc<AppState>>,
+    BearerOrSession(caller): BearerOrSession,
+    request_id: RequestId,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    let result = async {
-        // A download link on the web pages carries the session cookie instead of a token;
-        // only this read takes it (an upload is a write, and needs the token).
-        let caller = match bearer_token(&headers) {
-            None => match crate::web::signed_in(&state, &headers).await {
-                Some(session) => session.caller,
-                None => caller(&state, &headers).await?,
-            },
-            Some(_) => caller(&state, &headers).await?,
-        };
-        Ok::<_, ApiError>(state.services.imports.artifact(&caller, &id).await?)
-    }
-    .await;
-    let artifact = match result {
-        Ok(artifact) => artifact,
-        Err(err) => return error_response(err),
-    };
+) -> Result<Response, HttpError> {
+    let artifact = state
+        .services
+        .imports
+        .artifact(&caller, &id)
+        .await
+        .map_err(|err| HttpError::from_api(err.into(), &request_id))?;
     let stored = match (&artifact.status, &artifact.stored) {
         (ArtifactStatus::Success, Some(stored)) => stored.clone(),
         _ => {
-            return refuse(
+            return Err(HttpError::new(
                 StatusCode::NOT_FOUND,
                 ErrorCode::NotFound,
                 format!(
                     "This artifact has no stored file yet (its status is `{}`).",
                     artifact.status.as_str()
                 ),
-                None,
-            )
+            ))
         }
     };
     let etag = format!("\"{}\"", stored.sha256);
@@ -234,32 +181,22 @@ pub(crate) async fn download(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
     {
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
-    let range = match parse_range(headers.get(header::RANGE), stored.size) {
-        Ok(range) => range,
-        Err(()) => {
-            let mut response = refuse(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                ErrorCode::BadRequest,
-                format!("The range is outside the file's {} bytes.", stored.size),
-                None,
-            );
-            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{}", stored.size)) {
-                response.headers_mut().insert(header::CONTENT_RANGE, value);
-            }
-            return response;
-        }
-    };
-    let reading = match state
+    let range = parse_range(headers.get(header::RANGE), stored.size).map_err(|()| {
+        HttpError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            ErrorCode::BadRequest,
+            format!("The range is outside the file's {} bytes.", stored.size),
+        )
+        .with_header(header::CONTENT_RANGE, &format!("bytes */{}", stored.size))
+    })?;
+    let reading = state
         .services
         .blobs
         .read(&stored.blob_key, range.clone())
         .await
-    {
-        Ok(reading) => reading,
-        Err(err) => return error_response(ApiError::Internal(Arc::new(err))),
-    };
+        .map_err(|err| HttpError::from_api(ApiError::internal(err), &request_id))?;
     let status = if range.is_some() {
         StatusCode::PARTIAL_CONTENT
     } else {
@@ -299,62 +236,40 @@ pub(crate) async fn download(
             headers.insert(header::CONTENT_RANGE, value);
         }
     }
-    response
+    Ok(response)
 }
 
-/// `PUT /uploads/artifacts/{artifactId}`. Any refusal may leave the body unread, so every
-/// answer but success closes the connection.
+/// `PUT /uploads/artifacts/{artifactId}`: the body, streamed into the artifact's blob by the
+/// domain's one "store an artifact's bytes" use case. Any refusal may leave the body unread,
+/// so every answer but success closes the connection.
 pub(crate) async fn upload(
     State(state): State<Arc<AppState>>,
+    request_id: RequestId,
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
-    let response = receive(&state, &id, request).await;
-    if response.status().is_success() {
-        response
-    } else {
-        closing(response)
+    let response = receive(&state, &request_id, &id, request).await;
+    match response {
+        Ok(response) => response,
+        Err(refused) => closing(refused.into_response()),
     }
 }
 
-async fn receive(state: &AppState, id: &str, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let result = async {
-        let caller = caller(state, &parts.headers).await?;
-        Ok::<_, ApiError>(state.services.imports.artifact(&caller, id).await?)
-    }
-    .await;
-    let artifact = match result {
-        Ok(artifact) => artifact,
-        Err(err) => return error_response(err),
-    };
-    if artifact.url.is_some() || artifact.status != ArtifactStatus::Initial {
-        let why = if artifact.url.is_some() {
-            "it was created with a url, which the gateway downloads itself".to_owned()
-        } else {
-            format!("its status is `{}`", artifact.status.as_str())
-        };
-        return refuse(
-            StatusCode::CONFLICT,
-            ErrorCode::Conflict,
-            format!("This artifact takes no upload: {why}."),
-            None,
-        );
-    }
+async fn receive(
+    state: &Arc<AppState>,
+    request_id: &RequestId,
+    id: &str,
+    request: Request,
+) -> Result<Response, HttpError> {
+    let (mut parts, body) = request.into_parts();
+    let Bearer(caller) =
+        <Bearer as axum::extract::FromRequestParts<_>>::from_request_parts(&mut parts, state)
+            .await?;
     let cap = state.services.max_upload_bytes;
-    if parts
+    let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .is_some_and(|len| len > cap)
-    {
-        return refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::BadUserInput,
-            format!("The file is larger than the {cap}-byte limit."),
-            None,
-        );
-    }
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let mime_type = taxbridge_blobs::media_type(
         parts
             .headers
@@ -362,61 +277,38 @@ async fn receive(state: &AppState, id: &str, request: Request) -> Response {
             .and_then(|v| v.to_str().ok()),
     );
     // Each chunk must arrive within the idle timeout: a stalled client holds nothing for long.
-    let stream = body.into_data_stream().then(|chunk| async move { chunk });
-    let stream = tokio_stream_timeout(stream);
-    let key = artifact.blob_key();
-    let written = match state.services.blobs.write(&key, stream, cap).await {
-        Ok(written) => written,
-        Err(BlobError::TooLarge(cap)) => {
-            return refuse(
+    let stream = Box::pin(with_idle_timeout(body.into_data_stream()));
+    let stored = state
+        .services
+        .imports
+        .receive_bytes(&caller, id, declared, mime_type, stream, cap)
+        .await
+        .map_err(|err| match err {
+            ReceiveError::Import(err) => HttpError::from_api(err.into(), request_id),
+            ReceiveError::Bytes(BlobWriteError::TooLarge(cap)) => HttpError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorCode::BadUserInput,
                 format!("The file is larger than the {cap}-byte limit."),
-                None,
-            )
-        }
-        Err(BlobError::Source(message)) => {
-            return refuse(
+            ),
+            ReceiveError::Bytes(BlobWriteError::Source(message)) => HttpError::new(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::BadRequest,
                 format!("The upload broke off: {message}. Send the file again."),
-                None,
-            )
-        }
-        Err(err) => return error_response(ApiError::Internal(Arc::new(err))),
-    };
-    let outcome = ArtifactOutcome::Success(StoredBytes {
-        blob_key: key,
-        size: written.size,
-        sha256: written.sha256.clone(),
-        mime_type,
-    });
-    match state
-        .services
-        .imports
-        .store()
-        .finish_artifact(&artifact.artifact_id, &outcome, None, Timestamp::now())
-        .await
-    {
-        Ok(true) => (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({
-                "artifactId": artifact.artifact_id.as_str(),
-                "status": "success",
-                "size": written.size,
-                "sha256": written.sha256,
-            })),
-        )
-            .into_response(),
-        // Another upload of the same artifact finished first, or the job was cancelled.
-        Ok(false) => refuse(
-            StatusCode::CONFLICT,
-            ErrorCode::Conflict,
-            "This artifact already has its bytes, or its job was cancelled.".into(),
-            None,
-        ),
-        Err(err) => error_response(err.into()),
-    }
+            ),
+            ReceiveError::Bytes(err @ BlobWriteError::Store(_)) => {
+                HttpError::from_api(ApiError::internal(err), request_id)
+            }
+        })?;
+    Ok((
+        StatusCode::OK,
+        axum::Json(serde_json::json!({
+            "artifactId": id,
+            "status": "success",
+            "size": stored.size,
+            "sha256": stored.sha256,
+        })),
+    )
+        .into_response())
 }
 
 /// Marks an answer sent before the request body was read to its end: the connection closes
@@ -430,7 +322,7 @@ fn closing(mut response: Response) -> Response {
 }
 
 /// Ends the stream with an error when no chunk arrives within [`UPLOAD_IDLE_TIMEOUT`].
-fn tokio_stream_timeout<S, E>(
+fn with_idle_timeout<S, E>(
     stream: S,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, String>> + Send
 where

@@ -6,6 +6,7 @@
 //! Content-Security-Policy allows scripts from this origin only, no inline script, and no
 //! framing.
 
+use crate::ground::security_headers;
 use axum::{
     extract::Path,
     http::{header, HeaderValue, StatusCode},
@@ -64,24 +65,6 @@ const FILES: [(&str, &str, &[u8]); 8] = [
         include_bytes!("../assets/graphiql/LICENSE.react"),
     ),
 ];
-
-/// Headers every page of the gateway sends.
-pub(crate) fn security_headers(response: &mut Response, policy: &'static str) {
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(policy),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-}
 
 /// The GraphiQL page's HTML: no inline script, every file from [`ASSETS`].
 fn html() -> String {

@@ -1,22 +1,25 @@
-//! HTTP routes: `/graphql` (POST runs a request, in [`crate::endpoint`]; GET serves GraphiQL),
-//! `/healthz`, `/readyz` and `/metrics`, with request ids, tracing spans and metrics around
-//! all of them.
+//! The router, alone on top: `/graphql` (POST runs a request, in [`crate::endpoint`]; GET
+//! serves GraphiQL), the byte routes ([`crate::files`]), `/healthz`, `/readyz` and `/metrics`,
+//! and whatever other routes the binary composes in (the web pages), with request ids, tracing
+//! spans, metrics and the head limits around all of them. What the routes share lives below, in
+//! [`crate::ground`].
 
 use crate::{
-    documents::ParsedQueries,
     endpoint,
     error::ErrorCode,
-    graphql::{build_schema, build_validated_schema, GatewaySchema, QueryLimits},
+    graphql::{build_schema, build_validated_schema},
+    ground::{refuse, AppState, REQUEST_ID},
     metrics::Metrics,
+    query_documents::ParsedQueries,
     rate_limits::RateLimits,
-    web, ApiSettings, Services,
+    ApiSettings, Services,
 };
 use axum::{
     extract::{MatchedPath, Request, State},
-    http::{header, HeaderMap, HeaderName, StatusCode},
+    http::{header, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::get,
     Json, Router,
 };
 use serde_json::json;
@@ -26,30 +29,13 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Shared by every request through one `Arc`: extractors clone the state per request.
-pub(crate) struct AppState {
-    pub(crate) services: Arc<Services>,
-    pub(crate) schema: GatewaySchema,
-    /// The same schema in async-graphql's fast validation mode, for kept documents whose
-    /// variables conform ([`crate::variables`]).
-    pub(crate) validated_schema: GatewaySchema,
-    pub(crate) variable_types: crate::variables::VariableTypes,
-    pub(crate) metrics: Metrics,
-    pub(crate) max_body_bytes: usize,
-    pub(crate) body_read_timeout: std::time::Duration,
-    pub(crate) documents: ParsedQueries,
-    pub(crate) limits: QueryLimits,
-    /// Slots for bodies over `max_body_bytes` (`uploadConnectionFile`'s inline files).
-    pub(crate) large_bodies: tokio::sync::Semaphore,
-    /// Large-body slots held per key.
-    pub(crate) large_holders: crate::endpoint::LargeBodyHolders,
-    pub(crate) web_limits: crate::rate_limits::WebLimits,
-}
-
-/// The routes, and the rate limits they enforce (the caller forgets idle keys now and then).
-pub fn router(settings: &ApiSettings, services: Arc<Services>) -> (Router, Arc<RateLimits>) {
+/// The routes, `pages` among them, and the rate limits they enforce (the caller forgets idle
+/// keys now and then).
+pub fn router(
+    settings: &ApiSettings,
+    services: Arc<Services>,
+    pages: Router<Arc<AppState>>,
+) -> (Router, Arc<RateLimits>) {
     let counters = Metrics::new();
     let rate_limits = Arc::new(RateLimits::new(
         settings.rate_limits,
@@ -75,27 +61,6 @@ pub fn router(settings: &ApiSettings, services: Arc<Services>) -> (Router, Arc<R
             &format!("{}/{{name}}", crate::graphiql::ASSETS),
             get(crate::graphiql::asset),
         )
-        .route("/assets/{name}", get(web::asset))
-        .route(
-            "/sign-in",
-            get(web::sign_in::form).post(web::sign_in::send_code),
-        )
-        .route("/sign-in/code", post(web::sign_in::check_code))
-        .route("/sign-out", post(web::sign_in::sign_out))
-        .route("/w/redirect/", get(web::workspace::choose))
-        .route("/w/redirect/{*rest}", get(web::workspace::choose))
-        .route("/w/{slug}", get(web::workspace::dashboard))
-        .route("/w/{slug}/works/{work_id}", get(web::workspace::work))
-        .route(
-            "/w/{slug}/connect/tax-software",
-            get(web::connect::form).post(web::connect::connect),
-        )
-        .route("/settings/developer", get(web::developer::settings))
-        .route("/settings/developer/keys", post(web::developer::generate))
-        .route(
-            "/settings/developer/keys/{id}/revoke",
-            post(web::developer::revoke),
-        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -104,6 +69,7 @@ pub fn router(settings: &ApiSettings, services: Arc<Services>) -> (Router, Arc<R
             "/uploads/artifacts/{id}",
             axum::routing::put(crate::files::upload),
         )
+        .merge(pages)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(check_head))
@@ -186,32 +152,6 @@ async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next)
     response
 }
 
-pub(crate) fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// A response for a request that never reached GraphQL execution.
-pub(crate) fn refuse(
-    status: StatusCode,
-    code: ErrorCode,
-    message: String,
-    field: Option<&str>,
-) -> Response {
-    let mut extensions = json!({ "code": code.as_str() });
-    if let Some(field) = field {
-        extensions["field"] = json!(field);
-    }
-    (
-        status,
-        Json(json!({ "errors": [{ "message": message, "extensions": extensions }] })),
-    )
-        .into_response()
-}
-
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
@@ -240,15 +180,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             .unwrap_or_default(),
     );
     // Queue depth is read at scrape time: every node sees the same queue in the database.
-    match services.tasks.task_counts().await {
-        Ok(counts) => {
+    match services.health.queue_depth().await {
+        Ok(depths) => {
             text.push_str("# HELP taxbridge_task_queue_depth Tasks waiting or running, by kind\n");
             text.push_str("# TYPE taxbridge_task_queue_depth gauge\n");
-            for kind in taxbridge_domain::tasks::TaskKind::ALL {
-                let count = counts
-                    .iter()
-                    .find(|(k, _)| *k == kind)
-                    .map_or(0, |(_, n)| *n);
+            for (kind, count) in depths {
                 text.push_str(&format!(
                     "taxbridge_task_queue_depth{{kind=\"{}\"}} {count}\n",
                     kind.as_str()

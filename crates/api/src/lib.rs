@@ -1,30 +1,38 @@
-//! Taxbridge's front door: the GraphQL endpoint on `/graphql` and the operational routes
-//! around it (`/healthz`, `/readyz`, `/metrics`). It turns HTTP into calls on the domain's
-//! services and the domain's errors into GraphQL errors (see [`error`]), and nothing else:
-//! no SQL and no business rule lives here.
+//! Taxbridge's front door: the GraphQL endpoint on `/graphql`, the byte routes
+//! (`/files/artifacts/{id}`, `/uploads/artifacts/{id}`) and the operational routes
+//! (`/healthz`, `/readyz`, `/metrics`). It turns HTTP into calls on the domain's services and
+//! the domain's errors into GraphQL errors (see [`error`]) or JSON refusals (see
+//! [`ground::HttpError`]), and nothing else: no SQL and no business rule lives here.
+//!
+//! Layout, from the bottom up: [`ground`] (the shared state, the request id, the one JSON
+//! error), [`auth`] (who is calling, as extractors), the surfaces (`endpoint` and `graphql`
+//! for GraphQL, `files` for bytes), and `http`, the router alone on top. The web pages live in
+//! their own crate (`taxbridge-web`) on the same ground; the binary composes them in through
+//! [`Application::build`].
 //!
 //! [`Application::build`] binds the listener first and reports its address, so tests start
 //! the real server on port 0 and talk to it over HTTP.
 
+pub mod auth;
 mod cost;
-mod documents;
 mod endpoint;
 pub mod error;
 mod files;
 mod graphiql;
 pub mod graphql;
+pub mod ground;
 mod http;
 mod metrics;
-mod rate_limits;
+mod query_documents;
+pub mod rate_limits;
 mod server;
 mod variables;
-mod web;
 
 use anyhow::Context;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use taxbridge_domain::{
-    connections::Connections, identity::Identity, imports::Imports, store::StoreHealth,
-    usage::UsageRecorder, workspaces::Workspaces,
+    connections::Connections, identity::Identity, imports::Imports, usage::UsageRecorder,
+    workspaces::Workspaces,
 };
 use tokio::net::TcpListener;
 
@@ -34,8 +42,8 @@ pub use server::ConnectionLimits;
 
 /// The domain services every request may use.
 pub struct Services {
-    /// Whether the database answers, for `/readyz`.
-    pub health: Arc<dyn StoreHealth>,
+    /// Whether the database answers (`/readyz`) and the task queue's depth (`/metrics`).
+    pub health: Arc<taxbridge_domain::health::Health>,
     pub identity: Arc<Identity>,
     pub usage: Arc<UsageRecorder>,
     pub workspaces: Arc<Workspaces>,
@@ -50,8 +58,6 @@ pub struct Services {
     pub max_upload_bytes: u64,
     /// The bytes one request's pulls may read from platforms together.
     pub pull_budget_bytes: u64,
-    /// The task queue, whose depth `/metrics` reports.
-    pub tasks: Arc<dyn taxbridge_domain::tasks::TaskStore>,
     /// Series of the in-process worker, rendered by `/metrics` beside the API's.
     pub worker_metrics: prometheus::Registry,
     /// Where users reach this gateway's web pages, e.g. `https://taxbridge.example.com`; deep
@@ -95,11 +101,17 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(settings: ApiSettings, services: Arc<Services>) -> anyhow::Result<Self> {
+    /// Binds `settings.listen` and builds the routes, `pages` (routes on the same
+    /// [`ground::AppState`], such as the web pages) among them.
+    pub async fn build(
+        settings: ApiSettings,
+        services: Arc<Services>,
+        pages: axum::Router<Arc<ground::AppState>>,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen))?;
-        let (router, rate_limits) = http::router(&settings, services.clone());
+        let (router, rate_limits) = http::router(&settings, services.clone(), pages);
         Ok(Self {
             listener,
             router,

@@ -3,7 +3,7 @@
 //!
 //! async-graphql validates a document and its variable values in one pass (its
 //! `ArgumentsOfCorrectType` rule reads the variables), so a kept document
-//! ([`crate::documents`]) used to be validated whole on every request: a third of
+//! ([`crate::query_documents`]) used to be validated whole on every request: a third of
 //! `startProviderConnection`'s GraphQL time. Every other rule depends on the document alone.
 //! So a kept document is run on a second schema in async-graphql's `ValidationMode::Fast` when
 //! both of these hold:

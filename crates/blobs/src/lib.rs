@@ -321,6 +321,28 @@ impl Blobs {
     }
 }
 
+/// The domain's port for keeping bytes: every service that stores a file goes through it.
+#[async_trait::async_trait]
+impl taxbridge_domain::blobs::BlobStore for Blobs {
+    async fn put(
+        &self,
+        key: &str,
+        bytes: taxbridge_domain::blobs::ByteChunks,
+        cap: u64,
+    ) -> Result<taxbridge_domain::blobs::Written, taxbridge_domain::blobs::BlobWriteError> {
+        use taxbridge_domain::blobs::BlobWriteError;
+        match self.write(key, bytes, cap).await {
+            Ok(written) => Ok(taxbridge_domain::blobs::Written {
+                size: written.size,
+                sha256: written.sha256,
+            }),
+            Err(BlobError::TooLarge(cap)) => Err(BlobWriteError::TooLarge(cap)),
+            Err(BlobError::Source(message)) => Err(BlobWriteError::Source(message)),
+            Err(other) => Err(BlobWriteError::Store(other.to_string())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

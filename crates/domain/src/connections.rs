@@ -535,6 +535,40 @@ impl Connections {
         Ok((connection, access))
     }
 
+    /// Connect a workspace to a provider in one step, as the connect page does: start a
+    /// connection and collect it; or, with `retry` (a connection that failed), collect that one
+    /// again with the corrected `inputs` rather than starting another. A retried id must be a
+    /// connection of this workspace and of this provider; `NotFound` otherwise, as for a
+    /// missing one. The same `start` and `collect` the API's two mutations run.
+    pub async fn connect(
+        &self,
+        caller: &Caller,
+        workspace: &WorkspaceAccess,
+        provider_key: &str,
+        inputs: serde_json::Value,
+        retry: Option<&str>,
+    ) -> Result<ConnectionView, ConnectionError> {
+        match retry {
+            Some(id) => {
+                let (found, _) = self.reach(caller, id).await?;
+                if found.workspace_id != workspace.workspace().id
+                    || found.provider_key != provider_key
+                {
+                    return Err(ConnectionError::NotFound);
+                }
+                self.collect(caller, id, Some(inputs)).await
+            }
+            None => {
+                let workspace_id = workspace.workspace().id.as_str();
+                let started = self
+                    .start(caller, workspace_id, provider_key, Some(inputs))
+                    .await?;
+                self.collect(caller, started.connection.id.as_str(), None)
+                    .await
+            }
+        }
+    }
+
     /// `collectProviderConnection`: merges `inputs` into the connection, then verifies the
     /// stored credentials with one live call. The mutation succeeds either way: the outcome is
     /// the connection's status (`active`, or `failed` with `statusDetail` saying why). Two

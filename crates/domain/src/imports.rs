@@ -13,12 +13,13 @@
 //! `NotFound`, the same as a missing id.
 
 use crate::{
+    blobs::{BlobStore, BlobWriteError, ByteChunks},
     connections::{Connection, ConnectionError, ConnectionStatus, Connections},
     identity::Caller,
-    ids::{ArtifactId, ConnectionId, JobArtifactId, JobId, JobWorkId, WorkId, WorkspaceId},
+    ids::{ArtifactId, ConnectionId, JobArtifactId, JobId, JobWorkId, TaskId, WorkId, WorkspaceId},
     lists::Page,
     store::{StoreError, StoreResult},
-    tasks::{NewTask, TaskKind},
+    tasks::{NewTask, Owner, TaskKind},
     text::unprintable,
     time::Timestamp,
     workspaces::WorkspaceAccess,
@@ -274,6 +275,16 @@ pub trait ImportStore: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 }
 
+/// Why `PUT /uploads/artifacts/{id}` kept nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    /// The body was too large or broke off, or the blob store failed.
+    #[error(transparent)]
+    Bytes(BlobWriteError),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error("{message}")]
@@ -316,15 +327,21 @@ pub struct NewArtifact {
 pub struct Imports {
     store: Arc<dyn ImportStore>,
     connections: Arc<Connections>,
+    pub(crate) blobs: Arc<dyn BlobStore>,
     /// Woken when a task is created, so a worker in this process starts at once.
     tasks_added: Arc<tokio::sync::Notify>,
 }
 
 impl Imports {
-    pub fn new<S: ImportStore>(store: Arc<S>, connections: Arc<Connections>) -> Self {
+    pub fn new<S: ImportStore>(
+        store: Arc<S>,
+        connections: Arc<Connections>,
+        blobs: Arc<dyn BlobStore>,
+    ) -> Self {
         Self {
             store,
             connections,
+            blobs,
             tasks_added: Arc::new(tokio::sync::Notify::new()),
         }
     }
@@ -332,10 +349,6 @@ impl Imports {
     /// Notified whenever this process queues a task.
     pub fn tasks_added(&self) -> Arc<tokio::sync::Notify> {
         self.tasks_added.clone()
-    }
-
-    pub fn store(&self) -> &Arc<dyn ImportStore> {
-        &self.store
     }
 
     /// A connection the caller reaches, as for any connection field.
@@ -660,6 +673,161 @@ impl Imports {
         self.reach_connection(caller, &artifact.connection_id, "artifact")
             .await?;
         Ok(artifact)
+    }
+
+    /// A work's files (`JobWork.jobWorkArtifacts`), for a caller who reaches the work.
+    pub async fn artifacts_of(
+        &self,
+        caller: &Caller,
+        job_work_id: &str,
+    ) -> Result<Vec<Artifact>, ImportError> {
+        let work = self.job_work(caller, job_work_id).await?;
+        Ok(self.store.artifacts_of_work(&work.id).await?)
+    }
+
+    /// A job's counts of works and of artifacts by state, for a caller who reaches it.
+    pub async fn progress(
+        &self,
+        caller: &Caller,
+        job_id: &str,
+    ) -> Result<JobProgress, ImportError> {
+        let job = self.job(caller, job_id).await?;
+        Ok(self.store.job_progress(&job.id).await?)
+    }
+
+    /// `ProviderConnection.connectionJobs`: a connection's jobs, for a caller who reaches it.
+    pub async fn jobs_of(
+        &self,
+        caller: &Caller,
+        connection_id: &str,
+        filters: &JobFilters,
+        page: Page,
+    ) -> Result<Vec<Job>, ImportError> {
+        let connection = self.connection(caller, connection_id).await?;
+        Ok(self.store.jobs_of(&connection.id, filters, page).await?)
+    }
+
+    /// `ProviderConnection.jobWorks`: a connection's works, for a caller who reaches it.
+    pub async fn works_of(
+        &self,
+        caller: &Caller,
+        connection_id: &str,
+        filters: &WorkFilters,
+        page: Page,
+    ) -> Result<Vec<JobWork>, ImportError> {
+        let connection = self.connection(caller, connection_id).await?;
+        Ok(self.store.works_of(&connection.id, filters, page).await?)
+    }
+
+    /// Stores an artifact's bytes under its own blob key: the one way bytes arrive for an
+    /// artifact, downloaded by the worker ([`Self::record`] follows) or sent by a client
+    /// ([`Self::receive_bytes`]). A write after a failed or interrupted one replaces, never adds.
+    pub async fn store_bytes(
+        &self,
+        artifact: &Artifact,
+        bytes: ByteChunks,
+        cap: u64,
+        mime_type: String,
+    ) -> Result<StoredBytes, BlobWriteError> {
+        let blob_key = artifact.blob_key();
+        let written = self.blobs.put(&blob_key, bytes, cap).await?;
+        Ok(StoredBytes {
+            blob_key,
+            size: written.size,
+            sha256: written.sha256,
+            mime_type,
+        })
+    }
+
+    /// `PUT /uploads/artifacts/{id}`: the caller's bytes for an artifact created without a
+    /// `url`, stored and recorded `success`. `declared` is the body's announced length, refused
+    /// before a byte is read when over `cap`.
+    pub async fn receive_bytes(
+        &self,
+        caller: &Caller,
+        artifact_id: &str,
+        declared: Option<u64>,
+        mime_type: String,
+        bytes: ByteChunks,
+        cap: u64,
+    ) -> Result<StoredBytes, ReceiveError> {
+        let artifact = self.artifact(caller, artifact_id).await?;
+        if artifact.url.is_some() || artifact.status != ArtifactStatus::Initial {
+            let why = if artifact.url.is_some() {
+                "it was created with a url, which the gateway downloads itself".to_owned()
+            } else {
+                format!("its status is `{}`", artifact.status.as_str())
+            };
+            return Err(
+                ImportError::Conflict(format!("This artifact takes no upload: {why}.")).into(),
+            );
+        }
+        if declared.is_some_and(|len| len > cap) {
+            return Err(ReceiveError::Bytes(BlobWriteError::TooLarge(cap)));
+        }
+        let stored = self
+            .store_bytes(&artifact, bytes, cap, mime_type)
+            .await
+            .map_err(ReceiveError::Bytes)?;
+        let outcome = ArtifactOutcome::Success(stored.clone());
+        if self.record(&artifact.artifact_id, &outcome, None).await? {
+            Ok(stored)
+        } else {
+            // Another upload of the same artifact finished first, or the job was cancelled.
+            Err(ImportError::Conflict(
+                "This artifact already has its bytes, or its job was cancelled.".into(),
+            )
+            .into())
+        }
+    }
+
+    /// The artifact a download task is for, while it still waits for its bytes (`initial`);
+    /// `None` once it is gone, finished or terminated. The worker's read: its identity is the
+    /// task it holds, not a caller.
+    pub async fn awaiting_bytes(&self, id: &ArtifactId) -> Result<Option<Artifact>, ImportError> {
+        Ok(self
+            .store
+            .artifact_by_id(id)
+            .await?
+            .filter(|a| a.status == ArtifactStatus::Initial))
+    }
+
+    /// Records an artifact's outcome, and with it the rule that moves its work and job on: a
+    /// work is `ready` once every artifact succeeded and `needs_attention` once one failed, and
+    /// a job completes when none of its works still imports (the store runs the rule in the
+    /// same transaction). With `lease`, only while that worker still holds the download task,
+    /// which ends with it. False when nothing was recorded: the artifact was no longer
+    /// `initial`, or the lease was lost (then the outcome belongs to whoever holds it now).
+    pub async fn record(
+        &self,
+        artifact: &ArtifactId,
+        outcome: &ArtifactOutcome,
+        lease: Option<(&TaskId, &Owner)>,
+    ) -> Result<bool, ImportError> {
+        Ok(self
+            .store
+            .finish_artifact(artifact, outcome, lease, Timestamp::now())
+            .await?)
+    }
+}
+
+/// The operator's view of a job (`taxbridge jobs watch`): the command line runs with the
+/// database's own credentials, so it reaches every job.
+pub struct JobWatch {
+    store: Arc<dyn ImportStore>,
+}
+
+impl JobWatch {
+    pub fn new<S: ImportStore>(store: Arc<S>) -> Self {
+        Self { store }
+    }
+
+    pub async fn job(&self, id: &JobId) -> Result<Option<Job>, ImportError> {
+        Ok(self.store.job_by_id(id).await?)
+    }
+
+    pub async fn progress(&self, id: &JobId) -> Result<JobProgress, ImportError> {
+        Ok(self.store.job_progress(id).await?)
     }
 }
 

@@ -14,15 +14,18 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod blobs;
 pub mod connections;
 pub mod crypto;
 pub mod email;
+pub mod health;
 pub mod identity;
 pub mod ids;
 pub mod imports;
 pub mod lists;
 pub mod providers;
 pub mod pulls;
+pub mod rotation;
 pub mod sign_in;
 pub mod store;
 pub mod tasks;

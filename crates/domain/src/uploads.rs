@@ -9,12 +9,13 @@
 //! offset instead of starting over.
 
 use crate::{
+    blobs::chunks_of,
     connections::{ConnectionStatus, Connections},
     identity::Caller,
     ids::{ArtifactId, ConnectionId, TaskId, UploadId, WorkspaceId},
     imports::{ImportError, Imports},
     lists::Page,
-    store::StoreResult,
+    store::{StoreError, StoreResult},
     tasks::{NewTask, Owner, TaskKind},
     text::unprintable,
     time::Timestamp,
@@ -209,14 +210,33 @@ impl Uploads {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn UploadStore> {
-        &self.store
+    /// `uploadConnectionFile`: checks the file ([`Self::check`]), keeps its inline bytes,
+    /// and queues the upload for the worker; answers the queued upload.
+    pub async fn send(
+        &self,
+        caller: &Caller,
+        connection_id: &str,
+        client_key: &str,
+        file: FileToSend,
+    ) -> Result<Upload, ImportError> {
+        let Checked { upload, inline } =
+            self.check(caller, connection_id, client_key, file).await?;
+        if let Some(bytes) = inline {
+            let len = bytes.len() as u64;
+            self.imports
+                .blobs
+                .put(&upload.blob_key, chunks_of(bytes), len)
+                .await
+                .map_err(|err| ImportError::Store(StoreError::Backend(Box::new(err))))?;
+        }
+        self.queue(&upload).await?;
+        Ok(upload)
     }
 
     /// Every check of `uploadConnectionFile`, before anything is stored: the connection is
     /// reached and `active`, the names are sane, the endpoint is a URL, and the one byte
     /// source is a stored artifact of the connection's workspace or at most 10 MiB inline.
-    pub async fn check(
+    async fn check(
         &self,
         caller: &Caller,
         connection_id: &str,
@@ -295,7 +315,7 @@ impl Uploads {
     }
 
     /// Stores a checked upload (its inline bytes already written) and queues its task.
-    pub async fn queue(&self, upload: &Upload) -> Result<(), ImportError> {
+    async fn queue(&self, upload: &Upload) -> Result<(), ImportError> {
         let task = NewTask::now(
             TaskKind::Upload,
             upload.id.as_str(),
@@ -306,12 +326,52 @@ impl Uploads {
         Ok(())
     }
 
-    /// `ProviderConnection.uploads`, for a connection the caller reached.
+    /// `ProviderConnection.uploads`, for a caller who reaches the connection.
     pub async fn of_connection(
         &self,
-        connection: &ConnectionId,
+        caller: &Caller,
+        connection_id: &str,
         page: Page,
     ) -> Result<Vec<Upload>, ImportError> {
-        Ok(self.store.uploads_of(connection, page).await?)
+        let (connection, _) = self.connections.reach(caller, connection_id).await?;
+        Ok(self.store.uploads_of(&connection.id, page).await?)
+    }
+
+    /// The upload a task is for, while it is unfinished; `None` once it is gone or final. The
+    /// worker's read: its identity is the task it holds, not a caller.
+    pub async fn awaiting_send(&self, id: &UploadId) -> Result<Option<Upload>, ImportError> {
+        Ok(self
+            .store
+            .upload_by_id(id)
+            .await?
+            .filter(|upload| !upload.status.is_final()))
+    }
+
+    /// Records how far a running upload got, only while `lease` still holds its task.
+    pub async fn record_progress(
+        &self,
+        upload: &UploadId,
+        upload_url: &str,
+        bytes_sent: u64,
+        lease: (&TaskId, &Owner),
+    ) -> Result<bool, ImportError> {
+        Ok(self
+            .store
+            .record_upload_progress(upload, upload_url, bytes_sent, lease, Timestamp::now())
+            .await?)
+    }
+
+    /// Ends an upload (`completed`, or `failed` with `error`) with its task, only while
+    /// `lease` still holds it.
+    pub async fn finish(
+        &self,
+        upload: &UploadId,
+        error: Option<&str>,
+        lease: (&TaskId, &Owner),
+    ) -> Result<bool, ImportError> {
+        Ok(self
+            .store
+            .finish_upload(upload, error, lease, Timestamp::now())
+            .await?)
     }
 }

@@ -81,6 +81,11 @@ impl UsageRecorder {
         }
     }
 
+    /// Counted usage from `day` (`YYYY-MM-DD`) on, for the operator's report.
+    pub async fn since(&self, day: &str) -> StoreResult<Vec<UsageCount>> {
+        self.store.usage_since(day).await
+    }
+
     pub fn record(&self, at: Timestamp, key: Option<&ApiKeyId>, platform: &str, operation: &str) {
         let mut pending = self
             .pending

@@ -11,7 +11,6 @@ use taxbridge_domain::{
     identity::{reveal, Identity, IdentitySettings},
     ids::ApiKeyId,
     time::Timestamp,
-    usage::UsageStore,
 };
 use taxbridge_store::Store;
 
@@ -193,11 +192,11 @@ pub async fn partners(cmd: PartnersCommand, settings: &Settings) -> anyhow::Resu
 }
 
 pub async fn usage(days: u32, settings: &Settings) -> anyhow::Result<()> {
-    let store = open_store(settings).await?;
+    let usage = taxbridge_domain::usage::UsageRecorder::new(open_store(settings).await?);
     let since = Timestamp::now()
         .plus_days(-i64::from(days.max(1) - 1))
         .day();
-    let rows = store.usage_since(&since).await?;
+    let rows = usage.since(&since).await?;
     println!(
         "{:<10}  {:<36}  {:<24}  {:<32}  {:>8}",
         "DAY", "API KEY", "SOURCE PLATFORM", "OPERATION", "COUNT"

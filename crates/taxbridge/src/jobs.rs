@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::time::{Duration, Instant};
 use taxbridge_domain::{
     ids::JobId,
-    imports::{ImportStore, Job, JobProgress, JobStatus},
+    imports::{Job, JobProgress, JobStatus, JobWatch},
 };
 
 #[derive(clap::Subcommand)]
@@ -43,9 +43,9 @@ fn describe(job: &Job, p: &JobProgress, rate: f64) -> String {
 
 pub async fn run(cmd: JobsCommand, settings: &Settings) -> anyhow::Result<()> {
     let JobsCommand::Watch { job_id, interval } = cmd;
-    let store = crate::admin::open_store(settings).await?;
+    let store = JobWatch::new(crate::admin::open_store(settings).await?);
     let id = JobId::from_string(job_id.clone());
-    let Some(mut job) = store.job_by_id(&id).await? else {
+    let Some(mut job) = store.job(&id).await? else {
         anyhow::bail!("No connection job has the id `{job_id}`.");
     };
     let bar = ProgressBar::new(0);
@@ -60,7 +60,7 @@ pub async fn run(cmd: JobsCommand, settings: &Settings) -> anyhow::Result<()> {
     let (mut last_bytes, mut last_at) = (0u64, Instant::now());
     let mut last_line = Instant::now() - Duration::from_secs(10);
     loop {
-        let progress = store.job_progress(&id).await?;
+        let progress = store.progress(&id).await?;
         let elapsed = last_at.elapsed().as_secs_f64().max(0.001);
         let rate = progress.bytes.saturating_sub(last_bytes) as f64 / elapsed;
         (last_bytes, last_at) = (progress.bytes, Instant::now());
@@ -92,7 +92,7 @@ pub async fn run(cmd: JobsCommand, settings: &Settings) -> anyhow::Result<()> {
         }
         tokio::time::sleep(interval).await;
         job = store
-            .job_by_id(&id)
+            .job(&id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("The job `{job_id}` is gone."))?;
     }

@@ -27,8 +27,8 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 use taxbridge_domain::{
-    connections::{credentials_binding, open_bound, ConnectionStore, SealedCredentials},
     crypto::{key_id, KeyRing, KeySource, Keys},
+    rotation::KeyRotation,
 };
 use taxbridge_store::{Backend, Store};
 
@@ -203,56 +203,17 @@ pub fn keys(settings: &Settings, backend: Backend) -> anyhow::Result<Keys> {
     Keys::from_source(source).map_err(|e| anyhow::anyhow!("the encryption key ring: {e}"))
 }
 
-/// Re-encrypts every stored credential under `ring`'s primary key. Compare-and-swap per row,
-/// so a credential a running server rewrote meanwhile is read again, not overwritten; passes
-/// repeat until none is left under another key. Returns how many were re-encrypted.
-async fn reencrypt(store: &Store, ring: &KeyRing) -> anyhow::Result<u64> {
-    let mut done = 0;
-    for _pass in 0..10 {
-        let mut left = 0;
-        let mut after = None;
-        loop {
-            let page = store.sealed_credentials(after.as_ref(), 500).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            for SealedCredentials {
-                id,
-                sealed,
-                base_url,
-            } in page
-            {
-                if KeyRing::sealed_with(&sealed) == Some(ring.primary_id()) {
-                    continue;
-                }
-                let plaintext = open_bound(
-                    |sealed, bound_to| ring.open(sealed, bound_to),
-                    &sealed,
-                    &id,
-                    base_url.as_deref(),
-                )
-                .with_context(|| format!("Failed to open the credentials of {id}"))?;
-                let resealed =
-                    ring.seal(&plaintext, &credentials_binding(&id, base_url.as_deref()));
-                if store.swap_credentials(&id, &sealed, &resealed).await? {
-                    done += 1;
-                } else {
-                    left += 1;
-                }
-            }
-        }
-        if left == 0 {
-            return Ok(done);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    anyhow::bail!("credentials kept changing under the rotation; run it again")
+/// Re-encrypts every stored credential under `ring`'s primary key (see
+/// [`KeyRotation::reseal_all`]).
+async fn reencrypt(store: Arc<Store>, ring: &KeyRing) -> anyhow::Result<u64> {
+    Ok(KeyRotation::new(store).reseal_all(ring).await?)
 }
 
 /// `taxbridge encryption rotate`.
 pub async fn rotate(settings: &Settings) -> anyhow::Result<()> {
     let url = settings.database_url();
     let backend = Backend::of_url(&url)?;
-    let store = taxbridge_store::connect(&url).await?;
+    let store = Arc::new(taxbridge_store::connect(&url).await?);
     let ring = match source(settings, backend)? {
         Source::File(path) => {
             let mut keys = read_ring_file(&path)?;
@@ -270,7 +231,7 @@ pub async fn rotate(settings: &Settings) -> anyhow::Result<()> {
         }
         Source::Settings(keys) => KeyRing::new(&keys[0], &keys[1..])?,
     };
-    let done = reencrypt(&store, &ring).await?;
+    let done = reencrypt(store, &ring).await?;
     println!(
         "Re-encrypted {done} stored credentials under key {}; every credential now uses it.",
         ring.primary_id()
@@ -289,8 +250,8 @@ pub async fn retire(settings: &Settings) -> anyhow::Result<()> {
             "the keys come from settings: remove a retired key from encryption.previous_keys on every node once `taxbridge encryption status` shows no credential uses it"
         );
     };
-    let store = taxbridge_store::connect(&url).await?;
-    let in_use = key_ids_in_use(&store).await?;
+    let store = Arc::new(taxbridge_store::connect(&url).await?);
+    let in_use = key_ids_in_use(store.clone()).await?;
     let keys = read_ring_file(&path)?;
     let (kept, retired): (Vec<_>, Vec<_>) = keys
         .into_iter()
@@ -312,28 +273,15 @@ pub async fn retire(settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// How many stored credentials each key id seals.
-async fn key_ids_in_use(store: &Store) -> anyhow::Result<BTreeMap<String, u64>> {
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    let mut after = None;
-    loop {
-        let page = store.sealed_credentials(after.as_ref(), 500).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id.clone());
-        for SealedCredentials { sealed, .. } in page {
-            let id = KeyRing::sealed_with(&sealed)
-                .unwrap_or("(unreadable)")
-                .to_owned();
-            *counts.entry(id).or_default() += 1;
-        }
-    }
-    Ok(counts)
+async fn key_ids_in_use(store: Arc<Store>) -> anyhow::Result<BTreeMap<String, u64>> {
+    Ok(KeyRotation::new(store).key_ids_in_use().await?)
 }
 
 /// `taxbridge encryption status`: the primary key id, and how many credentials each key seals.
 pub async fn status(settings: &Settings) -> anyhow::Result<()> {
     let url = settings.database_url();
     let backend = Backend::of_url(&url)?;
-    let store = taxbridge_store::connect(&url).await?;
+    let store = Arc::new(taxbridge_store::connect(&url).await?);
     let ring = match source(settings, backend)? {
         Source::File(path) => {
             let keys = read_ring_file(&path)?;
@@ -341,7 +289,7 @@ pub async fn status(settings: &Settings) -> anyhow::Result<()> {
         }
         Source::Settings(keys) => KeyRing::new(&keys[0], &keys[1..])?,
     };
-    let counts = key_ids_in_use(&store).await?;
+    let counts = key_ids_in_use(store.clone()).await?;
     println!("primary key: {}", ring.primary_id());
     for (id, count) in counts {
         println!("{id}: {count} credentials");

@@ -2,16 +2,12 @@
 //! same settings (defaults < `--config` TOML < `TAXBRIDGE_*` env < flags) and works on the
 //! same database as a running server.
 
-mod admin;
-mod jobs;
-mod keyring;
-mod secrets;
-mod serve;
-mod settings;
-
 use clap::{Parser, Subcommand};
-use settings::{Overrides, Settings};
 use std::path::PathBuf;
+use taxbridge::{
+    admin, jobs, keyring, serve,
+    settings::{Overrides, Settings},
+};
 
 /// mimalloc rather than the system allocator: a GraphQL response is many small allocations
 /// freed on whichever worker thread finishes the request, and glibc's per-arena locks turned
@@ -129,15 +125,6 @@ async fn main() -> std::process::ExitCode {
 fn private_files() {
     #[cfg(unix)]
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-}
-
-/// Creates `dir` (and its parents) readable by this user alone.
-pub(crate) fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
 }
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {

@@ -93,6 +93,15 @@ pub struct WorkerSettings {
     /// Bytes sent per tus `PATCH` when uploading a file to a provider (at least 64 KiB; each is
     /// streamed from storage, so a large one costs no memory).
     pub tus_chunk_bytes: usize,
+    /// How many times a download or an upload is tried before its artifact or upload fails.
+    pub attempts: u32,
+    /// The wait before the first retry, in milliseconds; each later one waits twice as long.
+    pub first_retry_millis: u64,
+    /// How often an idle worker looks for due tasks another node queued, in milliseconds (a
+    /// task queued by this process wakes it at once).
+    pub poll_interval_millis: u64,
+    /// How often a running tus upload writes its progress (`bytesSent`), in milliseconds.
+    pub progress_interval_millis: u64,
 }
 
 impl Default for WorkerSettings {
@@ -102,6 +111,10 @@ impl Default for WorkerSettings {
             max_file_bytes: 1024 * 1024 * 1024,
             lease_seconds: 30,
             tus_chunk_bytes: 64 * 1024 * 1024,
+            attempts: 6,
+            first_retry_millis: 1000,
+            poll_interval_millis: 500,
+            progress_interval_millis: 500,
         }
     }
 }
@@ -362,6 +375,19 @@ mod tests {
             defaults.worker.max_file_bytes
         );
         assert_eq!(settings.worker.lease_seconds, defaults.worker.lease_seconds);
+        assert_eq!(settings.worker.attempts, defaults.worker.attempts);
+        assert_eq!(
+            settings.worker.first_retry_millis,
+            defaults.worker.first_retry_millis
+        );
+        assert_eq!(
+            settings.worker.poll_interval_millis,
+            defaults.worker.poll_interval_millis
+        );
+        assert_eq!(
+            settings.worker.progress_interval_millis,
+            defaults.worker.progress_interval_millis
+        );
         assert_eq!(settings.blobs.url, defaults.blobs.url);
     }
 

@@ -16,13 +16,12 @@ use crate::{Handler, Outcome, WorkerMetrics, MAX_CLAIMS};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use std::{sync::Arc, time::Duration};
-use taxbridge_blobs::{BlobError, Blobs};
 use taxbridge_domain::{
+    blobs::BlobWriteError,
     connections::{Connections, PlatformAccess},
     ids::ArtifactId,
-    imports::{Artifact, ArtifactOutcome, ArtifactStatus, ImportStore, StoredBytes},
-    tasks::{Owner, Task, TaskKind, TaskStore},
-    time::Timestamp,
+    imports::{Artifact, ArtifactOutcome, Imports, StoredBytes},
+    tasks::{Owner, Task, TaskKind},
 };
 use taxbridge_outbound::{header, Egress, EgressError, Url};
 
@@ -49,32 +48,25 @@ impl Default for DownloadSettings {
 /// How often a running download checks that its artifact still waits for it.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
 
-pub struct Download {
-    imports: Arc<dyn ImportStore>,
-    tasks: Arc<dyn TaskStore>,
+pub struct DownloadHandler {
+    imports: Arc<Imports>,
     connections: Arc<Connections>,
-    blobs: Blobs,
     egress: Egress,
     settings: DownloadSettings,
     metrics: WorkerMetrics,
 }
 
-impl Download {
-    #[allow(clippy::too_many_arguments)]
+impl DownloadHandler {
     pub fn new(
-        imports: Arc<dyn ImportStore>,
-        tasks: Arc<dyn TaskStore>,
+        imports: Arc<Imports>,
         connections: Arc<Connections>,
-        blobs: Blobs,
         egress: Egress,
         settings: DownloadSettings,
         metrics: WorkerMetrics,
     ) -> Self {
         Self {
             imports,
-            tasks,
             connections,
-            blobs,
             egress,
             settings,
             metrics,
@@ -191,7 +183,7 @@ fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
         .map(|s| Duration::from_secs(s.min(60)))
 }
 
-impl Download {
+impl DownloadHandler {
     /// One attempt: fetch and store. The blob key is the artifact's own, so an attempt after
     /// a failed or interrupted one replaces, never adds.
     async fn attempt(
@@ -235,32 +227,30 @@ impl Download {
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok()),
         );
-        let key = artifact.blob_key();
         // A file server slower than the floor rate fails for good: trying again would hold a
         // worker just as long.
         let too_slow = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = too_slow.clone();
-        let body = opened.into_stream().map(move |chunk| {
+        let body = Box::pin(opened.into_stream().map(move |chunk| {
             chunk.map_err(|err| {
                 if matches!(err, EgressError::TooSlow(_)) {
                     flag.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
                 err.to_string()
             })
-        });
-        match self.blobs.write(&key, body, self.settings.max_bytes).await {
-            Ok(written) => Ok(StoredBytes {
-                blob_key: key,
-                size: written.size,
-                sha256: written.sha256,
-                mime_type,
-            }),
-            Err(BlobError::TooLarge(cap)) => Err(Failure::permanent(
+        }));
+        match self
+            .imports
+            .store_bytes(artifact, body, self.settings.max_bytes, mime_type)
+            .await
+        {
+            Ok(stored) => Ok(stored),
+            Err(BlobWriteError::TooLarge(cap)) => Err(Failure::permanent(
                 "TOO_LARGE",
                 format!("the file is larger than {cap} bytes"),
                 Some(status),
             )),
-            Err(BlobError::Source(message))
+            Err(BlobWriteError::Source(message))
                 if too_slow.load(std::sync::atomic::Ordering::Relaxed) =>
             {
                 Err(Failure::permanent(
@@ -269,12 +259,14 @@ impl Download {
                     Some(status),
                 ))
             }
-            Err(BlobError::Source(message)) => Err(Failure::transient(
+            Err(BlobWriteError::Source(message)) => Err(Failure::transient(
                 "INTERRUPTED",
                 format!("the download broke off: {message}"),
                 Some(status),
             )),
-            Err(other) => Err(Failure::transient("STORAGE_ERROR", other.to_string(), None)),
+            Err(other @ BlobWriteError::Store(_)) => {
+                Err(Failure::transient("STORAGE_ERROR", other.to_string(), None))
+            }
         }
     }
 
@@ -295,12 +287,7 @@ impl Download {
         let artifact = ArtifactId::from_string(task.subject.clone());
         match self
             .imports
-            .finish_artifact(
-                &artifact,
-                &outcome,
-                Some((&task.id, owner)),
-                Timestamp::now(),
-            )
+            .record(&artifact, &outcome, Some((&task.id, owner)))
             .await
         {
             Ok(recorded) => {
@@ -315,25 +302,21 @@ impl Download {
 }
 
 #[async_trait]
-impl Handler for Download {
+impl Handler for DownloadHandler {
     fn kind(&self) -> TaskKind {
         TaskKind::Download
     }
 
     async fn run(&self, task: &Task, owner: &Owner) -> Outcome {
         let id = ArtifactId::from_string(task.subject.clone());
-        let artifact = match self.imports.artifact_by_id(&id).await {
-            Ok(Some(a)) if a.status == ArtifactStatus::Initial => a,
-            Ok(_) => {
-                // Gone, finished or terminated meanwhile: nothing is left to do.
-                let _ = self.tasks.drop_task(&task.id, owner).await;
-                return Outcome::Finished;
-            }
+        let artifact = match self.imports.awaiting_bytes(&id).await {
+            Ok(Some(a)) => a,
+            // Gone, finished or terminated meanwhile: nothing is left to do.
+            Ok(None) => return Outcome::Gone,
             Err(err) => return Outcome::RetryAfter(self.settings.first_retry, err.to_string()),
         };
         let Some(url) = artifact.url.clone() else {
-            let _ = self.tasks.drop_task(&task.id, owner).await;
-            return Outcome::Finished;
+            return Outcome::Gone;
         };
         if task.attempts > MAX_CLAIMS {
             let failure = Failure::permanent(
@@ -357,9 +340,9 @@ impl Handler for Download {
         let watching = async {
             loop {
                 tokio::time::sleep(WATCH_EVERY).await;
-                match self.imports.artifact_by_id(&id).await {
-                    Ok(Some(now)) if now.status == ArtifactStatus::Initial => {}
-                    Ok(_) => return,
+                match self.imports.awaiting_bytes(&id).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return,
                     Err(err) => {
                         tracing::debug!(artifact = %id, error = %err, "could not check an artifact's state")
                     }
@@ -370,15 +353,14 @@ impl Handler for Download {
             outcome = downloading => outcome,
             () = watching => {
                 tracing::info!(artifact = %id, "the artifact no longer waits (its job was cancelled); download stopped");
-                let _ = self.tasks.drop_task(&task.id, owner).await;
-                return Outcome::Finished;
+                return Outcome::Gone;
             }
         };
         self.record(task, owner, outcome).await
     }
 }
 
-impl Download {
+impl DownloadHandler {
     /// Attempts until one succeeds, one fails for good, or the attempts are spent.
     async fn download(
         &self,

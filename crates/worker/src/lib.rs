@@ -12,7 +12,16 @@
 //! keep another's waiting.
 //!
 //! A task kind is a [`Handler`]: the download of push-import artifacts ([`download`]) and the
-//! tus upload of files sent to a provider ([`upload`]).
+//! tus upload of files sent to a provider ([`upload`]). Handlers change state only through the
+//! domain's services (`Imports`, `Uploads`), with the task they hold as their identity; the
+//! queue itself (claim, renew, hand back, drop) is this module's, over the domain's `TaskStore`.
+//!
+//! Why the queue is ours rather than a job library's: the Rust queues that run on both SQLite
+//! and PostgreSQL (apalis, for one) neither record a task's outcome in the same transaction as
+//! the row it changes (an artifact's `success` and the end of its download task are one commit
+//! here, so a crash never stores a file twice or loses one) nor share slots fairly between
+//! tenants; and the claim has to be one SQL text that both databases run, beside the rest of
+//! the store. What is ours is small: the claim, the lease and the per-workspace share.
 
 pub mod download;
 mod metrics;
@@ -43,6 +52,9 @@ pub enum Outcome {
     Finished,
     /// Run it again later: the lease is handed back with this delay.
     RetryAfter(Duration, String),
+    /// The task's subject no longer waits for it (gone, finished or cancelled): the task is
+    /// dropped, if this worker still holds it.
+    Gone,
 }
 
 /// One kind of task.
@@ -235,10 +247,19 @@ async fn run_leased(
             return;
         }
     };
-    if let Outcome::RetryAfter(delay, error) = outcome {
-        let at = Timestamp::from_millis(Timestamp::now().as_millis() + delay.as_millis() as i64);
-        if let Err(err) = store.retry_task(&task.id, &owner, at, &error).await {
-            tracing::warn!(task = %task.id, error = %err, "could not hand a task back");
+    match outcome {
+        Outcome::Finished => {}
+        Outcome::RetryAfter(delay, error) => {
+            let at =
+                Timestamp::from_millis(Timestamp::now().as_millis() + delay.as_millis() as i64);
+            if let Err(err) = store.retry_task(&task.id, &owner, at, &error).await {
+                tracing::warn!(task = %task.id, error = %err, "could not hand a task back");
+            }
+        }
+        Outcome::Gone => {
+            if let Err(err) = store.drop_task(&task.id, &owner).await {
+                tracing::warn!(task = %task.id, error = %err, "could not drop a task whose subject is gone");
+            }
         }
     }
 }

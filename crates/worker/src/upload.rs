@@ -21,9 +21,8 @@ use std::{
 use taxbridge_blobs::Blobs;
 use taxbridge_domain::{
     ids::UploadId,
-    tasks::{Owner, Task, TaskKind, TaskStore},
-    time::Timestamp,
-    uploads::{Upload, UploadStore},
+    tasks::{Owner, Task, TaskKind},
+    uploads::{Upload, Uploads},
 };
 use taxbridge_outbound::{
     tus::{encode_metadata, Chunks, TusClient, TusError, TusUpload},
@@ -54,8 +53,8 @@ impl Default for UploadSettings {
 }
 
 pub struct UploadHandler {
-    uploads: Arc<dyn UploadStore>,
-    tasks: Arc<dyn TaskStore>,
+    uploads: Arc<Uploads>,
+    /// Read in ranges as the file is sent, and the inline bytes deleted once sent.
     blobs: Blobs,
     client: TusClient,
     settings: UploadSettings,
@@ -63,15 +62,13 @@ pub struct UploadHandler {
 
 impl UploadHandler {
     pub fn new(
-        uploads: Arc<dyn UploadStore>,
-        tasks: Arc<dyn TaskStore>,
+        uploads: Arc<Uploads>,
         blobs: Blobs,
         client: TusClient,
         settings: UploadSettings,
     ) -> Self {
         Self {
             uploads,
-            tasks,
             blobs,
             client,
             settings,
@@ -134,12 +131,7 @@ impl UploadHandler {
     ) -> Outcome {
         match self
             .uploads
-            .finish_upload(
-                &upload.id,
-                error.as_deref(),
-                (&task.id, owner),
-                Timestamp::now(),
-            )
+            .finish(&upload.id, error.as_deref(), (&task.id, owner))
             .await
         {
             Ok(true) => {
@@ -236,7 +228,7 @@ impl UploadHandler {
     ) -> bool {
         match self
             .uploads
-            .record_upload_progress(&upload.id, url, sent, (&task.id, owner), Timestamp::now())
+            .record_progress(&upload.id, url, sent, (&task.id, owner))
             .await
         {
             Ok(held) => held,
@@ -257,12 +249,9 @@ impl Handler for UploadHandler {
 
     async fn run(&self, task: &Task, owner: &Owner) -> Outcome {
         let id = UploadId::from_string(task.subject.clone());
-        let upload = match self.uploads.upload_by_id(&id).await {
-            Ok(Some(upload)) if !upload.status.is_final() => upload,
-            Ok(_) => {
-                let _ = self.tasks.drop_task(&task.id, owner).await;
-                return Outcome::Finished;
-            }
+        let upload = match self.uploads.awaiting_send(&id).await {
+            Ok(Some(upload)) => upload,
+            Ok(None) => return Outcome::Gone,
             Err(err) => return Outcome::RetryAfter(self.settings.first_retry, err.to_string()),
         };
         if task.attempts > MAX_CLAIMS {

@@ -12,7 +12,7 @@ use super::{
 use crate::error::ApiError;
 use async_graphql::{ComplexObject, Context, InputObject, Json, Object, SimpleObject, ID};
 use taxbridge_domain::{
-    ids::{ConnectionId, JobId, JobWorkId, WorkId},
+    ids::{JobId, JobWorkId, WorkId},
     imports::{self, JobStatus},
     lists::check_filter,
 };
@@ -67,11 +67,8 @@ fn count(n: u64) -> i32 {
 impl ConnectionJob {
     /// Counts of the job's works and of its artifacts by state.
     async fn progress(&self, ctx: &Context<'_>) -> Result<ConnectionJobProgress, ApiError> {
-        let p = services(ctx)
-            .imports
-            .store()
-            .job_progress(&JobId::from_string(self.id.0.clone()))
-            .await?;
+        let caller = caller(ctx).await?;
+        let p = services(ctx).imports.progress(caller, &self.id).await?;
         Ok(ConnectionJobProgress {
             works: count(p.works),
             artifacts: count(p.artifacts),
@@ -137,12 +134,9 @@ impl From<imports::JobWork> for JobWork {
 impl JobWork {
     /// The work's files.
     async fn job_work_artifacts(&self, ctx: &Context<'_>) -> Result<Vec<JobArtifact>, ApiError> {
+        let caller = caller(ctx).await?;
         let services = services(ctx);
-        let artifacts = services
-            .imports
-            .store()
-            .artifacts_of_work(&JobWorkId::from_string(self.id.0.clone()))
-            .await?;
+        let artifacts = services.imports.artifacts_of(caller, &self.id).await?;
         Ok(artifacts
             .into_iter()
             .map(|a| JobArtifact::new(a, &services.public_base_url))
@@ -296,10 +290,10 @@ pub async fn jobs_of(
         ids: ids(filters.ids, JobId::from_string),
         statuses,
     };
+    let caller = caller(ctx).await?;
     let jobs = services(ctx)
         .imports
-        .store()
-        .jobs_of(&ConnectionId::from_string(connection), &filters, page)
+        .jobs_of(caller, connection, &filters, page)
         .await?;
     Ok(jobs.into_iter().map(Into::into).collect())
 }
@@ -328,10 +322,10 @@ pub async fn works_of(
         work_ids: ids(filters.work_ids, WorkId::from_string),
         external_ids: filters.external_ids,
     };
+    let caller = caller(ctx).await?;
     let works = services(ctx)
         .imports
-        .store()
-        .works_of(&ConnectionId::from_string(connection), &filters, page)
+        .works_of(caller, connection, &filters, page)
         .await?;
     Ok(works.into_iter().map(Into::into).collect())
 }

@@ -6,7 +6,6 @@ use crate::error::ApiError;
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use taxbridge_domain::{
-    ids::ConnectionId,
     lists::Page,
     uploads::{ByteSource, FileToSend, Upload},
 };
@@ -101,9 +100,10 @@ pub async fn of_connection(
     limit: Option<i32>,
 ) -> Result<Vec<ConnectionUpload>, ApiError> {
     let page = Page::parse(limit, offset, Some(("createdAt", true)), "fileName")?;
+    let caller = caller(ctx).await?;
     let uploads = services(ctx)
         .uploads
-        .of_connection(&ConnectionId::from_string(connection_id), page)
+        .of_connection(caller, connection_id, page)
         .await?;
     Ok(uploads.into_iter().map(Into::into).collect())
 }
@@ -124,9 +124,9 @@ impl UploadMutation {
         let caller = caller(ctx).await?;
         let services = services(ctx);
         let source = source_of(&mut file)?;
-        let checked = services
+        let upload = services
             .uploads
-            .check(
+            .send(
                 caller,
                 &connection_id,
                 &client_key,
@@ -138,19 +138,6 @@ impl UploadMutation {
                 },
             )
             .await?;
-        let upload = checked.upload;
-        if let Some(bytes) = checked.inline {
-            let len = bytes.len() as u64;
-            let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
-                bytes::Bytes::from(bytes),
-            )]);
-            services
-                .blobs
-                .write(&upload.blob_key, body, len)
-                .await
-                .map_err(ApiError::internal)?;
-        }
-        services.uploads.queue(&upload).await?;
         Ok(UploadConnectionFileResult {
             success: true,
             message: Some(format!(

@@ -1,11 +1,10 @@
 //! `/sign-in` (email, then an emailed 6-digit code, then a session and the deep link) and
 //! `/sign-out`. Unknown emails get the same page, and the same work, as known ones.
 
-use super::{
-    cookie, forbidden, layout, page, random_token, read_form_twice, redirect, same_secret, secure,
-    session_form, set_cookie, signed_in, unavailable, Refusal, CSRF_COOKIE, SESSION_COOKIE,
+use crate::{
+    forbidden, layout, page, random_token, read_form_twice, redirect, same_secret, secure,
+    session_form, set_cookie, unavailable, Refusal, CSRF_COOKIE,
 };
-use crate::http::AppState;
 use axum::{
     body::Body,
     extract::{ConnectInfo, Query, State},
@@ -15,6 +14,10 @@ use axum::{
 use maud::{html, Markup};
 use serde::{de::IgnoredAny, Deserialize};
 use std::{net::SocketAddr, sync::Arc};
+use taxbridge_api::{
+    auth::{cookie, MaybeSession, SESSION_COOKIE},
+    ground::AppState,
+};
 use taxbridge_domain::{
     sign_in::{SignInError, SESSION_TTL_SECONDS},
     web::safe_landing,
@@ -71,16 +74,17 @@ fn code_form(email: &str, csrf: &str, deep_link: &str, note: Markup) -> Markup {
 /// `GET /sign-in?deep_link=…`: the email form, or straight on when already signed in.
 pub(crate) async fn form(
     State(state): State<Arc<AppState>>,
+    MaybeSession(session): MaybeSession,
     headers: HeaderMap,
     Query(query): Query<SignInQuery>,
 ) -> Response {
     let landing = safe_landing(query.deep_link.as_deref());
-    if signed_in(&state, &headers).await.is_some() {
+    if session.is_some() {
         return redirect(&landing);
     }
     let csrf = cookie(&headers, CSRF_COOKIE)
         .filter(|c| c.len() == 43)
-        .map_or_else(random_token, str::to_owned);
+        .unwrap_or_else(random_token);
     let mut response = page(StatusCode::OK, email_form(&csrf, &landing, None));
     set_cookie(
         &mut response,
@@ -114,12 +118,12 @@ async fn admitted<T: serde::de::DeserializeOwned>(
     body: Body,
 ) -> Result<(SignInFields, T, String, String), Refusal> {
     let (form, rest): (SignInFields, T) = read_form_twice(state, body).await?;
-    if !cookie(headers, CSRF_COOKIE).is_some_and(|kept| same_secret(kept, &form.csrf_token)) {
+    if !cookie(headers, CSRF_COOKIE).is_some_and(|kept| same_secret(&kept, &form.csrf_token)) {
         return Err(forbidden().into());
     }
     let email = form.email.trim().to_ascii_lowercase();
     if let Err(wait) = state.web_limits.attempt(peer.ip(), &email) {
-        return Err(super::too_many(wait).into());
+        return Err(crate::too_many(wait).into());
     }
     let landing = safe_landing(form.deep_link.as_deref());
     Ok((form, rest, email, landing))
@@ -206,13 +210,11 @@ pub(crate) async fn check_code(
 /// `POST /sign-out`: ends the session (with the session's own CSRF token).
 pub(crate) async fn sign_out(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    session: MaybeSession,
     body: Body,
 ) -> Result<Response, Refusal> {
-    let (_, _): (_, IgnoredAny) = session_form(&state, &headers, "/w/redirect/", body).await?;
-    if let Some(token) = cookie(&headers, SESSION_COOKIE) {
-        let _ = state.services.sign_in.sign_out(token).await;
-    }
+    let (session, _): (_, IgnoredAny) = session_form(&state, session, "/w/redirect/", body).await?;
+    let _ = state.services.sign_in.sign_out(&session.token).await;
     let mut response = redirect("/sign-in");
     set_cookie(
         &mut response,

@@ -5,7 +5,7 @@
 use crate::support::TestApp;
 use serde_json::{json, Value};
 use std::time::Duration;
-use taxbridge_api::{ConnectionLimits, RateLimitSettings};
+use taxbridge_api::RateLimitSettings;
 use taxbridge_testkit::Database;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -38,14 +38,12 @@ taxbridge_testkit::per_database!(
 /// A server with short connection deadlines and small quotas, so the limits show in seconds.
 pub async fn strict(database: Database) -> Option<TestApp> {
     TestApp::spawn_with(database, |settings| {
-        settings.max_body_bytes = 4 * 1024 * 1024;
-        settings.query_limits.max_response_bytes = 64 * 1024;
-        settings.connections = ConnectionLimits {
-            header_read_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(2),
-            body_read_timeout: Duration::from_secs(1),
-            max_connections: 1_000,
-        };
+        settings.limits.max_body_bytes = 4 * 1024 * 1024;
+        settings.limits.max_response_bytes = 64 * 1024;
+        settings.limits.header_read_timeout_seconds = 1;
+        settings.limits.idle_timeout_seconds = 2;
+        settings.limits.body_read_timeout_seconds = 1;
+        settings.limits.max_connections = 1_000;
         settings.rate_limits = RateLimitSettings {
             failed_logins_per_minute: 20,
             requests_per_second: 2,

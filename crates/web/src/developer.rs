@@ -2,21 +2,24 @@
 //! secret shown once, with a copy button), list them (name, prefix, created, last used,
 //! expires), revoke one, and see their use by source platform and day as a small chart.
 
-use super::{
-    badge, layout, not_found, page, redirect, require_session, sentence, session_form, unavailable,
-    when, Refusal, Session,
+use crate::{
+    badge, layout, not_found, page, redirect, sentence, session_form, unavailable, when, Refusal,
+    SignedIn,
 };
-use crate::http::AppState;
 use axum::{
     body::Body,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::Response,
 };
 use maud::{html, Markup};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::{collections::BTreeMap, sync::Arc};
+use taxbridge_api::{
+    auth::{MaybeSession, Session},
+    ground::AppState,
+};
 use taxbridge_domain::{
     api_keys::ApiKey, identity::IdentityError, time::Timestamp, usage::UsageCount,
 };
@@ -303,9 +306,8 @@ async fn keys_of(state: &AppState, session: &Session) -> Result<Vec<ApiKey>, Ref
 /// `GET /settings/developer`.
 pub(crate) async fn settings(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
 ) -> Result<Response, Refusal> {
-    let session = require_session(&state, &headers, HERE).await?;
     render(&state, &session, StatusCode::OK, None, None).await
 }
 
@@ -319,10 +321,10 @@ pub(crate) struct NewKeyForm {
 /// `POST /settings/developer/keys`: generates a key and shows its secret, once.
 pub(crate) async fn generate(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    session: MaybeSession,
     body: Body,
 ) -> Result<Response, Refusal> {
-    let (session, form): (_, NewKeyForm) = session_form(&state, &headers, HERE, body).await?;
+    let (session, form): (_, NewKeyForm) = session_form(&state, session, HERE, body).await?;
     let refused = |alert: &str| {
         let alert = alert.to_owned();
         let (state, session) = (&state, &session);
@@ -364,12 +366,12 @@ pub(crate) async fn generate(
 /// account's id is 404, like a missing one); its tokens stop working at once.
 pub(crate) async fn revoke(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    session: MaybeSession,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Response, Refusal> {
     let (session, _): (_, serde::de::IgnoredAny) =
-        session_form(&state, &headers, HERE, body).await?;
+        session_form(&state, session, HERE, body).await?;
     let keys = keys_of(&state, &session).await?;
     let Some(key) = keys.iter().find(|k| k.id.as_str() == id) else {
         return Ok(not_found());

@@ -1,4 +1,6 @@
-//! The web pages (spec §8), server-rendered by this binary at the API's origin:
+//! Taxbridge's web pages (spec §8), server-rendered at the API's origin, on the same ground
+//! as the API (`taxbridge_api::ground`: the shared state, the request id) and composed into
+//! one router by the binary ([`routes`]):
 //!
 //! - [`sign_in`] serves `/sign-in` (email, then an emailed code), `/sign-out`.
 //! - [`workspace`] serves `/w/redirect/…`, the dashboard `/w/{slug}`, a work `/w/{slug}/works/{id}`.
@@ -13,37 +15,63 @@
 //! security headers: a CSP that allows scripts and styles from this origin only (no inline
 //! script), and no framing. A workspace or object out of the user's reach is 404, like the API.
 
-pub(crate) mod connect;
-pub(crate) mod developer;
-pub(crate) mod sign_in;
-pub(crate) mod workspace;
+mod connect;
+mod developer;
+mod sign_in;
+mod workspace;
 
-use crate::{graphiql::security_headers, http::AppState};
 use axum::{
     body::Body,
-    extract::Path,
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    extract::{FromRequestParts, Path},
+    http::{header, request::Parts, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
+    routing::{get, post},
+    Router,
 };
 use http_body_util::{BodyExt, Limited};
 use maud::{html, Markup, DOCTYPE};
+use std::sync::Arc;
+use taxbridge_api::{
+    auth::{MaybeSession, Session},
+    ground::{security_headers, AppState},
+};
 use taxbridge_domain::{
-    accounts::Account,
-    identity::Caller,
     lists::{Page, SortField},
     time::Timestamp,
     workspaces::{WorkspaceAccess, WorkspaceFilters},
 };
 
-pub(crate) const SESSION_COOKIE: &str = "tb_session";
+/// The pages' routes, for the binary to compose beside the API's.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/assets/{name}", get(asset))
+        .route("/sign-in", get(sign_in::form).post(sign_in::send_code))
+        .route("/sign-in/code", post(sign_in::check_code))
+        .route("/sign-out", post(sign_in::sign_out))
+        .route("/w/redirect/", get(workspace::choose))
+        .route("/w/redirect/{*rest}", get(workspace::choose))
+        .route("/w/{slug}", get(workspace::dashboard))
+        .route("/w/{slug}/works/{work_id}", get(workspace::work))
+        .route(
+            "/w/{slug}/connect/tax-software",
+            get(connect::form).post(connect::connect),
+        )
+        .route("/settings/developer", get(developer::settings))
+        .route("/settings/developer/keys", post(developer::generate))
+        .route(
+            "/settings/developer/keys/{id}/revoke",
+            post(developer::revoke),
+        )
+}
+
 pub(crate) const CSRF_COOKIE: &str = "tb_csrf";
 /// The pages' policy: scripts and styles from this origin only, no inline script.
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// The one stylesheet and the one small script (a copy button), compiled in.
-const STYLESHEET: &str = include_str!("../../assets/site.css");
-const SCRIPT: &str = include_str!("../../assets/site.js");
+const STYLESHEET: &str = include_str!("../assets/site.css");
+const SCRIPT: &str = include_str!("../assets/site.js");
 
 /// `GET /assets/site.css` and `/assets/site.js`.
 pub(crate) async fn asset(Path(name): Path<String>) -> Response {
@@ -79,30 +107,9 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// A signed-in user: the account, its session's CSRF secret, and the caller the domain's
-/// services take.
-pub(crate) struct Session {
-    pub account: Account,
-    pub csrf: String,
-    pub caller: Caller,
-}
-
-impl Session {
-    /// Whether a form carried this session's CSRF token.
-    pub fn csrf_ok(&self, sent: &str) -> bool {
-        same_secret(&self.csrf, sent)
-    }
-}
-
-pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
+/// Whether a form carried `session`'s CSRF token.
+pub(crate) fn csrf_ok(session: &Session, sent: &str) -> bool {
+    same_secret(&session.csrf, sent)
 }
 
 /// `; Secure` when the public base URL is https.
@@ -120,27 +127,36 @@ pub(crate) fn set_cookie(response: &mut Response, value: &str) {
     }
 }
 
-/// The signed-in user of a request, if its session cookie names a live session.
-pub(crate) async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<Session> {
-    let token = cookie(headers, SESSION_COOKIE)?;
-    let (account, csrf) = state.services.sign_in.session(token).await.ok().flatten()?;
-    Some(Session {
-        caller: Caller::signed_in(account.clone()),
-        account,
-        csrf,
-    })
+/// A page's signed-in user; without a live session the page answers a redirect to sign-in
+/// that comes back to the page asked for.
+pub(crate) struct SignedIn(pub Session);
+
+impl FromRequestParts<Arc<AppState>> for SignedIn {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let MaybeSession(session) = MaybeSession::from_request_parts(parts, state)
+            .await
+            .unwrap_or(MaybeSession(None));
+        match session {
+            Some(session) => Ok(Self(session)),
+            None => {
+                let here = parts
+                    .uri
+                    .path_and_query()
+                    .map_or(parts.uri.path(), |p| p.as_str());
+                Err(to_sign_in(here))
+            }
+        }
+    }
 }
 
-/// The signed-in user, or (as the error) a redirect to sign-in that comes back to `here`.
-pub(crate) async fn require_session(
-    state: &AppState,
-    headers: &HeaderMap,
-    here: &str,
-) -> Result<Session, Refusal> {
-    match signed_in(state, headers).await {
-        Some(session) => Ok(session),
-        None => Err(redirect(&format!("/sign-in?deep_link={}", url_encode(here))).into()),
-    }
+/// A redirect to sign-in that comes back to `here`.
+pub(crate) fn to_sign_in(here: &str) -> Refusal {
+    redirect(&format!("/sign-in?deep_link={}", url_encode(here))).into()
 }
 
 /// The workspace with this slug, if the user reaches it; a 404 page otherwise (the same for
@@ -175,37 +191,26 @@ pub(crate) async fn workspace_by_slug(
         .map_err(|_| not_found().into())
 }
 
-/// The signed-in user and the workspace `slug` names, for a page under `/w/{slug}` (`here`):
-/// sign-in first without a session, 404 for a workspace out of reach.
-pub(crate) async fn session_in_workspace(
-    state: &AppState,
-    headers: &HeaderMap,
-    here: &str,
-    slug: &str,
-) -> Result<(Session, WorkspaceAccess), Refusal> {
-    let session = require_session(state, headers, here).await?;
-    let access = workspace_by_slug(state, &session, slug).await?;
-    Ok((session, access))
-}
-
 #[derive(serde::Deserialize)]
 struct CsrfField {
     #[serde(default)]
     csrf_token: String,
 }
 
-/// A signed-in user's form POST to `here`: the fields, read within limits, once the session
-/// is there (sign-in first otherwise), the form carries its CSRF token (403 otherwise) and the
-/// account is within its pace of form posts (429 otherwise).
+/// A signed-in user's form POST from the page `here`: the fields, read within limits, once the
+/// session is there (sign-in first, back to `here`, otherwise), the form carries its CSRF
+/// token (403 otherwise) and the account is within its pace of form posts (429 otherwise).
 pub(crate) async fn session_form<T: serde::de::DeserializeOwned>(
     state: &AppState,
-    headers: &HeaderMap,
+    MaybeSession(session): MaybeSession,
     here: &str,
     body: Body,
 ) -> Result<(Session, T), Refusal> {
     let (form, csrf): (T, CsrfField) = read_form_twice(state, body).await?;
-    let session = require_session(state, headers, here).await?;
-    if !session.csrf_ok(&csrf.csrf_token) {
+    let Some(session) = session else {
+        return Err(to_sign_in(here));
+    };
+    if !csrf_ok(&session, &csrf.csrf_token) {
         return Err(forbidden().into());
     }
     if let Err(wait) = state.web_limits.form_post(session.account.id.as_str()) {
@@ -330,11 +335,8 @@ pub(crate) fn random_token() -> String {
 
 /// Whether two secrets are equal, in time that does not depend on where they differ.
 pub(crate) fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    use subtle::ConstantTimeEq;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 /// The most a page's form may send: a few short fields.

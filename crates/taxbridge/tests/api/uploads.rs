@@ -160,7 +160,7 @@ async fn an_inline_file_reaches_the_tus_server_byte_exact(app: TestApp) {
     assert_eq!(metadata["filename"], "Return 2024.pdf");
     assert_eq!(metadata["filetype"], "application/pdf");
     // The inline bytes were kept only until sent.
-    assert_eq!(crate::imports::files_under(app.blob_dir.path()), 0);
+    assert_eq!(crate::imports::files_under(&app.blob_dir()), 0);
 }
 
 async fn a_stored_artifact_is_sent_by_its_id(app: TestApp) {
@@ -194,7 +194,7 @@ async fn a_stored_artifact_is_sent_by_its_id(app: TestApp) {
         "no contentType, no filetype"
     );
     // The artifact's own bytes stay.
-    assert_eq!(crate::imports::files_under(app.blob_dir.path()), 1);
+    assert_eq!(crate::imports::files_under(&app.blob_dir()), 1);
 }
 
 async fn bad_uploads_are_refused_at_once_and_queue_nothing(app: TestApp) {

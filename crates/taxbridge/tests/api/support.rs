@@ -2,26 +2,10 @@
 //! typed client whose calls read like the customer guide.
 #![allow(dead_code)]
 
-use secrecy::SecretSlice;
 use serde_json::{json, Value};
-use std::{sync::Arc, time::Duration};
-use taxbridge_api::{
-    ApiSettings, Application, ConnectionLimits, QueryLimits, RateLimitSettings, Services,
-};
-use taxbridge_domain::{
-    connections::Connections,
-    crypto::{KeyRing, Keys},
-    identity::{reveal, Identity, IdentitySettings},
-    imports::Imports,
-    providers::Catalog,
-    usage::UsageRecorder,
-    workspaces::Workspaces,
-};
-use taxbridge_outbound::{Egress, EgressSettings, PartnerProtocol};
-use taxbridge_worker::{
-    download::{Download, DownloadSettings},
-    Worker, WorkerMetrics, WorkerSettings,
-};
+use std::sync::Arc;
+use taxbridge::{app::App, settings::Settings};
+use taxbridge_domain::identity::{reveal, Identity};
 
 /// The largest file a test app downloads or accepts.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -62,8 +46,8 @@ pub struct TestApp {
     pub identity: Arc<Identity>,
     pub store: Arc<Store>,
     pub http: reqwest::Client,
-    /// Where the app keeps artifacts' bytes (a local blob folder).
-    pub blob_dir: tempfile::TempDir,
+    /// The app's data dir (artifacts' bytes are under `blobs/`).
+    pub data_dir: tempfile::TempDir,
     _db: TestDatabase,
     _shutdown: tokio::sync::oneshot::Sender<()>,
     /// Send `true` to stop the app's worker (it hands its tasks back as it stops).
@@ -108,128 +92,26 @@ impl TestApp {
         Self::spawn_with(database, |_| {}).await
     }
 
-    pub async fn spawn_with(
-        database: Database,
-        tweak: impl FnOnce(&mut ApiSettings),
-    ) -> Option<Self> {
+    /// The app `serve` builds ([`App::build`]), on a fresh database, with test settings that
+    /// `tweak` may change, serving on port 0 with its worker beside it.
+    pub async fn spawn_with(database: Database, tweak: impl FnOnce(&mut Settings)) -> Option<Self> {
         let db = fresh_database(database).await.expect("test database")?;
-        let store = Arc::new(taxbridge_store::connect(&db.url).await.expect("connect"));
-        let identity = Arc::new(Identity::new(
-            store.clone(),
-            &SecretSlice::from(SIGNING_SECRET.to_vec()),
-            IdentitySettings::default(),
-        ));
-        let workspaces = Arc::new(Workspaces::new(store.clone()));
-        let keys = KeyRing::new(&SecretSlice::from(vec![7u8; 32]), &[]).expect("key ring");
-        let connections = Arc::new(Connections::new(
-            store.clone(),
-            workspaces.clone(),
-            Arc::new(Catalog::built_in()),
-            Arc::new(Keys::fixed(keys)),
-            Arc::new(PartnerProtocol::new(
-                Egress::new(EgressSettings {
-                    allow_cidrs: vec!["127.0.0.1/32".parse().expect("cidr")],
-                    connect_timeout: Duration::from_secs(1),
-                    total_timeout: Duration::from_secs(2),
-                    max_response_bytes: 64 * 1024,
-                    ..EgressSettings::default()
-                })
-                .expect("egress"),
-            )),
-        ));
-        let blob_dir = tempfile::tempdir().expect("blob dir");
-        let blobs = taxbridge_blobs::Blobs::local(blob_dir.path()).expect("blobs");
-        let egress = Egress::new(EgressSettings {
-            allow_cidrs: vec!["127.0.0.1/32".parse().expect("cidr")],
-            connect_timeout: Duration::from_secs(1),
-            total_timeout: Duration::from_secs(2),
-            max_response_bytes: 64 * 1024,
-            ..EgressSettings::default()
-        })
-        .expect("egress");
-        let imports = Arc::new(Imports::new(store.clone(), connections.clone()));
+        let data_dir = tempfile::tempdir().expect("data dir");
+        let mut settings = test_settings(&db.url, data_dir.path());
+        tweak(&mut settings);
         let outbox = Arc::new(Outbox::default());
-        let uploads = Arc::new(taxbridge_domain::uploads::Uploads::new(
-            store.clone(),
-            imports.clone(),
-            connections.clone(),
-        ));
-        let upload = taxbridge_worker::upload::UploadHandler::new(
-            store.clone(),
-            store.clone(),
-            blobs.clone(),
-            taxbridge_outbound::tus::TusClient::new(egress.clone()),
-            taxbridge_worker::upload::UploadSettings {
-                chunk_bytes: UPLOAD_CHUNK_BYTES,
-                attempts: 4,
-                first_retry: Duration::from_millis(50),
-                progress_every: Duration::from_millis(50),
-            },
-        );
-        let worker_metrics = prometheus::Registry::new();
+        let app = App::build_with_mailer(&settings, outbox.clone())
+            .await
+            .expect("build the app");
         // The worker runs beside the app, as in `serve`, with retries a test can wait for.
-        let worker = Worker::new(
-            store.clone(),
-            vec![
-                Arc::new(Download::new(
-                    store.clone(),
-                    store.clone(),
-                    connections.clone(),
-                    blobs.clone(),
-                    egress.clone(),
-                    DownloadSettings {
-                        max_bytes: MAX_FILE_BYTES,
-                        attempts: 5,
-                        first_retry: Duration::from_millis(50),
-                    },
-                    WorkerMetrics::new(&worker_metrics),
-                )),
-                Arc::new(upload),
-            ],
-            WorkerSettings {
-                concurrency: 4,
-                poll_interval: Duration::from_millis(100),
-                ..WorkerSettings::default()
-            },
-            imports.tasks_added(),
-        );
         let (worker_stop, mut worker_stopped) = tokio::sync::watch::channel(false);
-        tokio::spawn(worker.run(async move {
+        tokio::spawn(app.worker(None).run(async move {
             let _ = worker_stopped.wait_for(|s| *s).await;
         }));
-        let services = Arc::new(Services {
-            sign_in: Arc::new(taxbridge_domain::sign_in::SignIn::new(
-                store.clone(),
-                outbox.clone(),
-                b"test-pepper",
-            )),
-            imports,
-            uploads,
-            blobs,
-            max_upload_bytes: MAX_FILE_BYTES,
-            pull_budget_bytes: taxbridge_domain::pulls::DEFAULT_PULL_BUDGET_BYTES,
-            tasks: store.clone(),
-            worker_metrics,
-            connections,
-            health: store.clone(),
-            identity: identity.clone(),
-            usage: Arc::new(UsageRecorder::new(store.clone())),
-            workspaces,
-            public_base_url: PUBLIC_BASE_URL.into(),
-        });
-        let mut settings = ApiSettings {
-            listen: "127.0.0.1:0".into(),
-            max_body_bytes: 64 * 1024,
-            query_limits: QueryLimits::default(),
-            connections: ConnectionLimits::default(),
-            rate_limits: RateLimitSettings::default(),
-            usage_flush_interval: Duration::from_millis(100),
-        };
-        tweak(&mut settings);
-        let app = Application::build(settings, services).await.expect("build");
-        let addr = app.local_addr();
+        let api = app.api().await.expect("bind");
+        let addr = api.local_addr();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app.run_until(async move {
+        tokio::spawn(api.run_until(async move {
             let _ = rx.await;
         }));
         Some(Self {
@@ -237,14 +119,19 @@ impl TestApp {
             endpoint: format!("http://{addr}/graphql"),
             base: format!("http://{addr}"),
             database_url: db.url.clone(),
-            identity,
-            store,
+            identity: app.services.identity.clone(),
+            store: app.store.clone(),
             http: reqwest::Client::new(),
             _db: db,
-            blob_dir,
+            data_dir,
             _shutdown: tx,
             worker_stop,
         })
+    }
+
+    /// Where the app keeps artifacts' bytes (a local blob folder).
+    pub fn blob_dir(&self) -> std::path::PathBuf {
+        self.data_dir.path().join("blobs")
     }
 
     /// Sends a GraphQL request with optional bearer token and source-platform header.
@@ -447,4 +334,42 @@ impl TestApp {
             .cloned()
             .unwrap_or_default()
     }
+}
+
+/// What a test app runs with: the defaults `serve` has, on `database_url`, with loopback calls
+/// allowed (the partner platforms, file servers and tus servers of the tests listen there),
+/// short outbound deadlines, 1 MiB files and quick retries.
+pub fn test_settings(database_url: &str, data_dir: &std::path::Path) -> Settings {
+    use base64::Engine;
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".into(),
+        data_dir: data_dir.to_path_buf(),
+        database_url: Some(database_url.to_owned()),
+        public_base_url: Some(PUBLIC_BASE_URL.into()),
+        ..Settings::default()
+    };
+    settings.auth.jwt_secret = Some(
+        String::from_utf8(SIGNING_SECRET.to_vec())
+            .expect("ascii")
+            .into(),
+    );
+    settings.encryption.key = Some(
+        base64::engine::general_purpose::STANDARD
+            .encode([7u8; 32])
+            .into(),
+    );
+    settings.limits.max_body_bytes = 64 * 1024;
+    settings.usage.flush_interval_seconds = 1;
+    settings.egress.allow_cidrs = vec!["127.0.0.1/32".into()];
+    settings.egress.connect_timeout_seconds = 1;
+    settings.egress.timeout_seconds = 2;
+    settings.egress.max_response_bytes = 64 * 1024;
+    settings.worker.concurrency = 4;
+    settings.worker.max_file_bytes = MAX_FILE_BYTES;
+    settings.worker.tus_chunk_bytes = UPLOAD_CHUNK_BYTES;
+    settings.worker.attempts = 5;
+    settings.worker.first_retry_millis = 50;
+    settings.worker.poll_interval_millis = 100;
+    settings.worker.progress_interval_millis = 50;
+    settings
 }

@@ -3,19 +3,21 @@
 //! same two steps as the API), then says how it went in words. A failed try can be sent
 //! again with corrected fields: it collects the same connection rather than starting another.
 
-use super::{
-    badge, layout, page, sentence, session_form, session_in_workspace, unavailable,
-    workspace_by_slug, Refusal, Session,
+use crate::{
+    badge, layout, page, sentence, session_form, unavailable, workspace_by_slug, Refusal, SignedIn,
 };
-use crate::http::AppState;
 use axum::{
     body::Body,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::Response,
 };
 use maud::{html, Markup};
 use std::{collections::HashMap, sync::Arc};
+use taxbridge_api::{
+    auth::{MaybeSession, Session},
+    ground::AppState,
+};
 use taxbridge_domain::{
     connections::{ConnectionError, ConnectionStatus, ConnectionView},
     providers::Provider,
@@ -143,11 +145,10 @@ async fn tax_software(state: &AppState) -> Result<Vec<Provider>, Refusal> {
 /// `GET /w/{slug}/connect/tax-software`.
 pub(crate) async fn form(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Path(slug): Path<String>,
 ) -> Result<Response, Refusal> {
-    let here = format!("/w/{slug}/connect/tax-software");
-    let (session, access) = session_in_workspace(&state, &headers, &here, &slug).await?;
+    let access = workspace_by_slug(&state, &session, &slug).await?;
     let providers = tax_software(&state).await?;
     Ok(page(
         StatusCode::OK,
@@ -159,13 +160,13 @@ pub(crate) async fn form(
 /// fields and `baseUrl`; `connection_id` to try a failed connection again.
 pub(crate) async fn connect(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    session: MaybeSession,
     Path(slug): Path<String>,
     body: Body,
 ) -> Result<Response, Refusal> {
     let here = format!("/w/{slug}/connect/tax-software");
     let (session, form): (_, HashMap<String, String>) =
-        session_form(&state, &headers, &here, body).await?;
+        session_form(&state, session, &here, body).await?;
     let access = workspace_by_slug(&state, &session, &slug).await?;
     let providers = tax_software(&state).await?;
     let refused = |status: StatusCode, message: String| {
@@ -189,38 +190,15 @@ pub(crate) async fn connect(
             inputs.insert(name.to_owned(), value.into());
         }
     }
-    let connections = &state.services.connections;
-    let workspace_id = access.workspace().id.as_str();
     let retry = form
         .get("connection_id")
         .map(|v| v.trim())
         .filter(|v| !v.is_empty());
-    let collected = match retry {
-        // A retried id must be a connection of this workspace, of this provider.
-        Some(id) => match connections.reach(&session.caller, id).await {
-            Ok((found, _))
-                if found.workspace_id == access.workspace().id
-                    && found.provider_key == provider.key =>
-            {
-                connections
-                    .collect(&session.caller, id, Some(inputs.into()))
-                    .await
-            }
-            Ok(_) => Err(ConnectionError::NotFound),
-            Err(err) => Err(err),
-        },
-        None => match connections
-            .start(&session.caller, workspace_id, key, Some(inputs.into()))
-            .await
-        {
-            Ok(started) => {
-                connections
-                    .collect(&session.caller, started.connection.id.as_str(), None)
-                    .await
-            }
-            Err(err) => Err(err),
-        },
-    };
+    let collected = state
+        .services
+        .connections
+        .connect(&session.caller, &access, key, inputs.into(), retry)
+        .await;
     Ok(match collected {
         Ok(view) if view.connection.status == ConnectionStatus::Active => page(
             StatusCode::OK,
@@ -231,7 +209,7 @@ pub(crate) async fn connect(
             connect_page(&session, &access, &providers, Outcome::Failed(&view)),
         ),
         Err(ConnectionError::NotFound | ConnectionError::Workspace(WorkspaceError::NotFound)) => {
-            super::not_found()
+            crate::not_found()
         }
         Err(ConnectionError::Workspace(
             WorkspaceError::Forbidden(message) | WorkspaceError::Invalid { message, .. },

@@ -2,18 +2,18 @@
 //! dashboard `/w/{slug}` (connections, import jobs with progress, recent works) and one work
 //! `/w/{slug}/works/{workId}` (its artifacts, with download links).
 
-use super::{
-    badge, bytes, layout, not_found, page, redirect, require_session, session_in_workspace,
-    unavailable, url_encode, when, OrUnavailable, Refusal,
+use crate::{
+    badge, bytes, layout, not_found, page, redirect, unavailable, when, workspace_by_slug,
+    OrUnavailable, Refusal, SignedIn,
 };
-use crate::http::AppState;
 use axum::{
     extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::Response,
 };
 use maud::{html, Markup};
 use std::{collections::HashMap, sync::Arc};
+use taxbridge_api::ground::AppState;
 use taxbridge_domain::{
     connections::ConnectionView,
     imports::{ArtifactStatus, ImportError, Job, JobProgress, JobWork},
@@ -29,11 +29,10 @@ const RECENT_SHOWN: u32 = 20;
 /// `GET /w/redirect/{*rest}`: the signed-in user's workspace with `rest`, or a chooser.
 pub(crate) async fn choose(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     rest: Option<Path<String>>,
 ) -> Result<Response, Refusal> {
     let rest = rest.map(|Path(r)| r).unwrap_or_default();
-    let session = require_session(&state, &headers, &format!("/w/redirect/{rest}")).await?;
     let first = Page {
         limit: 50,
         offset: 0,
@@ -79,11 +78,10 @@ pub(crate) async fn choose(
 /// `GET /w/{slug}`: the workspace's dashboard.
 pub(crate) async fn dashboard(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Path(slug): Path<String>,
 ) -> Result<Response, Refusal> {
-    let here = format!("/w/{slug}");
-    let (session, access) = session_in_workspace(&state, &headers, &here, &slug).await?;
+    let access = workspace_by_slug(&state, &session, &slug).await?;
     let services = &state.services;
     let connections = services
         .connections
@@ -209,11 +207,10 @@ fn dashboard_body(
 /// `GET /w/{slug}/works/{workId}`: one tax preparation, its artifacts and their downloads.
 pub(crate) async fn work(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Path((slug, work_id)): Path<(String, String)>,
 ) -> Result<Response, Refusal> {
-    let here = format!("/w/{slug}/works/{}", url_encode(&work_id));
-    let (session, access) = session_in_workspace(&state, &headers, &here, &slug).await?;
+    let access = workspace_by_slug(&state, &session, &slug).await?;
     let (work, artifacts) = match state.services.imports.work(&session.caller, &work_id).await {
         // A work of another of the user's workspaces is not under this slug.
         Ok(found) if found.0.workspace_id == access.workspace().id => found,

@@ -31,7 +31,7 @@ mod limits {
 /// The app with a 1-second body deadline, so a stalled form shows in a second.
 async fn quick(database: taxbridge_testkit::Database) -> Option<TestApp> {
     TestApp::spawn_with(database, |settings| {
-        settings.connections.body_read_timeout = std::time::Duration::from_secs(1);
+        settings.limits.body_read_timeout_seconds = 1;
     })
     .await
 }

@@ -19,7 +19,10 @@ per_database!(
 
 /// As `serve` runs by default: a request body of up to 1 MiB, room for 1,000 works.
 pub(crate) async fn spawn(database: taxbridge_testkit::Database) -> Option<TestApp> {
-    TestApp::spawn_with(database, |settings| settings.max_body_bytes = 1024 * 1024).await
+    TestApp::spawn_with(database, |settings| {
+        settings.limits.max_body_bytes = 1024 * 1024
+    })
+    .await
 }
 
 pub(crate) const CREATE_JOB: &str = "mutation CreateConnectionJob($connectionId: ID!, $jobName: String!) { createConnectionJob(connectionId: $connectionId, jobName: $jobName) { id connectionId workspaceId name status createdAt updatedAt } }";
@@ -687,17 +690,17 @@ async fn downloads_succeed_fail_recover_use_credentials_and_bytes_are_served(app
         .expect("text");
     for line in [
         "taxbridge_task_queue_depth{kind=\"download\"} 0",
-        "downloads_total{outcome=\"success\"} 3",
-        "downloads_total{outcome=\"error\"} 2",
-        "download_failures_total{code=\"URL_REFUSED\"} 1",
-        "download_failures_total{code=\"HTTP_ERROR\"} 3",
+        "taxbridge_downloads_total{outcome=\"success\"} 3",
+        "taxbridge_downloads_total{outcome=\"error\"} 2",
+        "taxbridge_download_failures_total{code=\"URL_REFUSED\"} 1",
+        "taxbridge_download_failures_total{code=\"HTTP_ERROR\"} 3",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),
             "no `{line}` in\n{metrics}"
         );
     }
-    let bytes = format!("download_bytes_total {}", 3 * expected.len());
+    let bytes = format!("taxbridge_download_bytes_total {}", 3 * expected.len());
     assert!(metrics.lines().any(|l| l == bytes), "no `{bytes}`");
 
     // Credentials went only where the connection's base URL is, and every request had them.
@@ -824,7 +827,7 @@ async fn uploads_over_the_cap_are_refused_and_keep_nothing(app: TestApp) {
         json!([{ "workArtifact": { "status": "initial", "uploadedUrl": null } }])
     );
     assert_eq!(
-        files_under(app.blob_dir.path()),
+        files_under(&app.blob_dir()),
         0,
         "no blob, staged or complete, is left"
     );

@@ -64,7 +64,8 @@ async fn graphiql_runs_me_offline_with_a_pasted_token() {
         .expect("resources");
     let loaded: Vec<String> = serde_json::from_value(loaded).unwrap_or_default();
     assert!(loaded.len() >= 5, "{loaded:?}");
-    for url in &loaded {
+    // (A `data:` URL, such as a font the stylesheet inlines, is read from the page itself.)
+    for url in loaded.iter().filter(|url| !url.starts_with("data:")) {
         assert!(url.starts_with(&app.base), "{url} is not the gateway's");
     }
     client.close().await.expect("close");

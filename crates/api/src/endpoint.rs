@@ -19,6 +19,7 @@ use crate::{
     error::{self, ErrorCode},
     graphql::{root_fields, QueryLimits, RequestContext},
     ground::{refuse, request_id, AppState, HttpError},
+    large_bodies::{LargeSlot, LARGE_BODIES_PER_KEY},
     query_documents::{count_tokens, ParsedQueries},
 };
 use async_graphql::{
@@ -139,53 +140,6 @@ pub(crate) const UPLOAD_OPERATION: &str = "uploadConnectionFile";
 /// Its body limit: the file in base64 (4 bytes per 3) and room for the rest of the request.
 pub(crate) const UPLOAD_BODY_BYTES: usize =
     taxbridge_domain::uploads::MAX_INLINE_BYTES.div_ceil(3) * 4 + 64 * 1024;
-/// Large bodies read at once; more wait their turn, so they cost at most this many times
-/// [`UPLOAD_BODY_BYTES`] of memory.
-pub(crate) const LARGE_BODIES_AT_ONCE: usize = 4;
-/// Large bodies one API key (or account) may have read at once: one integrator's burst
-/// leaves slots for others.
-pub(crate) const LARGE_BODIES_PER_KEY: usize = 2;
-
-/// Who holds large-body slots, and how many each.
-#[derive(Default)]
-pub(crate) struct LargeBodyHolders(std::sync::Mutex<std::collections::HashMap<String, usize>>);
-
-/// One large-body slot, held while its body is read and its operation runs.
-pub(crate) struct LargeSlot<'a> {
-    _permit: tokio::sync::SemaphorePermit<'a>,
-    holders: &'a LargeBodyHolders,
-    holder: String,
-}
-
-impl LargeBodyHolders {
-    /// Counts one more slot for `holder`, unless it holds [`LARGE_BODIES_PER_KEY`] already.
-    fn enter(&self, holder: &str) -> bool {
-        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let count = held.entry(holder.to_owned()).or_default();
-        if *count >= LARGE_BODIES_PER_KEY {
-            return false;
-        }
-        *count += 1;
-        true
-    }
-
-    fn leave(&self, holder: &str) {
-        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = held.get_mut(holder) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(holder);
-            }
-        }
-    }
-}
-
-impl Drop for LargeSlot<'_> {
-    fn drop(&mut self) {
-        self.holders.leave(&self.holder);
-    }
-}
-
 /// The client's address, as the accept loop recorded it.
 fn client_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
     extensions
@@ -338,13 +292,7 @@ async fn read_body<'a>(
         let waited =
             tokio::time::timeout(state.body_read_timeout, state.large_bodies.acquire()).await;
         match waited {
-            Ok(Ok(permit)) => {
-                slot = Some(LargeSlot {
-                    _permit: permit,
-                    holders: &state.large_holders,
-                    holder,
-                })
-            }
+            Ok(Ok(permit)) => slot = Some(LargeSlot::new(permit, &state.large_holders, holder)),
             _ => {
                 state.large_holders.leave(&holder);
                 return Err(Refused::new(

@@ -39,7 +39,7 @@ pub struct AppState {
     /// Slots for bodies over `max_body_bytes` (`uploadConnectionFile`'s inline files).
     pub(crate) large_bodies: tokio::sync::Semaphore,
     /// Large-body slots held per key.
-    pub(crate) large_holders: crate::endpoint::LargeBodyHolders,
+    pub(crate) large_holders: crate::large_bodies::LargeBodyHolders,
     /// The web pages' paces: sign-in attempts and form posts.
     pub web_limits: crate::rate_limits::WebLimits,
 }

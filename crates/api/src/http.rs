@@ -51,8 +51,8 @@ pub fn router(
         body_read_timeout: settings.connections.body_read_timeout,
         documents: ParsedQueries::default(),
         limits: settings.query_limits,
-        large_bodies: tokio::sync::Semaphore::const_new(crate::endpoint::LARGE_BODIES_AT_ONCE),
-        large_holders: crate::endpoint::LargeBodyHolders::default(),
+        large_bodies: tokio::sync::Semaphore::const_new(crate::large_bodies::LARGE_BODIES_AT_ONCE),
+        large_holders: crate::large_bodies::LargeBodyHolders::default(),
         web_limits: crate::rate_limits::WebLimits::default(),
     });
     let router = Router::new()

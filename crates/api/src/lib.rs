@@ -22,6 +22,7 @@ mod graphiql;
 pub mod graphql;
 pub mod ground;
 mod http;
+mod large_bodies;
 mod metrics;
 mod query_documents;
 pub mod rate_limits;

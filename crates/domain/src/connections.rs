@@ -21,8 +21,8 @@ use crate::{
     identity::Caller,
     ids::{ConnectionId, WorkspaceId},
     lists::Page,
+    platform::{PartnerPlatform, PlatformAccess, PlatformFailure, VerifyCall},
     providers::{partner_entry, Catalog, Provider},
-    pulls::{PlatformClient, PlatformFile, PullBudget, Puller},
     store::{StoreError, StoreResult},
     time::Timestamp,
     workspaces::{WorkspaceAccess, WorkspaceError, Workspaces},
@@ -185,90 +185,6 @@ pub trait ConnectionStore: Send + Sync + 'static {
     /// Writes a connection's status, settings, credentials, detail, verification time,
     /// display name and `updated_at`; false when there is no such connection.
     async fn update_connection(&self, connection: &Connection) -> StoreResult<bool>;
-}
-
-/// One `GET /v1/verify` of partner protocol v1: where, with what, for whom.
-/// A connection's way into its platform: where it is and the credentials, opened. Kept only
-/// for the length of a call; its `Debug` shows no secret.
-#[derive(Clone)]
-pub struct PlatformAccess {
-    pub base_url: Option<String>,
-    pub api_key: Option<String>,
-    pub security_token: Option<String>,
-    pub workspace_id: String,
-    pub firm_reference: Option<String>,
-}
-
-impl std::fmt::Debug for PlatformAccess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PlatformAccess")
-            .field("base_url", &self.base_url)
-            .field("workspace_id", &self.workspace_id)
-            .finish_non_exhaustive()
-    }
-}
-
-pub struct VerifyCall<'a> {
-    pub base_url: &'a str,
-    pub api_key: Option<&'a str>,
-    pub security_token: Option<&'a str>,
-    pub workspace_id: &'a str,
-    pub firm_reference: Option<&'a str>,
-}
-
-/// What a platform said about the firm whose credentials it accepted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VerifiedFirm {
-    pub firm_id: String,
-    pub firm_name: Option<String>,
-}
-
-/// The outbound side of partner protocol v1, as the domain sees it: implemented over the
-/// egress policy in the outbound crate. The error is what went wrong, in words an integrator
-/// can act on (`Rejected` is the credentials' fault, the rest the platform's or the URL's).
-#[async_trait]
-pub trait PartnerPlatform: Send + Sync + 'static {
-    async fn verify(&self, call: VerifyCall<'_>) -> Result<VerifiedFirm, PlatformFailure>;
-    /// `GET /v1/clients` with these query parameters: at most `limit` clients, the answer
-    /// read as it streams and charged to `budget`.
-    async fn clients(
-        &self,
-        puller: &Puller,
-        params: &[(String, String)],
-        limit: usize,
-        budget: &PullBudget,
-    ) -> Result<Vec<PlatformClient>, PlatformFailure>;
-    /// `GET /v1/clients/{id}`; `None` when the platform answers 404.
-    async fn client(
-        &self,
-        puller: &Puller,
-        id: &str,
-        budget: &PullBudget,
-    ) -> Result<Option<PlatformClient>, PlatformFailure>;
-    /// `GET /v1/clients/{id}/files` with these query parameters: at most `limit` files.
-    async fn files(
-        &self,
-        puller: &Puller,
-        client_id: &str,
-        params: &[(String, String)],
-        limit: usize,
-        budget: &PullBudget,
-    ) -> Result<Vec<PlatformFile>, PlatformFailure>;
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PlatformFailure {
-    #[error("the platform rejected the credentials (HTTP {0}); check the apiKey and securityToken, then collect again")]
-    Rejected(u16),
-    #[error("{0}")]
-    Unreachable(String),
-    #[error("the platform answered HTTP {0}; try again later or check the baseUrl")]
-    Status(u16),
-    #[error("the platform's answer was not a partner protocol v1 answer: {0}")]
-    BadAnswer(String),
-    /// The request's pulls have read their shared byte budget ([`PullBudget`]).
-    #[error("this request's pulls have read the {0}-byte budget one request may read from platforms; ask for fewer items (options.limit) or fewer clients' files per request")]
-    OverBudget(u64),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -23,6 +23,7 @@ pub mod identity;
 pub mod ids;
 pub mod imports;
 pub mod lists;
+pub mod platform;
 pub mod providers;
 pub mod pulls;
 pub mod rotation;

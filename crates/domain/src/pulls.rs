@@ -9,10 +9,9 @@
 //! would have.
 
 use crate::{
-    connections::{
-        ConnectionError, ConnectionStatus, Connections, PlatformAccess, PlatformFailure,
-    },
+    connections::{ConnectionError, ConnectionStatus, Connections},
     ids::ConnectionId,
+    platform::{PlatformClient, PlatformFailure, PlatformFile, PullBudget, Puller},
     time::Timestamp,
 };
 
@@ -49,39 +48,6 @@ impl Default for PullQuery {
             params: Vec::new(),
             limit: DEFAULT_PULL_LIMIT as usize,
         }
-    }
-}
-
-/// The bytes one request's pulls may still read from platforms, shared by all of them: a
-/// hostile platform's answers cost the gateway at most this much, however many pulls one
-/// query makes.
-#[derive(Debug)]
-pub struct PullBudget {
-    total: u64,
-    left: std::sync::atomic::AtomicU64,
-}
-
-impl PullBudget {
-    pub fn new(bytes: u64) -> Self {
-        Self {
-            total: bytes,
-            left: std::sync::atomic::AtomicU64::new(bytes),
-        }
-    }
-
-    /// Takes `bytes` from the budget; `Err` (with the budget's size) once it is spent.
-    pub fn take(&self, bytes: u64) -> Result<(), PlatformFailure> {
-        use std::sync::atomic::Ordering;
-        self.left
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-                left.checked_sub(bytes)
-            })
-            .map(|_| ())
-            .map_err(|_| {
-                // Spent for every later pull of the request too.
-                self.left.store(0, Ordering::Relaxed);
-                PlatformFailure::OverBudget(self.total)
-            })
     }
 }
 
@@ -170,37 +136,6 @@ impl PullQuery {
         }
         Ok(query)
     }
-}
-
-/// A client as the platform lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlatformClient {
-    pub id: String,
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub kind: Option<String>,
-    pub last_modified: Option<Timestamp>,
-}
-
-/// A client's file as the platform lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlatformFile {
-    pub id: String,
-    pub file_name: String,
-    pub file_size: Option<i64>,
-    pub mime_type: Option<String>,
-    pub download_url: Option<String>,
-    pub date_created: Option<Timestamp>,
-}
-
-/// What pulls from one connection need: its id, and its platform's address and credentials,
-/// read once per connection a request pulls from.
-#[derive(Clone, Debug)]
-pub struct Puller {
-    pub connection_id: ConnectionId,
-    pub access: PlatformAccess,
-    pub base_url: String,
 }
 
 impl Connections {

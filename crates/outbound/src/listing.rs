@@ -17,7 +17,7 @@ use std::{
     fmt,
     io::Read,
 };
-use taxbridge_domain::{connections::PlatformFailure, pulls::PullBudget};
+use taxbridge_domain::platform::{PlatformFailure, PullBudget};
 
 /// One JSON value where the protocol expects a scalar: a string, a number (kept as its text
 /// and, when whole, as an integer), or anything else, skipped without being held.

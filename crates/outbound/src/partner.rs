@@ -15,8 +15,10 @@ use crate::{listing, Egress, EgressError};
 use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION};
 use taxbridge_domain::{
-    connections::{PartnerPlatform, PlatformFailure, VerifiedFirm, VerifyCall},
-    pulls::{PlatformClient, PlatformFile, PullBudget, Puller},
+    platform::{
+        PartnerPlatform, PlatformClient, PlatformFailure, PlatformFile, PullBudget, Puller,
+        VerifiedFirm, VerifyCall,
+    },
     time::Timestamp,
 };
 use url::Url;

@@ -23,9 +23,8 @@ use std::{
     time::{Duration, Instant},
 };
 use taxbridge_domain::{
-    connections::{PartnerPlatform, PlatformAccess, PlatformFailure, VerifyCall},
     ids::ConnectionId,
-    pulls::{PullBudget, Puller},
+    platform::{PartnerPlatform, PlatformAccess, PlatformFailure, PullBudget, Puller, VerifyCall},
 };
 use taxbridge_outbound::{
     header,

@@ -18,9 +18,10 @@ use futures_util::StreamExt;
 use std::{sync::Arc, time::Duration};
 use taxbridge_domain::{
     blobs::BlobWriteError,
-    connections::{Connections, PlatformAccess},
+    connections::Connections,
     ids::ArtifactId,
     imports::{Artifact, ArtifactOutcome, Imports, StoredBytes},
+    platform::PlatformAccess,
     tasks::{Owner, Task, TaskKind},
 };
 use taxbridge_outbound::{header, Egress, EgressError, Url};

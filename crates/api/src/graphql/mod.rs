@@ -160,7 +160,7 @@ pub struct RequestContext {
     /// Calls to provider platforms this request has made.
     pulls_made: std::sync::atomic::AtomicU32,
     /// The bytes this request's pulls may still read, made on the first pull.
-    pull_budget: OnceLock<taxbridge_domain::pulls::PullBudget>,
+    pull_budget: OnceLock<taxbridge_domain::platform::PullBudget>,
 }
 
 impl RequestContext {

@@ -17,7 +17,8 @@ use async_graphql::{ComplexObject, Context, InputType, Json, SimpleObject, Value
 use std::{future::Future, sync::Arc};
 use taxbridge_domain::{
     ids::ConnectionId,
-    pulls::{PlatformClient, PlatformFile, PullBudget, PullQuery, Puller},
+    platform::{PlatformClient, PlatformFile, PullBudget, Puller},
+    pulls::PullQuery,
 };
 
 /// Calls to platforms one request may have in flight.

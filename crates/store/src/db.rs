@@ -16,7 +16,9 @@
 //! constraint (callers rename it with [`name_conflict`]); anything else is
 //! [`StoreError::Backend`].
 
-use crate::read::{Columns, FromColumns, SqliteReaders};
+use crate::read::{SqliteReaders, DEEP_OFFSET};
+pub(crate) use crate::row::Arg;
+use crate::row::{Columns, FromColumns};
 use crate::write::{Session, SqliteWriter};
 use crate::Backend;
 use sqlx::{PgPool, Postgres};
@@ -24,43 +26,6 @@ use taxbridge_domain::{
     lists::Page,
     store::{StoreError, StoreResult},
 };
-
-/// A value bound to a `$n` placeholder. Nulls carry their column's type, which PostgreSQL needs.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Arg<'a> {
-    Text(Option<&'a str>),
-    Int(Option<i64>),
-}
-
-impl<'a> From<&'a str> for Arg<'a> {
-    fn from(value: &'a str) -> Self {
-        Arg::Text(Some(value))
-    }
-}
-
-impl<'a> From<&'a String> for Arg<'a> {
-    fn from(value: &'a String) -> Self {
-        Arg::Text(Some(value))
-    }
-}
-
-impl<'a> From<Option<&'a str>> for Arg<'a> {
-    fn from(value: Option<&'a str>) -> Self {
-        Arg::Text(value)
-    }
-}
-
-impl From<i64> for Arg<'_> {
-    fn from(value: i64) -> Self {
-        Arg::Int(Some(value))
-    }
-}
-
-impl From<Option<i64>> for Arg<'_> {
-    fn from(value: Option<i64>) -> Self {
-        Arg::Int(value)
-    }
-}
 
 /// The open database: SQLite's writer thread and in-place readers, or a PostgreSQL pool.
 pub(crate) enum Db {
@@ -116,7 +81,7 @@ impl Db {
         page: Page,
     ) -> StoreResult<Vec<T>> {
         match self {
-            Db::Sqlite { readers, .. } if page.offset > crate::read::DEEP_OFFSET => {
+            Db::Sqlite { readers, .. } if page.offset > DEEP_OFFSET => {
                 readers.fetch_all_off_thread(sql, args).await
             }
             _ => self.fetch(sql, args).await,

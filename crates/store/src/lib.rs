@@ -1,11 +1,16 @@
-//! Taxbridge's storage: every domain port (`AccountStore`, `ApiKeyStore`, `UsageStore`,
+//! Taxbridge's storage: every storage port of the domain (`AccountStore`, `ApiKeyStore`,
+//! `ConnectionStore`, `ImportStore`, `SignInStore`, `TaskStore`, `UploadStore`, `UsageStore`,
 //! `WorkspaceStore`, `StoreHealth`) implemented on one type, [`Store`], over SQLite (the
 //! zero-setup default, in WAL mode) or PostgreSQL (for many gateway nodes). The backend is
-//! chosen once, from the database URL's scheme, by [`connect`].
+//! chosen once, from the database URL's scheme, by [`connect`]. Only the domain's services call
+//! these ports (bytes are `taxbridge-blobs`' `BlobStore`).
 //!
-//! One file per feature (`accounts.rs`, `api_keys.rs`, `usage.rs`, `workspaces.rs`,
-//! `members.rs`), each holding its SQL, its row types and their decoding together, as plain
-//! functions over [`db::Db`], the one type that knows there are two drivers. Both backends run
+//! One file per feature (`accounts.rs`, `api_keys.rs`, `connections.rs`, `imports.rs`,
+//! `members.rs`, `sign_in.rs`, `tasks.rs`, `uploads.rs`, `usage.rs`, `workspaces.rs`), each
+//! holding its SQL, its row types and their decoding together, as plain functions over
+//! [`db::Db`], the one type that knows there are two drivers. Below it: `read.rs` (SQLite
+//! reads in place), `write.rs` (SQLite's one writer thread) and `row.rs`, what both share
+//! (bound values, row decoding, driver errors), so no two of them import each other. Both backends run
 //! the same SQL text: every column is TEXT or a 64-bit integer (instants are milliseconds since
 //! the epoch, JSON is text), placeholders are `$n`, and upserts use `ON CONFLICT`. A query that
 //! must differ (a task queue's `FOR UPDATE SKIP LOCKED`, say) matches on [`Db::backend`](db::Db)
@@ -26,6 +31,7 @@ mod imports;
 mod listing;
 mod members;
 mod read;
+mod row;
 mod sign_in;
 mod tasks;
 mod uploads;

@@ -16,69 +16,10 @@
 //! Columns are read in the order the `SELECT` lists them (a [`Columns`] cursor), which keeps
 //! each decoder next to the column list it reads and costs no name lookups.
 
-use crate::db::Arg;
+use crate::row::{backend, run_statement, Arg, OwnedArg};
+pub(crate) use crate::row::{Columns, FromColumns};
 use std::sync::{Arc, Mutex};
-use taxbridge_domain::store::{StoreError, StoreResult};
-
-/// A cursor over one row's columns, in `SELECT` order.
-pub(crate) trait Columns {
-    fn text(&mut self) -> StoreResult<String>;
-    fn opt_text(&mut self) -> StoreResult<Option<String>>;
-    fn int(&mut self) -> StoreResult<i64>;
-    fn opt_int(&mut self) -> StoreResult<Option<i64>>;
-}
-
-/// A row type that a read decodes, column by column.
-pub(crate) trait FromColumns: Sized {
-    fn from_columns(columns: &mut dyn Columns) -> StoreResult<Self>;
-}
-
-pub(crate) fn backend<E: std::error::Error + Send + Sync + 'static>(err: E) -> StoreError {
-    StoreError::Backend(Box::new(err))
-}
-
-/// A rusqlite error as the domain's: a unique violation becomes a conflict carrying SQLite's
-/// message (`UNIQUE constraint failed: <table>.<column>`), as sqlx reports it.
-pub(crate) fn statement_error(err: rusqlite::Error) -> StoreError {
-    if let rusqlite::Error::SqliteFailure(code, message) = &err {
-        const UNIQUE: std::ffi::c_int = rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE;
-        const PRIMARY_KEY: std::ffi::c_int = rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY;
-        if matches!(code.extended_code, UNIQUE | PRIMARY_KEY) {
-            return StoreError::Conflict {
-                what: message.clone().unwrap_or_else(|| err.to_string()),
-            };
-        }
-    }
-    backend(err)
-}
-
-struct RusqliteColumns<'r, 's> {
-    row: &'r rusqlite::Row<'s>,
-    next: usize,
-}
-
-impl RusqliteColumns<'_, '_> {
-    fn get<T: rusqlite::types::FromSql>(&mut self) -> StoreResult<T> {
-        let value = self.row.get(self.next).map_err(backend)?;
-        self.next += 1;
-        Ok(value)
-    }
-}
-
-impl Columns for RusqliteColumns<'_, '_> {
-    fn text(&mut self) -> StoreResult<String> {
-        self.get()
-    }
-    fn opt_text(&mut self) -> StoreResult<Option<String>> {
-        self.get()
-    }
-    fn int(&mut self) -> StoreResult<i64> {
-        self.get()
-    }
-    fn opt_int(&mut self) -> StoreResult<Option<i64>> {
-        self.get()
-    }
-}
+use taxbridge_domain::store::StoreResult;
 
 /// Query-only SQLite connections, used on the calling thread. The pool grows to the number of
 /// reads in flight at once (at most the threads that read) and keeps them open.
@@ -121,31 +62,6 @@ impl SqliteReaders {
         })
         .await
         .map_err(backend)?
-    }
-}
-
-/// An [`Arg`] that owns its text, to cross to another thread.
-#[derive(Clone, Debug)]
-pub(crate) enum OwnedArg {
-    Text(Option<String>),
-    Int(Option<i64>),
-}
-
-impl OwnedArg {
-    pub(crate) fn as_arg(&self) -> Arg<'_> {
-        match self {
-            OwnedArg::Text(text) => Arg::Text(text.as_deref()),
-            OwnedArg::Int(int) => Arg::Int(*int),
-        }
-    }
-}
-
-impl From<&Arg<'_>> for OwnedArg {
-    fn from(arg: &Arg<'_>) -> Self {
-        match *arg {
-            Arg::Text(text) => OwnedArg::Text(text.map(str::to_owned)),
-            Arg::Int(int) => OwnedArg::Int(int),
-        }
     }
 }
 
@@ -213,36 +129,10 @@ impl Readers {
     }
 }
 
-/// Runs `sql` on `conn` with `args` bound to its `$n` placeholders and decodes every row.
-pub(crate) fn run_statement<T: FromColumns>(
-    conn: &rusqlite::Connection,
-    sql: &str,
-    args: &[Arg<'_>],
-) -> StoreResult<Vec<T>> {
-    let mut statement = conn.prepare_cached(sql).map_err(backend)?;
-    // `$n` is a named parameter to SQLite, numbered by first appearance: bind by name.
-    for (n, arg) in args.iter().enumerate() {
-        let name = format!("${}", n + 1);
-        let Some(index) = statement.parameter_index(&name).map_err(backend)? else {
-            continue;
-        };
-        match *arg {
-            Arg::Text(text) => statement.raw_bind_parameter(index, text),
-            Arg::Int(int) => statement.raw_bind_parameter(index, int),
-        }
-        .map_err(backend)?;
-    }
-    let mut rows = statement.raw_query();
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(statement_error)? {
-        out.push(T::from_columns(&mut RusqliteColumns { row, next: 0 })?);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use taxbridge_domain::store::StoreError;
 
     struct Text(String);
 

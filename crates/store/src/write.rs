@@ -24,8 +24,7 @@
 //! the pooled rusqlite wrappers (r2d2, deadpool) hand out connections rather than queueing
 //! statements; grouping is the whole point, and it is this one small module.
 
-use crate::db::Arg;
-use crate::read::{backend, run_statement, FromColumns, OwnedArg};
+use crate::row::{backend, run_statement, Arg, FromColumns, OwnedArg};
 use std::sync::mpsc;
 use taxbridge_domain::store::{StoreError, StoreResult};
 use tokio::sync::oneshot;

@@ -1,16 +1,20 @@
-//! Taxbridge's domain: what an account, an API key, an access token and a workspace are, the
-//! rules that govern them, and the storage ports through which they are persisted.
+//! Taxbridge's domain: what accounts, API keys, access tokens, workspaces, provider
+//! connections, imports, uploads and pulls are, the rules that govern them, and the services
+//! that are the one door to their state. Every read and write goes through a service method
+//! that takes who is acting (a [`identity::Caller`], the task a worker holds, or the operator's
+//! command line) and checks reach there; no crate above this one names a storage port.
 //!
-//! Layers point inward: the GraphQL/HTTP crate calls the services here, and the storage crate
-//! implements the ports. Each feature module declares its own port beside its rules
-//! ([`accounts::AccountStore`], [`api_keys::ApiKeyStore`], [`usage::UsageStore`],
-//! [`workspaces::WorkspaceStore`]); [`store`] holds only what they share (the error type and
-//! the health check) and imports no feature. Nothing in this crate knows about HTTP, GraphQL
-//! or SQL, so the rules below hold whichever front door or database is in use.
+//! Layers point inward: the GraphQL/HTTP crates and the worker call the services here, the
+//! storage crate implements the storage ports, `taxbridge-blobs` the [`blobs::BlobStore`] port,
+//! and the outbound crate the [`platform::PartnerPlatform`] port. Each feature module declares
+//! its own port beside its rules ([`accounts::AccountStore`], [`connections::ConnectionStore`],
+//! [`imports::ImportStore`], …); [`store`] holds only what they share (the error type and the
+//! health check) and imports no feature. Nothing in this crate knows about HTTP, GraphQL or
+//! SQL, so the rules below hold whichever front door or database is in use.
 //!
 //! Errors: each service returns its own `thiserror` enum that says what happened
-//! ([`identity::AuthError`], [`store::StoreError`]); the API layer alone decides how those
-//! become `extensions.code` values.
+//! ([`identity::AuthError`], [`imports::ImportError`], [`store::StoreError`]); the API layer
+//! alone decides how those become `extensions.code` values.
 
 pub mod accounts;
 pub mod api_keys;

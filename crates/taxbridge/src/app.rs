@@ -52,7 +52,7 @@ impl App {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let mailer: Arc<dyn Mailer> = match &settings.mail.smtp_url {
             Some(url) => Arc::new(
-                taxbridge_outbound::mail::SmtpMailer::new(url, &settings.mail.from)
+                taxbridge_outbound::mail::SmtpMailer::new(url.expose(), &settings.mail.from)
                     .map_err(anyhow::Error::msg)?,
             ),
             None => Arc::new(taxbridge_domain::sign_in::LogMailer),

@@ -22,7 +22,8 @@ pub struct Settings {
     /// Where the SQLite database and generated secrets live by default.
     pub data_dir: PathBuf,
     /// `sqlite://…` or `postgres://…`; unset means `sqlite://<data_dir>/taxbridge.db`.
-    pub database_url: Option<String>,
+    /// It may hold a password: printed, it shows `***` instead.
+    pub database_url: Option<SecretUrl>,
     /// Where users reach this gateway, e.g. `https://taxbridge.example.com`; deep links start
     /// with it. Unset means `http://<listen>`.
     pub public_base_url: Option<String>,
@@ -50,7 +51,7 @@ pub struct MailSettings {
     /// `smtps://user:pass@mail.example.com`, `smtp://host:587?tls=required` or
     /// `smtp://localhost:1025`. Unset: each code is written to the log instead (one line with
     /// the email and the code), so a newcomer can sign in without a mail server.
-    pub smtp_url: Option<String>,
+    pub smtp_url: Option<SecretUrl>,
     /// The sender of sign-in mail.
     pub from: String,
 }
@@ -264,6 +265,36 @@ impl Default for UsageSettings {
     }
 }
 
+/// A URL that may carry a password (`postgres://user:pass@…`, `smtps://user:pass@…`): its
+/// `Debug` and `Display` show the password as `***`, so printing the settings (or an error
+/// naming the URL) leaks nothing; [`SecretUrl::expose`] is the one way to the whole text.
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The whole URL, password and all: for connecting, never for printing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", taxbridge_store::redact_url(&self.0))
+    }
+}
+
+impl std::fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&taxbridge_store::redact_url(&self.0))
+    }
+}
+
 /// What the command line may override.
 #[derive(Default, Serialize)]
 pub struct Overrides {
@@ -335,9 +366,12 @@ impl Settings {
             .to_owned()
     }
 
+    /// The database URL to connect with, password and all (print it through
+    /// `taxbridge_store::redact_url`).
     pub fn database_url(&self) -> String {
         self.database_url
-            .clone()
+            .as_ref()
+            .map(|url| url.expose().to_owned())
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("taxbridge.db").display()))
     }
 }
@@ -414,6 +448,24 @@ mod tests {
             assert_eq!(settings.database_url(), "postgres://tb@db/tb");
             Ok(())
         });
+    }
+
+    #[test]
+    fn urls_with_passwords_print_without_them() {
+        let mut settings = Settings {
+            database_url: Some(SecretUrl::new("postgres://tb:hunter2@db:5432/tb")),
+            ..Settings::default()
+        };
+        settings.mail.smtp_url = Some(SecretUrl::new("smtps://mailer:s3cret@mail.example.com"));
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("postgres://tb:***@db:5432/tb"), "{printed}");
+        assert_eq!(settings.database_url(), "postgres://tb:hunter2@db:5432/tb");
+        assert_eq!(
+            settings.mail.smtp_url.as_ref().map(SecretUrl::expose),
+            Some("smtps://mailer:s3cret@mail.example.com")
+        );
     }
 
     #[test]

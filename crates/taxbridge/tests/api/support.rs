@@ -344,7 +344,7 @@ pub fn test_settings(database_url: &str, data_dir: &std::path::Path) -> Settings
     let mut settings = Settings {
         listen: "127.0.0.1:0".into(),
         data_dir: data_dir.to_path_buf(),
-        database_url: Some(database_url.to_owned()),
+        database_url: Some(taxbridge::settings::SecretUrl::new(database_url)),
         public_base_url: Some(PUBLIC_BASE_URL.into()),
         ..Settings::default()
     };

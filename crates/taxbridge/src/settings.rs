@@ -460,7 +460,10 @@ mod tests {
         let printed = format!("{settings:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(!printed.contains("s3cret"), "{printed}");
-        assert!(printed.contains("postgres://tb:***@db:5432/tb"), "{printed}");
+        assert!(
+            printed.contains("postgres://tb:***@db:5432/tb"),
+            "{printed}"
+        );
         assert_eq!(settings.database_url(), "postgres://tb:hunter2@db:5432/tb");
         assert_eq!(
             settings.mail.smtp_url.as_ref().map(SecretUrl::expose),

@@ -4,7 +4,8 @@
 //! again with corrected fields: it collects the same connection rather than starting another.
 
 use crate::{
-    badge, layout, page, sentence, session_form, unavailable, workspace_by_slug, Refusal, SignedIn,
+    badge, layout, page, sentence, session_form, unavailable, workspace_by_slug, PageError,
+    Refusal, SignedIn,
 };
 use axum::{
     body::Body,
@@ -19,9 +20,9 @@ use taxbridge_api::{
     ground::AppState,
 };
 use taxbridge_domain::{
-    connections::{ConnectionError, ConnectionStatus, ConnectionView},
+    connections::{ConnectionStatus, ConnectionView},
     providers::Provider,
-    workspaces::{WorkspaceAccess, WorkspaceError},
+    workspaces::WorkspaceAccess,
 };
 
 const CATEGORY: &str = "tax_software";
@@ -208,17 +209,9 @@ pub(crate) async fn connect(
             StatusCode::OK,
             connect_page(&session, &access, &providers, Outcome::Failed(&view)),
         ),
-        Err(ConnectionError::NotFound | ConnectionError::Workspace(WorkspaceError::NotFound)) => {
-            crate::not_found()
-        }
-        Err(ConnectionError::Workspace(
-            WorkspaceError::Forbidden(message) | WorkspaceError::Invalid { message, .. },
-        )) => refused(StatusCode::FORBIDDEN, message),
-        Err(
-            ConnectionError::Invalid { message, .. }
-            | ConnectionError::Conflict(message)
-            | ConnectionError::Forbidden(message),
-        ) => refused(StatusCode::UNPROCESSABLE_ENTITY, message),
-        Err(err) => unavailable("connect the software", &err),
+        Err(err) => match PageError::of(err, "connect the software") {
+            PageError::Refused(status, message) => refused(status, message),
+            other => other.page(),
+        },
     })
 }

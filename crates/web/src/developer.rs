@@ -3,8 +3,8 @@
 //! expires), revoke one, and see their use by source platform and day as a small chart.
 
 use crate::{
-    badge, layout, not_found, page, redirect, sentence, session_form, unavailable, when, Refusal,
-    SignedIn,
+    badge, layout, not_found, page, redirect, sentence, session_form, unavailable, when, PageError,
+    Refusal, SignedIn,
 };
 use axum::{
     body::Body,
@@ -20,9 +20,7 @@ use taxbridge_api::{
     auth::{MaybeSession, Session},
     ground::AppState,
 };
-use taxbridge_domain::{
-    api_keys::ApiKey, identity::IdentityError, time::Timestamp, usage::UsageCount,
-};
+use taxbridge_domain::{api_keys::ApiKey, time::Timestamp, usage::UsageCount};
 
 const HERE: &str = "/settings/developer";
 /// How many days the usage chart covers, today included.
@@ -357,8 +355,10 @@ pub(crate) async fn generate(
             let created = Some((&key, &secret));
             render(&state, &session, StatusCode::OK, created, None).await
         }
-        Err(IdentityError::Invalid { message, .. }) => refused(&sentence(&message)).await,
-        Err(err) => Err(unavailable("generate a key", &err).into()),
+        Err(err) => match PageError::of(err, "generate a key") {
+            PageError::Refused(_, message) => refused(&sentence(&message)).await,
+            other => Ok(other.page()),
+        },
     }
 }
 

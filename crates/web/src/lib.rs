@@ -33,6 +33,7 @@ use maud::{html, Markup, DOCTYPE};
 use std::sync::Arc;
 use taxbridge_api::{
     auth::{MaybeSession, Session},
+    error::ApiError,
     ground::{security_headers, AppState},
 };
 use taxbridge_domain::{
@@ -305,6 +306,47 @@ pub(crate) fn not_found() -> Response {
         "Not found",
         "There is no such page, or it is not one you can reach.",
     )
+}
+
+/// How a page answers a domain error: the one mapping every page uses, through the API's own
+/// classification ([`ApiError`]'s `From` impls), so a page and the GraphQL endpoint never
+/// disagree about what an error is.
+pub(crate) enum PageError {
+    /// Missing or out of reach: the 404 page.
+    NotFound,
+    /// The user's to fix or not allowed: the page again, with this status and message.
+    Refused(StatusCode, String),
+    /// Taxbridge's or a platform's failure, logged: the 503 page.
+    Unavailable(Response),
+}
+
+impl PageError {
+    /// `err`, met while trying to `doing` (for the 503 page: "connect the software").
+    pub(crate) fn of(err: impl Into<ApiError>, doing: &str) -> Self {
+        match err.into() {
+            ApiError::NotFound(_) => Self::NotFound,
+            ApiError::Forbidden(message) | ApiError::Unauthenticated(message) => {
+                Self::Refused(StatusCode::FORBIDDEN, message)
+            }
+            ApiError::BadUserInput { message, .. } | ApiError::Conflict(message) => {
+                Self::Refused(StatusCode::UNPROCESSABLE_ENTITY, message)
+            }
+            ApiError::RateLimited {
+                retry_after_seconds,
+            } => Self::Unavailable(too_many(retry_after_seconds)),
+            ApiError::Upstream(message) => Self::Unavailable(unavailable(doing, &message)),
+            ApiError::Internal(cause) => Self::Unavailable(unavailable(doing, &cause)),
+        }
+    }
+
+    /// The page for this error, where the page has no form to show it on.
+    pub(crate) fn page(self) -> Response {
+        match self {
+            Self::NotFound => not_found(),
+            Self::Refused(status, message) => notice(status, "Refused", &sentence(&message)),
+            Self::Unavailable(response) => response,
+        }
+    }
 }
 
 /// `result.or_unavailable("list the connections")?`: a store failure as the 503 page, logged.

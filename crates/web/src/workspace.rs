@@ -3,8 +3,8 @@
 //! `/w/{slug}/works/{workId}` (its artifacts, with download links).
 
 use crate::{
-    badge, bytes, layout, not_found, page, redirect, unavailable, when, workspace_by_slug,
-    OrUnavailable, Refusal, SignedIn,
+    badge, bytes, layout, not_found, page, redirect, when, workspace_by_slug, OrUnavailable,
+    PageError, Refusal, SignedIn,
 };
 use axum::{
     extract::{Path, State},
@@ -16,7 +16,7 @@ use std::{collections::HashMap, sync::Arc};
 use taxbridge_api::ground::AppState;
 use taxbridge_domain::{
     connections::ConnectionView,
-    imports::{ArtifactStatus, ImportError, Job, JobProgress, JobWork},
+    imports::{ArtifactStatus, Job, JobProgress, JobWork},
     lists::{Page, SortField},
     web::safe_landing,
     workspaces::{WorkspaceAccess, WorkspaceFilters},
@@ -214,8 +214,8 @@ pub(crate) async fn work(
     let (work, artifacts) = match state.services.imports.work(&session.caller, &work_id).await {
         // A work of another of the user's workspaces is not under this slug.
         Ok(found) if found.0.workspace_id == access.workspace().id => found,
-        Ok(_) | Err(ImportError::NotFound(_)) => return Ok(not_found()),
-        Err(err) => return Err(unavailable("read the work", &err).into()),
+        Ok(_) => return Ok(not_found()),
+        Err(err) => return Ok(PageError::of(err, "read the work").page()),
     };
     let workspace = access.workspace();
     let body = html! {

@@ -28,7 +28,19 @@ pub trait AccountStore: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "lowercase")]
 pub enum AccountType {
     Customer,
@@ -37,18 +49,11 @@ pub enum AccountType {
 
 impl AccountType {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Customer => "customer",
-            Self::Partner => "partner",
-        }
+        self.into()
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "customer" => Some(Self::Customer),
-            "partner" => Some(Self::Partner),
-            _ => None,
-        }
+        raw.parse().ok()
     }
 }
 

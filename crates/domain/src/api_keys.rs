@@ -24,7 +24,8 @@ const CHECKSUM_LEN: usize = 6;
 const DISPLAY_LEN: usize = 11;
 
 /// What a key is for; it is part of the key's text so scanners can tell them apart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum KeyKind {
     /// A personal key of a customer account.
     Personal,
@@ -41,18 +42,11 @@ impl KeyKind {
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Personal => "personal",
-            Self::Partner => "partner",
-        }
+        self.into()
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "personal" => Some(Self::Personal),
-            "partner" => Some(Self::Partner),
-            _ => None,
-        }
+        raw.parse().ok()
     }
 }
 

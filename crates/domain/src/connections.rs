@@ -36,7 +36,8 @@ pub const COLLECT_LEASE: std::time::Duration = std::time::Duration::from_secs(30
 /// The most bytes a connection's `inputs` may have, as JSON.
 pub const MAX_INPUT_BYTES: usize = 16 * 1024;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum ConnectionStatus {
     Pending,
     Active,
@@ -53,16 +54,11 @@ impl ConnectionStatus {
     ];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Active => "active",
-            Self::Failed => "failed",
-            Self::Disconnected => "disconnected",
-        }
+        self.into()
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+        raw.parse().ok()
     }
 
     /// The next step a caller takes: `collect` while pending, `reconnect` when failed.

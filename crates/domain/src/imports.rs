@@ -45,55 +45,105 @@ const MAX_NAME_CHARS: usize = 200;
 const MAX_EXTERNAL_ID_CHARS: usize = 200;
 const MAX_URL_BYTES: usize = 2_048;
 
-macro_rules! status_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            pub fn parse(raw: &str) -> Option<Self> {
-                Self::ALL.iter().copied().find(|s| s.as_str() == raw)
-            }
-        }
-    };
+/// A connection job's state.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
+pub enum JobStatus {
+    Pending,
+    Active,
+    Completed,
+    Failed,
+    Cancelled,
 }
 
-status_enum!(
-    /// A connection job's state.
-    JobStatus {
-        Pending = "pending",
-        Active = "active",
-        Completed = "completed",
-        Failed = "failed",
-        Cancelled = "cancelled",
+/// A work's state.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
+pub enum WorkStatus {
+    Pending,
+    Importing,
+    Ready,
+    NeedsAttention,
+    Cancelled,
+}
+
+/// An artifact's state.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
+pub enum ArtifactStatus {
+    Initial,
+    Success,
+    Error,
+    Terminated,
+}
+
+// The status enums' text, as stored and as the API shows it: strum derives the pairs from
+// the variant names.
+impl JobStatus {
+    pub const ALL: &'static [JobStatus] = <JobStatus as strum::VariantArray>::VARIANTS;
+
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
-);
-status_enum!(
-    /// A work's state.
-    WorkStatus {
-        Pending = "pending",
-        Importing = "importing",
-        Ready = "ready",
-        NeedsAttention = "needs_attention",
-        Cancelled = "cancelled",
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        raw.parse().ok()
     }
-);
-status_enum!(
-    /// An artifact's state.
-    ArtifactStatus {
-        Initial = "initial",
-        Success = "success",
-        Error = "error",
-        Terminated = "terminated",
+}
+
+impl WorkStatus {
+    pub const ALL: &'static [WorkStatus] = <WorkStatus as strum::VariantArray>::VARIANTS;
+
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
-);
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        raw.parse().ok()
+    }
+}
+
+impl ArtifactStatus {
+    pub const ALL: &'static [ArtifactStatus] = <ArtifactStatus as strum::VariantArray>::VARIANTS;
+
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        raw.parse().ok()
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Job {

@@ -14,7 +14,8 @@ use async_trait::async_trait;
 pub const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What a task does: the worker finds the handler of each kind by this name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum TaskKind {
     /// Fetch an artifact's `url` into blob storage.
     Download,
@@ -26,14 +27,11 @@ impl TaskKind {
     pub const ALL: [TaskKind; 2] = [TaskKind::Download, TaskKind::Upload];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            TaskKind::Download => "download",
-            TaskKind::Upload => "upload",
-        }
+        self.into()
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == raw)
+        raw.parse().ok()
     }
 }
 

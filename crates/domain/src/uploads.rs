@@ -29,7 +29,8 @@ const MAX_NAME_CHARS: usize = 255;
 const MAX_CLIENT_KEY_CHARS: usize = 200;
 const MAX_ENDPOINT_BYTES: usize = 2_048;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum UploadStatus {
     Queued,
     Uploading,
@@ -46,16 +47,11 @@ impl UploadStatus {
     ];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            UploadStatus::Queued => "queued",
-            UploadStatus::Uploading => "uploading",
-            UploadStatus::Completed => "completed",
-            UploadStatus::Failed => "failed",
-        }
+        self.into()
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+        raw.parse().ok()
     }
 
     pub fn is_final(self) -> bool {

@@ -86,7 +86,8 @@ pub const MAX_EMAILS_PER_CALL: usize = 500;
 /// The longest path a deep link may carry.
 pub const MAX_DEEP_LINK_PATH: usize = 2 * 1024;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum WorkspaceType {
     /// Created by a partner account, which reaches it from then on.
     Partner,
@@ -96,22 +97,16 @@ pub enum WorkspaceType {
 
 impl WorkspaceType {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Partner => "partner",
-            Self::Customer => "customer",
-        }
+        self.into()
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "partner" => Some(Self::Partner),
-            "customer" => Some(Self::Customer),
-            _ => None,
-        }
+        raw.parse().ok()
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum Role {
     Admin,
     User,
@@ -119,18 +114,11 @@ pub enum Role {
 
 impl Role {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::User => "user",
-        }
+        self.into()
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "admin" => Some(Self::Admin),
-            "user" => Some(Self::User),
-            _ => None,
-        }
+        raw.parse().ok()
     }
 }
 

@@ -14,6 +14,8 @@ python3 -c 'import requests, yaml, jsonschema' 2>/dev/null || python3 -m pip ins
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 # A real headless browser for the web pages' tests (Debian's chromium and its WebDriver).
 command -v chromedriver >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
+# cargo-deny from crates.io (built once per machine; a few minutes on two cores).
+command -v cargo-deny >/dev/null || cargo install --quiet --locked cargo-deny@0.20.2
 (cd scripts/seeds && npm ci --no-audit --no-fund --loglevel=error)
 eval "$(scripts/test-postgres.sh start)"
 eval "$(scripts/test-s3.sh start)"
@@ -26,6 +28,16 @@ cargo fmt --all -- --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "cargo deny: licenses, sources, duplicate versions, advisories"
+cargo deny --log-level error check licenses bans sources
+# The RustSec advisory database is a git repository: where it cannot be fetched (a machine
+# that reaches only package registries), say so rather than pass silently.
+if cargo deny --log-level error fetch db >/dev/null 2>&1; then
+  cargo deny --log-level error check --disable-fetch advisories
+else
+  echo "cargo deny advisories: SKIPPED, the RustSec advisory database could not be fetched from here"
+fi
 
 step "schema.graphql matches the code"
 cargo build --quiet -p taxbridge -p reference-partner

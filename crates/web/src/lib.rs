@@ -426,17 +426,7 @@ fn parse_form<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Refusal
     })
 }
 
-/// Every byte but RFC 3986's unreserved characters (letters, digits, `-._~`).
-const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-
-/// Percent-encodes `text` for a path segment or a query value.
-pub(crate) fn url_encode(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, RESERVED).to_string()
-}
+pub(crate) use taxbridge_domain::web::url_encode;
 
 /// A time as a page shows it: `2026-11-26 04:16 UTC`.
 pub(crate) fn when(at: Timestamp) -> String {

@@ -24,13 +24,13 @@ use taxbridge_domain::lists::DEFAULT_LIMIT;
 
 /// Why a query was refused: its code and what to fix.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Refusal {
+pub(crate) struct CostRefusal {
     pub code: ErrorCode,
     pub message: String,
 }
 
-fn too_complex(message: String) -> Refusal {
-    Refusal {
+fn too_complex(message: String) -> CostRefusal {
+    CostRefusal {
         code: ErrorCode::QueryTooComplex,
         message,
     }
@@ -45,13 +45,13 @@ const PULLS: [&str; 2] = ["clients", "files"];
 /// The directives a query may carry.
 const KNOWN_DIRECTIVES: [&str; 2] = ["skip", "include"];
 
-fn directives_known(directives: &[Positioned<Directive>]) -> Result<(), Refusal> {
+fn directives_known(directives: &[Positioned<Directive>]) -> Result<(), CostRefusal> {
     match directives
         .iter()
         .find(|d| !KNOWN_DIRECTIVES.contains(&d.node.name.node.as_str()))
     {
         None => Ok(()),
-        Some(unknown) => Err(Refusal {
+        Some(unknown) => Err(CostRefusal {
             code: ErrorCode::GraphqlValidationFailed,
             message: format!(
                 "Unknown directive \"@{}\": queries may use only @skip and @include.",
@@ -67,7 +67,7 @@ pub(crate) fn check(
     operation_name: Option<&str>,
     variables: &Variables,
     limits: QueryLimits,
-) -> Result<(), Refusal> {
+) -> Result<(), CostRefusal> {
     let operation = match (&document.operations, operation_name) {
         (DocumentOperations::Single(op), _) => Some(op),
         (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
@@ -101,7 +101,7 @@ struct Walk<'a> {
 impl<'a> Walk<'a> {
     /// The cost of a selection set whose fields sit at `depth + 1`. Stops as soon as the total
     /// passes the limit, so a document built to explode is refused after bounded work.
-    fn set(&mut self, set: &'a SelectionSet, depth: usize) -> Result<u64, Refusal> {
+    fn set(&mut self, set: &'a SelectionSet, depth: usize) -> Result<u64, CostRefusal> {
         let mut total: u64 = 0;
         for item in &set.items {
             let cost = match &item.node {
@@ -135,7 +135,7 @@ impl<'a> Walk<'a> {
         Ok(total)
     }
 
-    fn field(&mut self, field: &'a Field, depth: usize) -> Result<u64, Refusal> {
+    fn field(&mut self, field: &'a Field, depth: usize) -> Result<u64, CostRefusal> {
         directives_known(&field.directives)?;
         if depth > self.limits.max_depth {
             return Err(too_complex(format!(
@@ -203,7 +203,7 @@ mod tests {
         max_response_bytes: 16 * 1024 * 1024,
     };
 
-    fn check_query(query: &str, variables: serde_json::Value) -> Result<(), Refusal> {
+    fn check_query(query: &str, variables: serde_json::Value) -> Result<(), CostRefusal> {
         let document = async_graphql::parser::parse_query(query).expect("parses");
         let variables = Variables::from_json(variables);
         check(&document, None, &variables, LIMITS)

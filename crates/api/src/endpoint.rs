@@ -40,9 +40,6 @@ use std::{
 };
 use taxbridge_domain::{time::Timestamp, usage::normalise_platform};
 
-/// A request refused before it became a GraphQL request: the gateway's one JSON refusal.
-type Refused = HttpError;
-
 /// What the answer is sent as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Media {
@@ -62,7 +59,7 @@ impl Media {
 
     /// The first type in `Accept` that the gateway can send; `application/json` when the
     /// header is missing or empty.
-    fn negotiate(headers: &HeaderMap) -> Result<Self, Refused> {
+    fn negotiate(headers: &HeaderMap) -> Result<Self, HttpError> {
         // The common cases, without splitting anything: no Accept, or the docs' clients'.
         match headers.get(header::ACCEPT).map(HeaderValue::as_bytes) {
             None | Some(b"application/json" | b"*/*" | b"") => return Ok(Media::Json),
@@ -93,7 +90,7 @@ impl Media {
                 _ => {}
             }
         }
-        Err(Refused::new(
+        Err(HttpError::new(
             StatusCode::NOT_ACCEPTABLE,
             ErrorCode::NotAcceptable,
             format!("The gateway answers with application/json or {GRAPHQL_RESPONSE_JSON}; the Accept header allows neither."),
@@ -190,13 +187,13 @@ pub(crate) async fn get(State(state): State<Arc<AppState>>, request: Request) ->
     run(&state, headers, client, request, media, true, false).await
 }
 
-fn bad_request(message: String) -> Refused {
-    Refused::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
+fn bad_request(message: String) -> HttpError {
+    HttpError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
 }
 
 /// A POST body must be JSON: this also keeps a cross-site HTML form (which cannot send
 /// `application/json`) from ever running an operation.
-fn require_json(headers: &HeaderMap) -> Result<(), Refused> {
+fn require_json(headers: &HeaderMap) -> Result<(), HttpError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -212,7 +209,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), Refused> {
     if media == "application/json" && charset_ok {
         return Ok(());
     }
-    Err(Refused::new(
+    Err(HttpError::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorCode::UnsupportedMediaType,
         format!(
@@ -235,10 +232,10 @@ async fn read_body<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Vec<u8>, Option<LargeSlot<'a>>), Refused> {
+) -> Result<(Vec<u8>, Option<LargeSlot<'a>>), HttpError> {
     let mut limit = state.max_body_bytes;
     let too_large = |limit: usize| {
-        Refused::new(
+        HttpError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::BadUserInput,
             format!(
@@ -263,14 +260,14 @@ async fn read_body<'a>(
             Ok(caller) => caller,
             Err(taxbridge_domain::identity::AuthError::Store(err)) => {
                 tracing::error!(error = %err, "could not check a token before a large body");
-                return Err(Refused::new(
+                return Err(HttpError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::InternalServerError,
                     "The gateway could not check the access token; try again.",
                 ));
             }
             Err(err) => {
-                return Err(Refused::new(
+                return Err(HttpError::new(
                     StatusCode::UNAUTHORIZED,
                     ErrorCode::Unauthenticated,
                     format!(
@@ -283,7 +280,7 @@ async fn read_body<'a>(
             .key_id()
             .map_or_else(|| caller.account().id.to_string(), |key| key.to_string());
         if !state.large_holders.enter(&holder) {
-            return Err(Refused::new(
+            return Err(HttpError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::RateLimited,
                 format!("This key already has {LARGE_BODIES_PER_KEY} large requests being read; send the next when one has finished."),
@@ -295,7 +292,7 @@ async fn read_body<'a>(
             Ok(Ok(permit)) => slot = Some(LargeSlot::new(permit, &state.large_holders, holder)),
             _ => {
                 state.large_holders.leave(&holder);
-                return Err(Refused::new(
+                return Err(HttpError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::RequestTimeout,
                     "Too many large requests are being read; try again shortly.",
@@ -314,7 +311,7 @@ async fn read_body<'a>(
         Ok(Err(_)) => Err(bad_request(
             "The request body could not be read: it ended early or its chunked encoding is malformed.".into(),
         )),
-        Err(_) => Err(Refused::new(
+        Err(_) => Err(HttpError::new(
             StatusCode::REQUEST_TIMEOUT,
             ErrorCode::RequestTimeout,
             format!(
@@ -325,7 +322,7 @@ async fn read_body<'a>(
     }
 }
 
-fn parse_request(bytes: &[u8]) -> Result<async_graphql::Request, Refused> {
+fn parse_request(bytes: &[u8]) -> Result<async_graphql::Request, HttpError> {
     let parsed = serde_json::from_slice::<async_graphql::Request>(bytes).and_then(|request| {
         if request.query.trim().is_empty() {
             Err(serde::de::Error::custom("it has no `query`"))
@@ -334,7 +331,7 @@ fn parse_request(bytes: &[u8]) -> Result<async_graphql::Request, Refused> {
         }
     });
     parsed.map_err(|err| {
-        Refused::new(
+        HttpError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::GraphqlParseFailed,
             format!(

@@ -105,26 +105,26 @@ fn files_of(client_id: &str, base: &str) -> Vec<Value> {
 }
 
 /// An error answer: `{"error": "…"}` with its status.
-struct Refusal(StatusCode, &'static str);
+struct ErrorAnswer(StatusCode, &'static str);
 
-impl IntoResponse for Refusal {
+impl IntoResponse for ErrorAnswer {
     fn into_response(self) -> Response {
         (self.0, Json(json!({ "error": self.1 }))).into_response()
     }
 }
 
 fn error(status: StatusCode, message: &'static str) -> Response {
-    Refusal(status, message).into_response()
+    ErrorAnswer(status, message).into_response()
 }
 
 /// Checks the caller's credentials: 401 for a missing or wrong key, 403 for a wrong token.
-fn authorise(platform: &Platform, headers: &HeaderMap) -> Result<(), Refusal> {
+fn authorise(platform: &Platform, headers: &HeaderMap) -> Result<(), ErrorAnswer> {
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if bearer != Some(platform.api_key.as_str()) {
-        return Err(Refusal(
+        return Err(ErrorAnswer(
             StatusCode::UNAUTHORIZED,
             "unknown or missing API key",
         ));
@@ -134,7 +134,7 @@ fn authorise(platform: &Platform, headers: &HeaderMap) -> Result<(), Refusal> {
             .get("x-security-token")
             .and_then(|v| v.to_str().ok());
         if sent != Some(expected.as_str()) {
-            return Err(Refusal(StatusCode::FORBIDDEN, "wrong security token"));
+            return Err(ErrorAnswer(StatusCode::FORBIDDEN, "wrong security token"));
         }
     }
     Ok(())
@@ -148,10 +148,10 @@ struct Paging {
     kind: Option<String>,
 }
 
-fn page(items: Vec<Value>, paging: &Paging) -> Result<Vec<Value>, Refusal> {
+fn page(items: Vec<Value>, paging: &Paging) -> Result<Vec<Value>, ErrorAnswer> {
     let limit = paging.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(Refusal(
+        return Err(ErrorAnswer(
             StatusCode::BAD_REQUEST,
             "limit must be between 1 and 500",
         ));

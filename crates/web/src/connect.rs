@@ -4,8 +4,8 @@
 //! again with corrected fields: it collects the same connection rather than starting another.
 
 use crate::{
-    badge, layout, page, sentence, session_form, unavailable, workspace_by_slug, PageError,
-    Refusal, SignedIn,
+    badge, layout, page, sentence, session_form, unavailable, workspace_by_slug, OtherPage,
+    PageError, SignedIn,
 };
 use axum::{
     body::Body,
@@ -28,7 +28,7 @@ use taxbridge_domain::{
 const CATEGORY: &str = "tax_software";
 
 /// What the page says above the forms: how the last try went.
-enum Outcome<'a> {
+enum LastTry<'a> {
     None,
     Connected(&'a ConnectionView),
     Failed(&'a ConnectionView),
@@ -93,21 +93,21 @@ fn connect_page(
     session: &Session,
     access: &WorkspaceAccess,
     providers: &[Provider],
-    outcome: Outcome<'_>,
+    outcome: LastTry<'_>,
 ) -> Markup {
     let slug = &access.workspace().slug;
     let retry = match &outcome {
-        Outcome::Failed(view) => Some(*view),
+        LastTry::Failed(view) => Some(*view),
         _ => None,
     };
     let body = html! {
         p.crumbs { a href={ "/w/" (slug) } { (access.workspace().display_name) } " › connect tax software" }
         h1 { "Connect tax software" }
         @match &outcome {
-            Outcome::None => {
+            LastTry::None => {
                 p { "Pick your tax software and enter what it gives you for API access. Taxbridge checks the details with one call to it before saving the connection as active; secrets are stored encrypted and never shown again." }
             }
-            Outcome::Connected(view) => {
+            LastTry::Connected(view) => {
                 div.outcome.good role="status" {
                     h2 { (view.provider.name) " is connected " (badge(view.connection.status.as_str())) }
                     p { "Taxbridge reached it"
@@ -116,14 +116,14 @@ fn connect_page(
                     p { a.button href={ "/w/" (slug) } { "Back to the dashboard" } }
                 }
             }
-            Outcome::Failed(view) => {
+            LastTry::Failed(view) => {
                 div.outcome.bad role="alert" {
                     h2 { (view.provider.name) " did not connect " (badge(view.connection.status.as_str())) }
                     p { (sentence(view.connection.status_detail.as_deref().unwrap_or("the check of the details failed"))) }
                     p { "Check the details below and send them again; the secret fields need entering again." }
                 }
             }
-            Outcome::Refused(message) => {
+            LastTry::Refused(message) => {
                 div.outcome.bad role="alert" { h2 { "Not connected" } p { (message) } }
             }
         }
@@ -134,7 +134,7 @@ fn connect_page(
     layout("Connect tax software", Some(session), body)
 }
 
-async fn tax_software(state: &AppState) -> Result<Vec<Provider>, Refusal> {
+async fn tax_software(state: &AppState) -> Result<Vec<Provider>, OtherPage> {
     state
         .services
         .connections
@@ -148,12 +148,12 @@ pub(crate) async fn form(
     State(state): State<Arc<AppState>>,
     SignedIn(session): SignedIn,
     Path(slug): Path<String>,
-) -> Result<Response, Refusal> {
+) -> Result<Response, OtherPage> {
     let access = workspace_by_slug(&state, &session, &slug).await?;
     let providers = tax_software(&state).await?;
     Ok(page(
         StatusCode::OK,
-        connect_page(&session, &access, &providers, Outcome::None),
+        connect_page(&session, &access, &providers, LastTry::None),
     ))
 }
 
@@ -164,7 +164,7 @@ pub(crate) async fn connect(
     session: MaybeSession,
     Path(slug): Path<String>,
     body: Body,
-) -> Result<Response, Refusal> {
+) -> Result<Response, OtherPage> {
     let here = format!("/w/{slug}/connect/tax-software");
     let (session, form): (_, HashMap<String, String>) =
         session_form(&state, session, &here, body).await?;
@@ -173,7 +173,7 @@ pub(crate) async fn connect(
     let refused = |status: StatusCode, message: String| {
         page(
             status,
-            connect_page(&session, &access, &providers, Outcome::Refused(message)),
+            connect_page(&session, &access, &providers, LastTry::Refused(message)),
         )
     };
     let key = form.get("provider").map_or("", String::as_str);
@@ -203,11 +203,11 @@ pub(crate) async fn connect(
     Ok(match collected {
         Ok(view) if view.connection.status == ConnectionStatus::Active => page(
             StatusCode::OK,
-            connect_page(&session, &access, &providers, Outcome::Connected(&view)),
+            connect_page(&session, &access, &providers, LastTry::Connected(&view)),
         ),
         Ok(view) => page(
             StatusCode::OK,
-            connect_page(&session, &access, &providers, Outcome::Failed(&view)),
+            connect_page(&session, &access, &providers, LastTry::Failed(&view)),
         ),
         Err(err) => match PageError::of(err, "connect the software") {
             PageError::Refused(status, message) => refused(status, message),

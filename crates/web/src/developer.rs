@@ -3,8 +3,8 @@
 //! expires), revoke one, and see their use by source platform and day as a small chart.
 
 use crate::{
-    badge, layout, not_found, page, redirect, sentence, session_form, unavailable, when, PageError,
-    Refusal, SignedIn,
+    badge, layout, not_found, page, redirect, sentence, session_form, unavailable, when, OtherPage,
+    PageError, SignedIn,
 };
 use axum::{
     body::Body,
@@ -272,7 +272,7 @@ async fn render(
     status: StatusCode,
     created: Option<(&ApiKey, &SecretString)>,
     alert: Option<&str>,
-) -> Result<Response, Refusal> {
+) -> Result<Response, OtherPage> {
     let keys = keys_of(state, session).await?;
     let ids: Vec<_> = keys.iter().map(|k| k.id.clone()).collect();
     let rows = if ids.is_empty() {
@@ -283,7 +283,7 @@ async fn render(
             .usage
             .usage_of_keys(&ids, CHART_DAYS)
             .await
-            .map_err(|err| Refusal::from(unavailable("read your keys' usage", &err)))?
+            .map_err(|err| OtherPage::from(unavailable("read your keys' usage", &err)))?
     };
     let usage = usage_of(&rows, Timestamp::now());
     Ok(page(
@@ -292,7 +292,7 @@ async fn render(
     ))
 }
 
-async fn keys_of(state: &AppState, session: &Session) -> Result<Vec<ApiKey>, Refusal> {
+async fn keys_of(state: &AppState, session: &Session) -> Result<Vec<ApiKey>, OtherPage> {
     state
         .services
         .identity
@@ -305,7 +305,7 @@ async fn keys_of(state: &AppState, session: &Session) -> Result<Vec<ApiKey>, Ref
 pub(crate) async fn settings(
     State(state): State<Arc<AppState>>,
     SignedIn(session): SignedIn,
-) -> Result<Response, Refusal> {
+) -> Result<Response, OtherPage> {
     render(&state, &session, StatusCode::OK, None, None).await
 }
 
@@ -321,7 +321,7 @@ pub(crate) async fn generate(
     State(state): State<Arc<AppState>>,
     session: MaybeSession,
     body: Body,
-) -> Result<Response, Refusal> {
+) -> Result<Response, OtherPage> {
     let (session, form): (_, NewKeyForm) = session_form(&state, session, HERE, body).await?;
     let refused = |alert: &str| {
         let alert = alert.to_owned();
@@ -369,7 +369,7 @@ pub(crate) async fn revoke(
     session: MaybeSession,
     Path(id): Path<String>,
     body: Body,
-) -> Result<Response, Refusal> {
+) -> Result<Response, OtherPage> {
     let (session, _): (_, serde::de::IgnoredAny) =
         session_form(&state, session, HERE, body).await?;
     let keys = keys_of(&state, &session).await?;

@@ -93,16 +93,16 @@ pub(crate) async fn asset(Path(name): Path<String>) -> Response {
 }
 
 /// A page answered instead of the one asked for (a redirect to sign-in, 403, 404, a form
-/// refused): handlers return `Result<Response, Refusal>` and stop at the first with `?`.
-pub(crate) struct Refusal(Box<Response>);
+/// refused): handlers return `Result<Response, OtherPage>` and stop at the first with `?`.
+pub(crate) struct OtherPage(Box<Response>);
 
-impl From<Response> for Refusal {
+impl From<Response> for OtherPage {
     fn from(response: Response) -> Self {
-        Refusal(Box::new(response))
+        OtherPage(Box::new(response))
     }
 }
 
-impl IntoResponse for Refusal {
+impl IntoResponse for OtherPage {
     fn into_response(self) -> Response {
         *self.0
     }
@@ -133,7 +133,7 @@ pub(crate) fn set_cookie(response: &mut Response, value: &str) {
 pub(crate) struct SignedIn(pub Session);
 
 impl FromRequestParts<Arc<AppState>> for SignedIn {
-    type Rejection = Refusal;
+    type Rejection = OtherPage;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -156,7 +156,7 @@ impl FromRequestParts<Arc<AppState>> for SignedIn {
 }
 
 /// A redirect to sign-in that comes back to `here`.
-pub(crate) fn to_sign_in(here: &str) -> Refusal {
+pub(crate) fn to_sign_in(here: &str) -> OtherPage {
     redirect(&format!("/sign-in?deep_link={}", url_encode(here))).into()
 }
 
@@ -166,7 +166,7 @@ pub(crate) async fn workspace_by_slug(
     state: &AppState,
     session: &Session,
     slug: &str,
-) -> Result<WorkspaceAccess, Refusal> {
+) -> Result<WorkspaceAccess, OtherPage> {
     let filters = WorkspaceFilters {
         ids: None,
         slugs: Some(vec![slug.to_owned()]),
@@ -206,7 +206,7 @@ pub(crate) async fn session_form<T: serde::de::DeserializeOwned>(
     MaybeSession(session): MaybeSession,
     here: &str,
     body: Body,
-) -> Result<(Session, T), Refusal> {
+) -> Result<(Session, T), OtherPage> {
     let (form, csrf): (T, CsrfField) = read_form_twice(state, body).await?;
     let Some(session) = session else {
         return Err(to_sign_in(here));
@@ -351,11 +351,11 @@ impl PageError {
 
 /// `result.or_unavailable("list the connections")?`: a store failure as the 503 page, logged.
 pub(crate) trait OrUnavailable<T> {
-    fn or_unavailable(self, doing: &str) -> Result<T, Refusal>;
+    fn or_unavailable(self, doing: &str) -> Result<T, OtherPage>;
 }
 
 impl<T, E: std::fmt::Display> OrUnavailable<T> for Result<T, E> {
-    fn or_unavailable(self, doing: &str) -> Result<T, Refusal> {
+    fn or_unavailable(self, doing: &str) -> Result<T, OtherPage> {
         self.map_err(|err| unavailable(doing, &err).into())
     }
 }
@@ -387,7 +387,7 @@ const MAX_FORM_BYTES: usize = 16 * 1024;
 /// A form's fields as two views (say, what a handler asks for and the CSRF token), read
 /// once, within [`MAX_FORM_BYTES`] and the server's body deadline (so a slow
 /// or endless body costs a connection for seconds, not for good); a clear page otherwise.
-pub(crate) async fn read_form_twice<A, B>(state: &AppState, body: Body) -> Result<(A, B), Refusal>
+pub(crate) async fn read_form_twice<A, B>(state: &AppState, body: Body) -> Result<(A, B), OtherPage>
 where
     A: serde::de::DeserializeOwned,
     B: serde::de::DeserializeOwned,
@@ -396,8 +396,9 @@ where
     Ok((parse_form(&bytes)?, parse_form(&bytes)?))
 }
 
-async fn form_bytes(state: &AppState, body: Body) -> Result<bytes::Bytes, Refusal> {
-    let refused = |status: StatusCode, text: &str| Refusal::from(notice(status, "Not sent", text));
+async fn form_bytes(state: &AppState, body: Body) -> Result<bytes::Bytes, OtherPage> {
+    let refused =
+        |status: StatusCode, text: &str| OtherPage::from(notice(status, "Not sent", text));
     let collected = tokio::time::timeout(
         state.body_read_timeout,
         Limited::new(body, MAX_FORM_BYTES).collect(),
@@ -416,9 +417,9 @@ async fn form_bytes(state: &AppState, body: Body) -> Result<bytes::Bytes, Refusa
     }
 }
 
-fn parse_form<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Refusal> {
+fn parse_form<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, OtherPage> {
     serde_urlencoded::from_bytes(bytes).map_err(|_| {
-        Refusal::from(notice(
+        OtherPage::from(notice(
             StatusCode::BAD_REQUEST,
             "Not sent",
             "The form is missing a field; open the page again and send it from there.",

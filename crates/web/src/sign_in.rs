@@ -3,7 +3,7 @@
 
 use crate::{
     forbidden, layout, page, random_token, read_form_twice, redirect, same_secret, secure,
-    session_form, set_cookie, unavailable, Refusal, CSRF_COOKIE,
+    session_form, set_cookie, unavailable, OtherPage, CSRF_COOKIE,
 };
 use axum::{
     body::Body,
@@ -116,7 +116,7 @@ async fn admitted<T: serde::de::DeserializeOwned>(
     peer: SocketAddr,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(SignInFields, T, String, String), Refusal> {
+) -> Result<(SignInFields, T, String, String), OtherPage> {
     let (form, rest): (SignInFields, T) = read_form_twice(state, body).await?;
     if !cookie(headers, CSRF_COOKIE).is_some_and(|kept| same_secret(&kept, &form.csrf_token)) {
         return Err(forbidden().into());
@@ -136,7 +136,7 @@ pub(crate) async fn send_code(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, Refusal> {
+) -> Result<Response, OtherPage> {
     let (form, _, email, landing): (_, IgnoredAny, _, _) =
         admitted(&state, peer, &headers, body).await?;
     Ok(match state.services.sign_in.send_code(&email).await {
@@ -168,7 +168,7 @@ pub(crate) async fn check_code(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, Refusal> {
+) -> Result<Response, OtherPage> {
     let (form, CodeField { code }, email, landing) = admitted(&state, peer, &headers, body).await?;
     Ok(match state.services.sign_in.verify(&email, &code).await {
         Ok(session) => {
@@ -212,7 +212,7 @@ pub(crate) async fn sign_out(
     State(state): State<Arc<AppState>>,
     session: MaybeSession,
     body: Body,
-) -> Result<Response, Refusal> {
+) -> Result<Response, OtherPage> {
     let (session, _): (_, IgnoredAny) = session_form(&state, session, "/w/redirect/", body).await?;
     let _ = state.services.sign_in.sign_out(&session.token).await;
     let mut response = redirect("/sign-in");

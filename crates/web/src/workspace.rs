@@ -4,7 +4,7 @@
 
 use crate::{
     badge, bytes, layout, not_found, page, redirect, when, workspace_by_slug, OrUnavailable,
-    PageError, Refusal, SignedIn,
+    OtherPage, PageError, SignedIn,
 };
 use axum::{
     extract::{Path, State},
@@ -31,7 +31,7 @@ pub(crate) async fn choose(
     State(state): State<Arc<AppState>>,
     SignedIn(session): SignedIn,
     rest: Option<Path<String>>,
-) -> Result<Response, Refusal> {
+) -> Result<Response, OtherPage> {
     let rest = rest.map(|Path(r)| r).unwrap_or_default();
     let first = Page {
         limit: 50,
@@ -80,7 +80,7 @@ pub(crate) async fn dashboard(
     State(state): State<Arc<AppState>>,
     SignedIn(session): SignedIn,
     Path(slug): Path<String>,
-) -> Result<Response, Refusal> {
+) -> Result<Response, OtherPage> {
     let access = workspace_by_slug(&state, &session, &slug).await?;
     let services = &state.services;
     let connections = services
@@ -209,7 +209,7 @@ pub(crate) async fn work(
     State(state): State<Arc<AppState>>,
     SignedIn(session): SignedIn,
     Path((slug, work_id)): Path<(String, String)>,
-) -> Result<Response, Refusal> {
+) -> Result<Response, OtherPage> {
     let access = workspace_by_slug(&state, &session, &slug).await?;
     let (work, artifacts) = match state.services.imports.work(&session.caller, &work_id).await {
         // A work of another of the user's workspaces is not under this slug.

@@ -14,6 +14,7 @@ per_database!(
     jobs_need_an_active_connection,
     downloads_succeed_fail_recover_use_credentials_and_bytes_are_served,
     uploads_over_the_cap_are_refused_and_keep_nothing,
+    a_stored_file_lost_from_storage_is_a_masked_500_that_quotes_the_request_id,
     a_stopped_worker_hands_its_tasks_back,
 );
 
@@ -840,6 +841,56 @@ async fn uploads_over_the_cap_are_refused_and_keep_nothing(app: TestApp) {
         .await
         .expect("put");
     assert_eq!(unknown.status(), 404);
+}
+
+/// The byte routes answer their failures as every non-GraphQL route does: JSON, with the
+/// cause kept in the log and the request id given to quote.
+async fn a_stored_file_lost_from_storage_is_a_masked_500_that_quotes_the_request_id(app: TestApp) {
+    let (token, connection) = active_connection(&app).await;
+    let artifact = artifact_with_bytes(&app, &token, &connection, b"a W-2, then lost").await;
+    let url = format!("{}/files/artifacts/{artifact}", app.base);
+    let served = app
+        .http
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(served.status(), 200);
+    // The blob goes missing under the gateway (a wiped disk, a bucket emptied by hand).
+    let blobs = app.blob_dir();
+    std::fs::remove_dir_all(&blobs).expect("remove the blobs");
+    std::fs::create_dir_all(&blobs).expect("an empty blob folder");
+    let lost = app
+        .http
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(lost.status(), 500);
+    let request_id = lost
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !request_id.is_empty(),
+        "every answer carries its request id"
+    );
+    let body: Value = lost.json().await.expect("a JSON body");
+    let error = &body["errors"][0];
+    assert_eq!(error["extensions"]["code"], "INTERNAL_SERVER_ERROR");
+    assert_eq!(error["extensions"]["requestId"], request_id.as_str());
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&request_id), "{message}");
+    for leak in ["blob", "object", "No such file", "not found", "art_"] {
+        assert!(
+            !message.contains(leak),
+            "the message shows `{leak}`: {message}"
+        );
+    }
 }
 
 /// A new job and work on `connection` with one artifact whose bytes were sent with `PUT`:

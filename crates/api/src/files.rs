@@ -27,6 +27,7 @@ use axum::{
 };
 use futures_util::StreamExt;
 use std::{ops::Range, sync::Arc, time::Duration};
+use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     blobs::BlobWriteError,
     imports::{ArtifactStatus, ReceiveError},

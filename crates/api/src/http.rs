@@ -24,6 +24,7 @@ use axum::{
 };
 use serde_json::json;
 use std::{sync::Arc, time::Instant};
+use taxbridge_domain::words::Word;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::TraceLayer,

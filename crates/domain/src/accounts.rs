@@ -1,6 +1,7 @@
 //! Accounts: a firm's staff member (`customer`) or a software vendor serving many firms
 //! (`partner`, which holds a provider key such as `qount`).
 
+use crate::words::Word;
 use crate::{email::Email, ids::AccountId, store::StoreResult, time::Timestamp};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,7 @@ pub trait AccountStore: Send + Sync + 'static {
     Deserialize,
     strum::IntoStaticStr,
     strum::EnumString,
+    strum::VariantArray,
 )]
 #[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "lowercase")]
@@ -47,15 +49,7 @@ pub enum AccountType {
     Partner,
 }
 
-impl AccountType {
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        raw.parse().ok()
-    }
-}
+impl Word for AccountType {}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {

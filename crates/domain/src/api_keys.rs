@@ -6,6 +6,7 @@
 //! SHA-256 (a fast hash is right here: the input has 178 bits of entropy, so there is nothing
 //! to brute-force, and login must stay cheap) and a short display prefix.
 
+use crate::words::Word;
 use crate::{
     accounts::Account,
     ids::{AccountId, ApiKeyId},
@@ -24,7 +25,17 @@ const CHECKSUM_LEN: usize = 6;
 const DISPLAY_LEN: usize = 11;
 
 /// What a key is for; it is part of the key's text so scanners can tell them apart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[strum(serialize_all = "snake_case")]
 pub enum KeyKind {
     /// A personal key of a customer account.
@@ -40,15 +51,9 @@ impl KeyKind {
             Self::Partner => "tb_ptk_",
         }
     }
-
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        raw.parse().ok()
-    }
 }
+
+impl Word for KeyKind {}
 
 /// The SHA-256 of a key's full text, in hex: the only form in which a key is stored.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -2,6 +2,7 @@
 //! task queue is (`/metrics`). Every node sees the same queue, so the depth is read at scrape
 //! time rather than counted in memory.
 
+use crate::words::Word;
 use crate::{
     store::{StoreHealth, StoreResult},
     tasks::{TaskKind, TaskStore},
@@ -35,8 +36,8 @@ impl Health {
     pub async fn queue_depth(&self) -> StoreResult<Vec<(TaskKind, u64)>> {
         let counts = self.tasks.task_counts().await?;
         Ok(TaskKind::ALL
-            .into_iter()
-            .map(|kind| {
+            .iter()
+            .map(|&kind| {
                 let count = counts
                     .iter()
                     .find(|(k, _)| *k == kind)

@@ -41,4 +41,5 @@ pub mod ttl_map;
 pub mod uploads;
 pub mod usage;
 pub mod web;
+pub mod words;
 pub mod workspaces;

@@ -8,6 +8,7 @@
 //! rejects the credentials also moves the connection to `failed` / `reconnect`, as a collect
 //! would have.
 
+use crate::words::Word;
 use crate::{
     connections::{ConnectionError, ConnectionStatus, Connections},
     ids::ConnectionId,

@@ -7,6 +7,7 @@
 //! A task ends in the same transaction that records its outcome, and only while its claimant
 //! still holds the lease, so no outcome is recorded twice.
 
+use crate::words::Word;
 use crate::{ids::TaskId, store::StoreResult, time::Timestamp};
 use async_trait::async_trait;
 
@@ -14,7 +15,17 @@ use async_trait::async_trait;
 pub const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What a task does: the worker finds the handler of each kind by this name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[strum(serialize_all = "snake_case")]
 pub enum TaskKind {
     /// Fetch an artifact's `url` into blob storage.
@@ -23,17 +34,7 @@ pub enum TaskKind {
     Upload,
 }
 
-impl TaskKind {
-    pub const ALL: [TaskKind; 2] = [TaskKind::Download, TaskKind::Upload];
-
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        raw.parse().ok()
-    }
-}
+impl Word for TaskKind {}
 
 /// A claimed task.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,6 +8,7 @@
 //! soon as the server creates it, so a worker that dies mid-file resumes from the server's
 //! offset instead of starting over.
 
+use crate::words::Word;
 use crate::{
     blobs::chunks_of,
     connections::{ConnectionStatus, Connections},
@@ -29,7 +30,9 @@ const MAX_NAME_CHARS: usize = 255;
 const MAX_CLIENT_KEY_CHARS: usize = 200;
 const MAX_ENDPOINT_BYTES: usize = 2_048;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString, strum::VariantArray,
+)]
 #[strum(serialize_all = "snake_case")]
 pub enum UploadStatus {
     Queued,
@@ -39,25 +42,12 @@ pub enum UploadStatus {
 }
 
 impl UploadStatus {
-    pub const ALL: [UploadStatus; 4] = [
-        UploadStatus::Queued,
-        UploadStatus::Uploading,
-        UploadStatus::Completed,
-        UploadStatus::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        raw.parse().ok()
-    }
-
     pub fn is_final(self) -> bool {
         matches!(self, UploadStatus::Completed | UploadStatus::Failed)
     }
 }
+
+impl Word for UploadStatus {}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Upload {

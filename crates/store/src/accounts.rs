@@ -6,6 +6,7 @@ use crate::{
     Store,
 };
 use async_trait::async_trait;
+use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     accounts::{Account, AccountStore, AccountType},
     email::Email,

@@ -7,6 +7,7 @@ use crate::{
     Store,
 };
 use async_trait::async_trait;
+use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     api_keys::{ApiKey, ApiKeyStore, KeyGrant, KeyHash, KeyKind},
     ids::{AccountId, ApiKeyId},

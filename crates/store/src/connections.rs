@@ -8,6 +8,7 @@ use crate::{
     Store,
 };
 use async_trait::async_trait;
+use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     connections::{
         Connection, ConnectionFilters, ConnectionStatus, ConnectionStore, SealedCredentials,

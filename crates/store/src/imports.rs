@@ -11,6 +11,7 @@ use crate::{
     Store,
 };
 use async_trait::async_trait;
+use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     ids::{ArtifactId, ConnectionId, JobArtifactId, JobId, JobWorkId, TaskId, WorkId, WorkspaceId},
     imports::{

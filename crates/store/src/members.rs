@@ -7,6 +7,7 @@ use crate::{
     db::Db,
     read::{Columns, FromColumns},
 };
+use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     email::Email,
     ids::{AccountId, WorkspaceId},

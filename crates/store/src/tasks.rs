@@ -13,6 +13,7 @@ use crate::{
     Backend, Store,
 };
 use async_trait::async_trait;
+use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     ids::TaskId,
     store::{StoreError, StoreResult},

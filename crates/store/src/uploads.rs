@@ -11,6 +11,7 @@ use crate::{
     tasks, Store,
 };
 use async_trait::async_trait;
+use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     ids::{ArtifactId, ConnectionId, TaskId, UploadId, WorkspaceId},
     lists::Page,

@@ -9,6 +9,7 @@ use crate::{
     Store,
 };
 use async_trait::async_trait;
+use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     accounts::{Account, AccountType},
     email::Email,

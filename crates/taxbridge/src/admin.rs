@@ -7,6 +7,7 @@ use clap::Subcommand;
 use rand::RngCore;
 use secrecy::SecretSlice;
 use std::sync::Arc;
+use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     identity::{reveal, Identity, IdentitySettings},
     ids::ApiKeyId,

@@ -6,6 +6,7 @@
 use crate::settings::Settings;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::time::{Duration, Instant};
+use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     ids::JobId,
     imports::{Job, JobProgress, JobStatus, JobWatch},

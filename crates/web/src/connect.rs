@@ -19,6 +19,7 @@ use taxbridge_api::{
     auth::{MaybeSession, Session},
     ground::AppState,
 };
+use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     connections::{ConnectionStatus, ConnectionView},
     providers::Provider,

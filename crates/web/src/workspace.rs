@@ -14,6 +14,7 @@ use axum::{
 use maud::{html, Markup};
 use std::{collections::HashMap, sync::Arc};
 use taxbridge_api::ground::AppState;
+use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     connections::ConnectionView,
     imports::{ArtifactStatus, Job, JobProgress, JobWork},

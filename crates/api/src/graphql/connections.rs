@@ -10,6 +10,7 @@ use super::{
 };
 use crate::error::ApiError;
 use async_graphql::{Context, InputObject, InputType, Json, Object, SimpleObject, Value, ID};
+use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     connections::{ConnectionFilters as DomainFilters, ConnectionStatus, ConnectionView},
     ids::ConnectionId,

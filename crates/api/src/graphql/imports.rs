@@ -11,6 +11,7 @@ use super::{
 };
 use crate::error::ApiError;
 use async_graphql::{ComplexObject, Context, InputObject, Json, Object, SimpleObject, ID};
+use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     ids::{JobId, JobWorkId, WorkId},
     imports::{self, JobStatus},

@@ -5,6 +5,7 @@ use super::{caller, services, Date};
 use crate::error::ApiError;
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use base64::{engine::general_purpose::STANDARD, Engine};
+use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     lists::Page,
     uploads::{ByteSource, FileToSend, Upload},

@@ -1,6 +1,7 @@
 //! What a provider connection is: its row, its status and next action, how lists filter it,
 //! and the errors the service answers.
 
+use crate::words::Word;
 use crate::{
     ids::{ConnectionId, WorkspaceId},
     providers::Provider,
@@ -9,7 +10,9 @@ use crate::{
     workspaces::WorkspaceError,
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString, strum::VariantArray,
+)]
 #[strum(serialize_all = "snake_case")]
 pub enum ConnectionStatus {
     Pending,
@@ -19,21 +22,6 @@ pub enum ConnectionStatus {
 }
 
 impl ConnectionStatus {
-    pub const ALL: [ConnectionStatus; 4] = [
-        Self::Pending,
-        Self::Active,
-        Self::Failed,
-        Self::Disconnected,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        raw.parse().ok()
-    }
-
     /// The next step a caller takes: `collect` while pending, `reconnect` when failed.
     pub fn action(self) -> Option<&'static str> {
         match self {
@@ -43,6 +31,8 @@ impl ConnectionStatus {
         }
     }
 }
+
+impl Word for ConnectionStatus {}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Connection {

@@ -4,6 +4,7 @@
 //! command line.
 
 use super::{model::*, port::ImportStore, service::Imports};
+use crate::words::Word;
 use crate::{
     blobs::{BlobWriteError, ByteChunks},
     identity::Caller,

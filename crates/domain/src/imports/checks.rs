@@ -2,6 +2,7 @@
 //! conflict a forbidden transition answers.
 
 use super::model::*;
+use crate::words::Word;
 use crate::{store::StoreError, text::unprintable};
 use std::collections::BTreeSet;
 

@@ -1,6 +1,7 @@
 //! What a push import is made of: a job, its works and their artifacts, their states, the
 //! inputs that create them, and the errors the service answers.
 
+use crate::words::Word;
 use crate::{
     blobs::BlobWriteError,
     connections::ConnectionError,
@@ -71,43 +72,11 @@ pub enum ArtifactStatus {
     Terminated,
 }
 
-// The status enums' text, as stored and as the API shows it: strum derives the pairs from
-// the variant names.
-impl JobStatus {
-    pub const ALL: &'static [JobStatus] = <JobStatus as strum::VariantArray>::VARIANTS;
+impl Word for JobStatus {}
 
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
+impl Word for WorkStatus {}
 
-    pub fn parse(raw: &str) -> Option<Self> {
-        raw.parse().ok()
-    }
-}
-
-impl WorkStatus {
-    pub const ALL: &'static [WorkStatus] = <WorkStatus as strum::VariantArray>::VARIANTS;
-
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        raw.parse().ok()
-    }
-}
-
-impl ArtifactStatus {
-    pub const ALL: &'static [ArtifactStatus] = <ArtifactStatus as strum::VariantArray>::VARIANTS;
-
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        raw.parse().ok()
-    }
-}
+impl Word for ArtifactStatus {}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Job {

@@ -5,6 +5,7 @@ use super::{
     checks::*, model::*, port::ImportStore, MAX_ARTIFACTS_PER_CALL, MAX_METADATA_BYTES,
     MAX_WORKS_PER_CALL, RESERVED_METADATA_KEYS,
 };
+use crate::words::Word;
 use crate::{
     blobs::BlobStore,
     connections::{Connection, ConnectionError, ConnectionStatus, Connections},

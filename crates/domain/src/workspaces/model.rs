@@ -1,6 +1,7 @@
 //! What a workspace is: its row, its type, its members and their roles, how lists filter it,
 //! and the errors the service answers.
 
+use crate::words::Word;
 use crate::{
     accounts::Account,
     ids::{AccountId, WorkspaceId},
@@ -8,7 +9,9 @@ use crate::{
     time::Timestamp,
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString, strum::VariantArray,
+)]
 #[strum(serialize_all = "snake_case")]
 pub enum WorkspaceType {
     /// Created by a partner account, which reaches it from then on.
@@ -17,32 +20,18 @@ pub enum WorkspaceType {
     Customer,
 }
 
-impl WorkspaceType {
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
+impl Word for WorkspaceType {}
 
-    pub fn parse(raw: &str) -> Option<Self> {
-        raw.parse().ok()
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString, strum::VariantArray,
+)]
 #[strum(serialize_all = "snake_case")]
 pub enum Role {
     Admin,
     User,
 }
 
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        raw.parse().ok()
-    }
-}
+impl Word for Role {}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Workspace {

@@ -5,11 +5,11 @@
 use super::{
     caller,
     lists::{page, SortBy},
-    plain_list::{PlainField, PlainFields, PlainList, PlainObject},
+    plain_list::{PlainList, PlainObject},
     services, Date,
 };
 use crate::error::ApiError;
-use async_graphql::{Context, InputObject, InputType, Json, Object, SimpleObject, Value, ID};
+use async_graphql::{Context, InputObject, Json, Object, SimpleObject, ID};
 use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     connections::{ConnectionFilters as DomainFilters, ConnectionStatus, ConnectionView},
@@ -123,31 +123,6 @@ impl ProviderConnection {
     ) -> Result<Vec<super::uploads::ConnectionUpload>, ApiError> {
         super::uploads::of_connection(ctx, &self.id, offset, limit).await
     }
-}
-
-/// Every field but `provider` is a stored value: a page that selects only those is built
-/// without a future per field (see `plain_list`). Measured in `bench/run.sh`'s connections page.
-impl PlainFields for ProviderConnection {
-    const TYPE_NAME: &'static str = "ProviderConnection";
-    const FIELDS: &'static [PlainField<Self>] = &[
-        ("id", |c| Value::String(c.id.0.clone())),
-        ("workspaceId", |c| Value::String(c.workspace_id.0.clone())),
-        ("providerKey", |c| Value::String(c.provider_key.clone())),
-        ("status", |c| Value::String(c.status.clone())),
-        ("action", |c| c.action.to_value()),
-        ("displayName", |c| c.display_name.to_value()),
-        // As `Json`'s resolver does it (its `InputType::to_value` would give a string).
-        ("settings", |c| {
-            c.settings
-                .as_ref()
-                .and_then(|json| async_graphql::to_value(&json.0).ok())
-                .unwrap_or_default()
-        }),
-        ("statusDetail", |c| c.status_detail.to_value()),
-        ("lastVerifiedAt", |c| c.last_verified_at.to_value()),
-        ("createdAt", |c| c.created_at.to_value()),
-        ("updatedAt", |c| c.updated_at.to_value()),
-    ];
 }
 
 /// `Workspace.connections`, served as `[ProviderConnection!]!`.
@@ -304,13 +279,5 @@ impl ConnectionMutation {
             .disconnect(caller, &connection_id)
             .await?;
         Ok(PlainObject(view.into()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn plain_fields_name_the_served_type_and_its_fields() {
-        super::super::plain_list::assert_plain_fields_are_served::<super::ProviderConnection>();
     }
 }

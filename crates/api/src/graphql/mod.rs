@@ -103,7 +103,7 @@ impl Default for QueryLimits {
     }
 }
 
-/// The schema registers no extensions: `plain_list` builds stored fields without async-graphql's
+/// The schema registers no extensions: `plain_list` resolves leaf fields without async-graphql's
 /// per-field extension hooks, so an extension that must see every field would have to turn
 /// that path off. Depth and cost are checked before execution, by [`crate::cost`].
 pub fn build_schema(

@@ -8,12 +8,9 @@
 //! [`MAX_PULLS`] bounds how many one request may make. Together they read at most
 //! `Services::pull_budget_bytes` from platforms ([`PullBudget`]).
 
-use super::{
-    plain_list::{PlainField, PlainFields, PlainList},
-    request, services, Date,
-};
+use super::{plain_list::PlainList, request, services, Date};
 use crate::error::ApiError;
-use async_graphql::{ComplexObject, Context, InputType, Json, SimpleObject, Value};
+use async_graphql::{ComplexObject, Context, Json, SimpleObject};
 use std::{future::Future, sync::Arc};
 use taxbridge_domain::{
     ids::ConnectionId,
@@ -83,22 +80,10 @@ pub async fn clients_of(
     )))
 }
 
-/// `clients`, served as `[ConnectionClient!]`: a page of up to 500 selecting only stored
-/// fields is built without a future per field (see `plain_list`); one that selects `files`
-/// goes through the resolvers.
+/// `clients`, served as `[ConnectionClient!]`: a page of up to 500 selecting only leaves is
+/// resolved without a future per field (see `plain_list`); one that selects `files` goes
+/// through async-graphql's resolvers.
 pub type ClientPage = PlainList<ConnectionClient>;
-
-impl PlainFields for ConnectionClient {
-    const TYPE_NAME: &'static str = "ConnectionClient";
-    const FIELDS: &'static [PlainField<Self>] = &[
-        ("id", |c| Value::String(c.id.clone())),
-        ("name", |c| c.name.to_value()),
-        ("email", |c| c.email.to_value()),
-        ("phone", |c| c.phone.to_value()),
-        ("type", |c| c.kind.to_value()),
-        ("lastModified", |c| c.last_modified.to_value()),
-    ];
-}
 
 #[derive(SimpleObject)]
 #[graphql(complex)]
@@ -170,13 +155,5 @@ impl From<PlatformFile> for ConnectionFile {
             download_url: file.download_url,
             date_created: file.date_created.map(Into::into),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn plain_fields_name_the_served_type_and_its_fields() {
-        super::super::plain_list::assert_plain_fields_are_served::<super::ConnectionClient>();
     }
 }

@@ -4,16 +4,15 @@
 use super::{
     caller,
     lists::{page, SortBy},
-    plain_list::{resolve_items, resolve_plain, selects_only_plain, PlainField, PlainFields},
+    plain_list::{resolve_items, selects_only, LeafNames},
     services, Date,
 };
 use crate::error::ApiError;
 use async_graphql::{
     parser::types::Field, registry::Registry, ComplexObject, Context, ContextSelectionSet, Enum,
-    InputObject, InputType, Json, Object, OutputType, Positioned, ServerError, ServerResult,
-    SimpleObject, Value, ID,
+    InputObject, Json, Object, OutputType, Positioned, ServerResult, SimpleObject, Value, ID,
 };
-use std::borrow::Cow;
+use std::{borrow::Cow, sync::OnceLock};
 use taxbridge_domain::{
     lists::check_filter,
     workspaces::{self as domain, NewWorkspace, WorkspaceFilters as DomainFilters},
@@ -109,41 +108,37 @@ impl From<domain::Workspace> for Workspace {
     }
 }
 
-impl PlainFields for Workspace {
-    const TYPE_NAME: &'static str = "Workspace";
-    const FIELDS: &'static [PlainField<Self>] = &[
-        ("id", |w| Value::String(w.id.0.clone())),
-        ("slug", |w| Value::String(w.slug.clone())),
-        ("displayName", |w| Value::String(w.display_name.clone())),
-        ("status", |w| Value::String(w.status.clone())),
-        ("workspaceType", |w| w.workspace_type.to_value()),
-        ("firmSize", |w| w.firm_size.to_value()),
-        // As `Json`'s resolver does it (its `InputType::to_value` would give a string).
-        ("metadata", |w| {
-            w.metadata
-                .as_ref()
-                .and_then(|json| async_graphql::to_value(&json.0).ok())
-                .unwrap_or_default()
-        }),
-        ("createdAt", |w| w.created_at.to_value()),
-        ("updatedAt", |w| w.updated_at.to_value()),
-    ];
+/// A workspace read as its id and slug only, served as `Workspace` when a query selects
+/// nothing else on `me.workspaces` (see [`WorkspacePage`]). Its fields are the same fields of
+/// `Workspace`, name for name and type for type (a test holds the two side by side); it is
+/// never registered in the schema.
+#[derive(SimpleObject)]
+#[graphql(name = "Workspace")]
+pub struct WorkspaceKey {
+    id: ID,
+    slug: String,
 }
 
-/// A workspace read as its id and slug only, for selections that ask for nothing else.
-impl PlainFields for domain::WorkspaceKey {
-    const TYPE_NAME: &'static str = Workspace::TYPE_NAME;
-    const FIELDS: &'static [PlainField<Self>] = &[
-        ("id", |k| Value::String(k.id.as_str().to_owned())),
-        ("slug", |k| Value::String(k.slug.clone())),
-    ];
+impl From<domain::WorkspaceKey> for WorkspaceKey {
+    fn from(key: domain::WorkspaceKey) -> Self {
+        Self {
+            id: ID(key.id.to_string()),
+            slug: key.slug,
+        }
+    }
+}
+
+/// The leaves a [`WorkspaceKey`] answers, read once from its derive.
+fn key_fields() -> &'static LeafNames {
+    static FIELDS: OnceLock<LeafNames> = OnceLock::new();
+    FIELDS.get_or_init(LeafNames::of::<WorkspaceKey>)
 }
 
 /// `me.workspaces`, served as `[Workspace!]!`: whole workspaces, or only their keys when the
-/// query selects nothing but `id`, `slug` and `__typename` on them.
+/// query selects nothing but the fields of [`WorkspaceKey`] and `__typename` on them.
 pub enum WorkspacePage {
     Whole(Vec<Workspace>),
-    Keys(Vec<domain::WorkspaceKey>),
+    Keys(Vec<WorkspaceKey>),
 }
 
 impl OutputType for WorkspacePage {
@@ -166,11 +161,7 @@ impl OutputType for WorkspacePage {
     ) -> ServerResult<Value> {
         match self {
             Self::Whole(workspaces) => resolve_items(ctx, field, workspaces).await,
-            // Keys are only read for a selection `resolve_plain` takes; refusing anything else
-            // keeps a mismatch from ever answering with missing fields.
-            Self::Keys(keys) => resolve_plain(ctx, keys).ok_or_else(|| {
-                ServerError::new("the workspace list was read for another selection", None)
-            }),
+            Self::Keys(keys) => resolve_items(ctx, field, keys).await,
         }
     }
 }
@@ -237,8 +228,9 @@ pub async fn my_workspaces(
         slugs: filters.slugs,
     };
     let workspaces = &services(ctx).workspaces;
-    Ok(if selects_only_plain::<domain::WorkspaceKey>(ctx) {
-        WorkspacePage::Keys(workspaces.list_keys(caller, &filters, page).await?)
+    Ok(if selects_only(ctx, "Workspace", key_fields()) {
+        let keys = workspaces.list_keys(caller, &filters, page).await?;
+        WorkspacePage::Keys(keys.into_iter().map(Into::into).collect())
     } else {
         let list = workspaces.list(caller, &filters, page).await?;
         WorkspacePage::Whole(list.into_iter().map(Into::into).collect())
@@ -306,37 +298,36 @@ impl WorkspaceMutation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use taxbridge_domain::ids::WorkspaceId;
+    use async_graphql::registry::MetaType;
 
-    /// Every plain field is a field of the served type, so the fast path can never answer a
-    /// name the schema does not have.
+    fn fields_of<T: OutputType>() -> Vec<(String, String)> {
+        let mut registry = Registry::default();
+        T::create_type_info(&mut registry);
+        match registry.types.get("Workspace") {
+            Some(MetaType::Object { fields, .. }) => fields
+                .values()
+                .map(|field| (field.name.clone(), field.ty.clone()))
+                .collect(),
+            _ => panic!("Workspace is an object type"),
+        }
+    }
+
+    /// The narrow read answers as `Workspace` would: each of its fields is a field of
+    /// `Workspace` with the same type, so reading keys can never answer a name or a type the
+    /// schema does not have.
     #[test]
-    fn plain_fields_name_the_served_type_and_its_fields() {
-        assert_eq!(<Workspace as OutputType>::type_name(), Workspace::TYPE_NAME);
-        let sdl = crate::sdl();
-        let served = sdl
-            .split("type Workspace {")
-            .nth(1)
-            .and_then(|rest| rest.split('}').next())
-            .expect("Workspace in the SDL");
-        let names = Workspace::FIELDS
-            .iter()
-            .map(|(name, _)| *name)
-            .chain(domain::WorkspaceKey::FIELDS.iter().map(|(name, _)| *name));
-        for name in names {
+    fn a_workspace_key_serves_fields_of_workspace() {
+        let served = fields_of::<Workspace>();
+        let keys = fields_of::<WorkspaceKey>();
+        assert!(!keys.is_empty());
+        for field in &keys {
             assert!(
-                served.contains(&format!("\t{name}: ")),
-                "{name} is not a field of Workspace"
+                served.contains(field),
+                "{field:?} is not a field of Workspace"
             );
         }
-        let key = domain::WorkspaceKey {
-            id: WorkspaceId::generate(),
-            slug: "smith-cpa".into(),
-        };
-        assert_eq!(
-            crate::graphql::plain_list::plain_field(&key, "slug"),
-            Some(Value::String("smith-cpa".into()))
-        );
-        assert!(crate::graphql::plain_list::plain_field(&key, "displayName").is_none());
+        let mut names: Vec<_> = key_fields().names().iter().cloned().collect();
+        names.sort();
+        assert_eq!(names, ["id", "slug"]);
     }
 }

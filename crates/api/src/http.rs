@@ -24,7 +24,7 @@ use axum::{
 };
 use serde_json::json;
 use std::{sync::Arc, time::Instant};
-use taxbridge_domain::words::Word;
+use taxbridge_domain::{health::NotReady, words::Word};
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::TraceLayer,
@@ -157,15 +157,26 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// 200 while this node should get requests; 503 with a reason while it drains before
+/// shutting down, or while the database or the blob store does not answer.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let store = &state.services.health;
-    match store.ping().await {
-        Ok(()) => Json(json!({ "status": "ready", "database": store.backend() })).into_response(),
-        Err(err) => {
-            tracing::warn!(error = %err, "readiness check: the database did not answer");
+    let health = &state.services.health;
+    let database = health.backend();
+    match health.ready().await {
+        Ok(()) => Json(json!({ "status": "ready", "database": database })).into_response(),
+        Err(not_ready) => {
+            let status = match &not_ready {
+                NotReady::Draining => "draining",
+                NotReady::Database(err) | NotReady::Blobs(err) => {
+                    tracing::warn!(error = %err, "readiness check: {}", not_ready.reason());
+                    "unavailable"
+                }
+            };
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "database": store.backend(), "reason": "the database did not answer" })),
+                Json(
+                    json!({ "status": status, "database": database, "reason": not_ready.reason() }),
+                ),
             )
                 .into_response()
         }

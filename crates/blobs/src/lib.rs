@@ -341,7 +341,25 @@ impl taxbridge_domain::blobs::BlobStore for Blobs {
             Err(other) => Err(BlobWriteError::Store(other.to_string())),
         }
     }
+
+    async fn check(&self) -> Result<(), String> {
+        // A HEAD of a name no blob has: "not found" is the store answering. Bounded, because
+        // object_store retries an unreachable endpoint for minutes.
+        let probe = self.path(".taxbridge-readiness");
+        match tokio::time::timeout(CHECK_TIMEOUT, self.store.head(&probe)).await {
+            Ok(Ok(_) | Err(object_store::Error::NotFound { .. })) => Ok(()),
+            Ok(Err(err)) => Err(format!("{}: {err}", self.description)),
+            Err(_) => Err(format!(
+                "{} did not answer within {} s",
+                self.description,
+                CHECK_TIMEOUT.as_secs()
+            )),
+        }
+    }
 }
+
+/// How long a readiness check waits for the store.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {

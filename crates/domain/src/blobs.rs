@@ -38,6 +38,10 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Streams `bytes` into the blob `key` (replacing one there), refusing more than `cap`
     /// bytes. On any failure no blob appears under `key`.
     async fn put(&self, key: &str, bytes: ByteChunks, cap: u64) -> Result<Written, BlobWriteError>;
+
+    /// Succeeds when the store answers (a missing object is an answer), within a few seconds:
+    /// what `/readyz` asks. The error says what failed, without credentials.
+    async fn check(&self) -> Result<(), String>;
 }
 
 /// `bytes` as a one-chunk stream.

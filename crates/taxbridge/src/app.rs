@@ -7,7 +7,7 @@
 //! What stays outside is what belongs to a process rather than to the app: logging, the
 //! open-file limit, the staging-file sweep and the signals (in [`crate::serve`]).
 
-use crate::{secrets, settings::Settings};
+use crate::{fleet::Process, secrets, settings::Settings};
 use anyhow::Context;
 use std::{sync::Arc, time::Duration};
 use taxbridge_api::{ApiSettings, Application, ConnectionLimits, QueryLimits, Services};
@@ -60,11 +60,26 @@ impl App {
         Self::build_with_mailer(settings, mailer).await
     }
 
+    /// The app `taxbridge worker` runs: as [`App::build`], but needing only what the worker
+    /// uses (no token signing secret on PostgreSQL; sign-in mail is never sent).
+    pub async fn build_worker(settings: &Settings) -> anyhow::Result<Self> {
+        let mailer = Arc::new(taxbridge_domain::sign_in::LogMailer);
+        Self::assemble(settings, mailer, Process::Worker).await
+    }
+
     /// [`App::build`] with another way of sending sign-in codes (the API tests keep them in
     /// memory; the SMTP path is tested against a real SMTP receiver).
     pub async fn build_with_mailer(
         settings: &Settings,
         mailer: Arc<dyn Mailer>,
+    ) -> anyhow::Result<Self> {
+        Self::assemble(settings, mailer, Process::Serve).await
+    }
+
+    async fn assemble(
+        settings: &Settings,
+        mailer: Arc<dyn Mailer>,
+        process: Process,
     ) -> anyhow::Result<Self> {
         let database_url = settings.database_url();
         let backend = Backend::of_url(&database_url)?;
@@ -76,7 +91,7 @@ impl App {
                 )
             })?;
         }
-        let secrets = secrets::load(settings, backend)?;
+        let secrets = secrets::load(settings, backend, process)?;
         let catalog = Arc::new(load_catalog(settings)?);
         let keys = Arc::new(crate::keyring::keys(settings, backend)?);
         let blobs = blobs(settings)?;
@@ -110,7 +125,7 @@ impl App {
                 mailer,
                 &sign_in_pepper(&secrets),
             )),
-            health: Arc::new(Health::new(store.clone())),
+            health: Arc::new(Health::new(store.clone(), Arc::new(blobs.clone()))),
             uploads: Arc::new(Uploads::new(
                 store.clone(),
                 imports.clone(),

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod fleet;
 pub mod jobs;
 pub mod keyring;
 pub mod secrets;

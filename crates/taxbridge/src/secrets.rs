@@ -1,9 +1,10 @@
 //! The access-token signing secret. A configured one wins; otherwise, on SQLite, it is
 //! generated once into `<data_dir>/secrets/` (mode 0600) and read back on every start. On
-//! PostgreSQL several nodes must share it, so a missing one stops the start with the setting
-//! to set. (The credential encryption keys are a ring of their own: [`crate::keyring`].)
+//! PostgreSQL several nodes must share it, so a missing one stops `serve` with the setting to
+//! set; `taxbridge worker` signs and checks no token, so it starts without one. (The
+//! credential encryption keys are a ring of their own: [`crate::keyring`].)
 
-use crate::settings::Settings;
+use crate::{fleet::Process, settings::Settings};
 use anyhow::Context;
 use base64::{engine::general_purpose::STANDARD, Engine};
 use rand::RngCore;
@@ -15,7 +16,7 @@ pub struct Secrets {
     pub jwt_signing: SecretSlice<u8>,
 }
 
-pub fn load(settings: &Settings, backend: Backend) -> anyhow::Result<Secrets> {
+pub fn load(settings: &Settings, backend: Backend, process: Process) -> anyhow::Result<Secrets> {
     let jwt_signing = match &settings.auth.jwt_secret {
         Some(secret) => {
             let bytes = secret.expose_secret().as_bytes().to_vec();
@@ -23,6 +24,13 @@ pub fn load(settings: &Settings, backend: Backend) -> anyhow::Result<Secrets> {
                 bytes.len() >= 32,
                 "auth.jwt_secret must be at least 32 characters long"
             );
+            SecretSlice::from(bytes)
+        }
+        // The worker's services hold a token issuer they never use: a random secret of this
+        // process stands in, so no token it could sign is accepted anywhere else.
+        None if process == Process::Worker && backend == Backend::Postgres => {
+            let mut bytes = vec![0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
             SecretSlice::from(bytes)
         }
         None => generated(
@@ -102,8 +110,8 @@ mod tests {
             data_dir: dir.path().to_path_buf(),
             ..Settings::default()
         };
-        let first = load(&settings, Backend::Sqlite).expect("generated");
-        let second = load(&settings, Backend::Sqlite).expect("read back");
+        let first = load(&settings, Backend::Sqlite, Process::Serve).expect("generated");
+        let second = load(&settings, Backend::Sqlite, Process::Serve).expect("read back");
         assert_eq!(
             first.jwt_signing.expose_secret(),
             second.jwt_signing.expose_secret()
@@ -122,7 +130,7 @@ mod tests {
     #[test]
     fn postgres_without_configured_secrets_names_the_setting_to_set() {
         let settings = Settings::default();
-        let err = load(&settings, Backend::Postgres)
+        let err = load(&settings, Backend::Postgres, Process::Serve)
             .map(|_| ())
             .expect_err("must refuse");
         let text = err.to_string();
@@ -133,9 +141,23 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_on_postgres_starts_without_the_signing_secret_it_never_uses() {
+        let settings = Settings::default();
+        let first = load(&settings, Backend::Postgres, Process::Worker).expect("worker");
+        let second = load(&settings, Backend::Postgres, Process::Worker).expect("worker");
+        // A secret of the process alone: nothing signed with it verifies on another node.
+        assert_ne!(
+            first.jwt_signing.expose_secret(),
+            second.jwt_signing.expose_secret()
+        );
+        assert!(!settings.data_dir.join("secrets").exists());
+    }
+
+    #[test]
     fn a_short_configured_signing_secret_is_refused() {
         let mut settings = Settings::default();
         settings.auth.jwt_secret = Some("short".to_owned().into());
-        assert!(load(&settings, Backend::Postgres).is_err());
+        assert!(load(&settings, Backend::Postgres, Process::Serve).is_err());
+        assert!(load(&settings, Backend::Postgres, Process::Worker).is_err());
     }
 }

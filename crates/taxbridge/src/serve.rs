@@ -1,8 +1,18 @@
 //! `taxbridge serve` and `taxbridge worker`: the process around an [`App`] (logging, the
-//! open-file limit, the staging-file sweep, the signals), serving until Ctrl-C or SIGTERM.
-//! `serve` also prints the first-start key when the database was empty.
+//! open-file limit, the fleet checks, the staging-file sweep, the signals), serving until
+//! Ctrl-C or SIGTERM. `serve` also prints the first-start key when the database was empty.
+//!
+//! A signal starts a drain rather than a stop: `/readyz` answers 503 at once while requests
+//! are still served for `server.drain_seconds`, so a balancer that checks readiness moves its
+//! traffic to the other nodes before this one's listener closes. Then requests in flight
+//! finish, and the worker stops its tasks and hands their leases back. A second signal ends the
+//! drain early.
 
-use crate::{app::App, settings::Settings};
+use crate::{
+    app::App,
+    fleet::{self, Process},
+    settings::Settings,
+};
 use std::time::Duration;
 use taxbridge_domain::identity::reveal;
 
@@ -28,10 +38,16 @@ fn sweep_staging_files(app: &App) {
 /// from the API), until Ctrl-C or SIGTERM.
 pub async fn run_worker(settings: Settings) -> anyhow::Result<()> {
     start_process(&settings);
-    let app = App::build(&settings).await?;
+    fleet::check(&settings, Process::Worker)?;
+    let app = App::build_worker(&settings).await?;
     sweep_staging_files(&app);
     tracing::info!(database = %taxbridge_store::redact_url(&app.database_url), blobs = app.services.blobs.describe(), "Taxbridge worker is running");
-    app.worker(None).run(shutdown_signal()).await;
+    app.worker(None)
+        .run(async {
+            shutdown_signal().await;
+            tracing::info!("stopping: the worker hands its tasks back");
+        })
+        .await;
     Ok(())
 }
 
@@ -40,6 +56,7 @@ const OWNER_WORKSPACE: &str = "My firm";
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     start_process(&settings);
+    fleet::check(&settings, Process::Serve)?;
     let app = App::build(&settings).await?;
     sweep_staging_files(&app);
     let services = app.services.clone();
@@ -68,7 +85,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let api = app.api().await?;
     let addr = api.local_addr();
     let endpoint = format!("http://{addr}/graphql");
-    tracing::info!(%endpoint, database = %taxbridge_store::redact_url(&app.database_url), "Taxbridge is serving");
+    tracing::info!(%endpoint, database = %taxbridge_store::redact_url(&app.database_url), blobs = services.blobs.describe(), public_base_url = %services.public_base_url, "Taxbridge is serving");
     if let Some((account, secret)) = first_start {
         let key = reveal(&secret);
         println!(
@@ -88,9 +105,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         );
     }
     println!("Taxbridge is serving GraphQL on {endpoint}");
+    let drain = Duration::from_secs(settings.server.drain_seconds);
+    let health = services.health.clone();
     let served = api
         .run_until(async move {
             shutdown_signal().await;
+            health.start_draining();
+            tracing::info!(
+                seconds = drain.as_secs(),
+                "draining: /readyz answers 503 while requests are still served"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(drain) => {}
+                () = shutdown_signal() => tracing::info!("a second signal: ending the drain now"),
+            }
+            tracing::info!("closing the listener: finishing requests in flight");
             let _ = stop.send(true);
         })
         .await;
@@ -142,5 +171,4 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down: finishing requests in flight");
 }

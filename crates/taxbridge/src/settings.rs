@@ -42,6 +42,31 @@ pub struct Settings {
     pub blobs: BlobSettings,
     pub worker: WorkerSettings,
     pub mail: MailSettings,
+    pub server: ServerSettings,
+}
+
+/// How `taxbridge serve` stops, and whether it may run alone on PostgreSQL.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ServerSettings {
+    /// After SIGTERM (or Ctrl-C), how long `/readyz` answers 503 while requests are still
+    /// served, so a balancer checking every second or two stops sending requests before the
+    /// listener closes. Then requests in flight finish and the worker hands its tasks back. A
+    /// second signal ends the wait at once.
+    pub drain_seconds: u64,
+    /// On PostgreSQL, `serve` and `worker` refuse local blobs and `serve` an unset
+    /// `public_base_url`, because a fleet's nodes must share both. `true` says this node runs
+    /// alone, and lifts both refusals.
+    pub single_node: bool,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            drain_seconds: 5,
+            single_node: false,
+        }
+    }
 }
 
 /// How sign-in codes reach people.
@@ -226,6 +251,7 @@ impl Default for Settings {
             blobs: BlobSettings::default(),
             worker: WorkerSettings::default(),
             mail: MailSettings::default(),
+            server: ServerSettings::default(),
         }
     }
 }
@@ -423,6 +449,8 @@ mod tests {
             defaults.worker.progress_interval_millis
         );
         assert_eq!(settings.blobs.url, defaults.blobs.url);
+        assert_eq!(settings.server.drain_seconds, defaults.server.drain_seconds);
+        assert_eq!(settings.server.single_node, defaults.server.single_node);
     }
 
     #[test]

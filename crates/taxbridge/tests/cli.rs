@@ -81,6 +81,8 @@ fn serve_with(data_dir: &Path, env: &[(&str, &str)], log: impl Into<Stdio>) -> S
         .arg(data_dir)
         .args(["serve", "--listen", &listen])
         .env_remove("TAXBRIDGE_DATABASE_URL")
+        // Stopped tests exit at once; the drain has its own test.
+        .env("TAXBRIDGE_SERVER__DRAIN_SECONDS", "0")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(log)
@@ -729,12 +731,146 @@ fn serving_postgres_without_shared_secrets_names_the_setting_to_set() {
             "serve",
         ])
         .env_remove("TAXBRIDGE_AUTH__JWT_SECRET")
+        .env("TAXBRIDGE_SERVER__SINGLE_NODE", "true")
         .output()
         .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("TAXBRIDGE_AUTH__JWT_SECRET"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
+}
+
+/// `taxbridge serve` or `worker` on PostgreSQL with `args`' settings: its stderr, after it
+/// stops (the database at port 1 never answers).
+fn start_on_postgres(command: &str, env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "--database-url",
+            "postgres://taxbridge:hunter2@127.0.0.1:1/taxbridge",
+            command,
+        ])
+        .env_remove("TAXBRIDGE_AUTH__JWT_SECRET")
+        .env_remove("TAXBRIDGE_BLOBS__URL")
+        .env_remove("TAXBRIDGE_PUBLIC_BASE_URL")
+        .env_remove("TAXBRIDGE_SERVER__SINGLE_NODE")
+        .env_remove("TAXBRIDGE_ENCRYPTION__KEY")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("hunter2"), "{err}");
+    err
+}
+
+#[test]
+fn a_fleet_node_refuses_settings_its_fleet_cannot_share() {
+    // Local blobs: files another node could not serve.
+    let err = start_on_postgres("serve", &[]);
+    assert!(
+        err.contains("blobs.url") && err.contains("TAXBRIDGE_BLOBS__URL"),
+        "{err}"
+    );
+    let err = start_on_postgres("worker", &[]);
+    assert!(err.contains("blobs.url"), "{err}");
+    // No public address: links that name one node.
+    let shared = [("TAXBRIDGE_BLOBS__URL", "s3://taxbridge/blobs")];
+    let err = start_on_postgres("serve", &shared);
+    assert!(err.contains("TAXBRIDGE_PUBLIC_BASE_URL"), "{err}");
+    assert!(err.contains("server.single_node"), "{err}");
+    // The worker uses neither the public address nor the token secret (it does decrypt
+    // credentials, so it needs the encryption key): it gets as far as the database, which is
+    // not there.
+    let err = start_on_postgres(
+        "worker",
+        &[
+            shared[0],
+            (
+                "TAXBRIDGE_ENCRYPTION__KEY",
+                "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
+            ),
+        ],
+    );
+    assert!(!err.contains("public_base_url"), "{err}");
+    assert!(!err.contains("jwt_secret"), "{err}");
+    assert!(err.contains("database") || err.contains("connect"), "{err}");
+}
+
+/// The HTTP status of `GET url` (`000` when nothing answers).
+fn status_of(url: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            url,
+        ])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn sigterm_drains_first_then_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = serve_with(
+        dir.path(),
+        &[("TAXBRIDGE_SERVER__DRAIN_SECONDS", "3")],
+        Stdio::null(),
+    );
+    let key = server.first_key.clone().expect("first key");
+    let readyz = server.endpoint.replace("/graphql", "/readyz");
+    assert_eq!(status_of(&readyz), "200");
+
+    let pid = server.child.id().to_string();
+    let signalled = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    // Not ready at once, so a balancer stops sending requests...
+    while status_of(&readyz) != "503" {
+        assert!(
+            signalled.elapsed() < Duration::from_secs(2),
+            "readyz still ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let body = Command::new("curl")
+        .args(["-s", &readyz])
+        .output()
+        .expect("curl");
+    let body: Value = serde_json::from_slice(&body.stdout).expect("JSON");
+    assert_eq!(body["status"], "draining", "{body}");
+    // ...while requests that still arrive are answered in full.
+    let mut served = 0;
+    while signalled.elapsed() < Duration::from_millis(2_000) {
+        let response = login(&server.endpoint, &key);
+        assert!(
+            response["data"]["loginViaPersonalApiToken"]["accessToken"].is_string(),
+            "during the drain: {response}"
+        );
+        served += 1;
+    }
+    assert!(served > 0);
+    assert!(
+        server.child.try_wait().expect("try_wait").is_none(),
+        "still serving inside the drain"
+    );
+    // Then the listener closes and the process exits cleanly.
+    let status = server.child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    let stopped_after = signalled.elapsed();
+    assert!(stopped_after >= Duration::from_secs(3), "{stopped_after:?}");
+    assert!(stopped_after < Duration::from_secs(15), "{stopped_after:?}");
+    assert_eq!(status_of(&readyz), "000", "nothing listens after the drain");
 }
 
 #[test]

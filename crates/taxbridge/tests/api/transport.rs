@@ -368,3 +368,63 @@ async fn get_on_graphql_serves_graphiql(app: TestApp) {
         .expect("missing");
     assert_eq!(missing.status(), 404);
 }
+
+mod blob_store_down {
+    taxbridge_testkit::per_database!(
+        super::with_unreachable_blobs;
+        readyz_is_unavailable_while_the_blob_store_does_not_answer,
+    );
+    use super::*;
+}
+
+/// A server whose blob store is an S3 endpoint where nothing listens.
+async fn with_unreachable_blobs(database: taxbridge_testkit::Database) -> Option<TestApp> {
+    TestApp::spawn_with(database, |settings| {
+        settings.blobs.url = Some("s3://taxbridge/blobs".into());
+        settings.blobs.endpoint = Some("http://127.0.0.1:1".into());
+        settings.blobs.access_key_id = Some("readiness-key".into());
+        settings.blobs.secret_access_key = Some("readiness-secret-value".to_owned().into());
+    })
+    .await
+}
+
+async fn readyz_is_unavailable_while_the_blob_store_does_not_answer(app: TestApp) {
+    let readyz = || async {
+        let response = app
+            .http
+            .get(format!("{}/readyz", app.base))
+            .send()
+            .await
+            .expect("readyz");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("text"))
+    };
+    let asked = Instant::now();
+    let (status, body) = readyz().await;
+    assert!(asked.elapsed() < Duration::from_secs(10), "bounded");
+    assert_eq!(status, 503, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(body["status"], "unavailable", "{body}");
+    assert_eq!(body["reason"], "the blob store did not answer", "{body}");
+    assert!(
+        !body.to_string().contains("readiness-secret-value"),
+        "{body}"
+    );
+    // The answer stands for a few seconds: a balancer's checks do not each wait on the store.
+    let again = Instant::now();
+    let (status, _) = readyz().await;
+    assert_eq!(status, 503);
+    assert!(
+        again.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        again.elapsed()
+    );
+    // The process itself is up.
+    let health = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200);
+}

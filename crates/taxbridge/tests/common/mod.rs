@@ -77,6 +77,8 @@ pub fn serve_with(data_dir: &Path, env: &[(&str, String)]) -> Server {
         .env("TAXBRIDGE_EGRESS__ALLOW_CIDRS", r#"["127.0.0.0/8"]"#)
         // A dead worker's claims lapse after 2 s, so a restart resumes within the test's time.
         .env("TAXBRIDGE_WORKER__LEASE_SECONDS", "2")
+        // Stopped tests exit at once; `cli.rs` tests the drain.
+        .env("TAXBRIDGE_SERVER__DRAIN_SECONDS", "0")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -41,6 +41,7 @@ pub fn router(
     let rate_limits = Arc::new(RateLimits::new(
         settings.rate_limits,
         counters.rate_limited.clone(),
+        services.shared_limits.clone(),
     ));
     let state = Arc::new(AppState {
         schema: build_schema(Some(services.clone()), Some(rate_limits.clone())),

@@ -64,6 +64,8 @@ pub struct Services {
     /// Where users reach this gateway's web pages, e.g. `https://taxbridge.example.com`; deep
     /// links start with it.
     pub public_base_url: String,
+    /// The rate limits' fleet-wide count (on PostgreSQL; none on SQLite).
+    pub shared_limits: taxbridge_domain::limits::SharedLimits,
 }
 
 #[derive(Clone, Debug)]
@@ -147,7 +149,7 @@ impl Application {
             let mut ticks = 0u64;
             loop {
                 ticker.tick().await;
-                rate_limits.forget_idle();
+                rate_limits.forget_idle().await;
                 // Every ten minutes: expired sign-in codes and sessions go.
                 if ticks.is_multiple_of(20) {
                     if let Err(err) = sign_in.sweep().await {

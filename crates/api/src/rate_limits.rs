@@ -8,9 +8,12 @@
 //!   enough that the docs' polling clients never meet it.
 //!
 //! A refusal is `RATE_LIMITED` with `extensions.retryAfterSeconds` (whole seconds, at least
-//! 1), HTTP 429 and `Retry-After`, and is counted in `/metrics`. Each node counts on its own:
-//! behind a load balancer spreading clients over N nodes, a client can reach up to N times
-//! the quota (the README says so).
+//! 1), HTTP 429 and `Retry-After`, and is counted in `/metrics`.
+//!
+//! Each node counts in memory first, a shield that costs nothing. On PostgreSQL the fleet also
+//! counts the same quotas together ([`SharedLimits`], one upsert per counted event), so behind
+//! a balancer spreading one client over N nodes the client still gets one node's quota, not N
+//! times it. On SQLite (one node) the shared count is none.
 
 use crate::error::ApiError;
 use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -19,7 +22,11 @@ use std::{
     num::NonZeroU32,
     time::{Duration, Instant},
 };
-use taxbridge_domain::{ids::ApiKeyId, ttl_map::TtlMap};
+use taxbridge_domain::{
+    ids::ApiKeyId,
+    limits::{Rate, SharedLimits},
+    ttl_map::TtlMap,
+};
 
 /// The quotas: the `[rate_limits]` settings table as it is (the binary's settings tree holds
 /// this type, so defaults live here once).
@@ -74,6 +81,9 @@ pub struct RateLimits {
     blocked_prefixes: TtlMap<String, Instant>,
     requests: DefaultKeyedRateLimiter<ApiKeyId>,
     refused: prometheus::IntCounterVec,
+    shared: SharedLimits,
+    login_rate: Rate,
+    request_rate: Rate,
 }
 
 fn nonzero(n: u32) -> NonZeroU32 {
@@ -87,7 +97,11 @@ fn whole_seconds(wait: Duration) -> u64 {
 }
 
 impl RateLimits {
-    pub fn new(settings: RateLimitSettings, refused: prometheus::IntCounterVec) -> Self {
+    pub fn new(
+        settings: RateLimitSettings,
+        refused: prometheus::IntCounterVec,
+        shared: SharedLimits,
+    ) -> Self {
         let logins = Quota::per_minute(nonzero(settings.failed_logins_per_minute));
         let requests = Quota::per_second(nonzero(settings.requests_per_second))
             .allow_burst(nonzero(settings.request_burst));
@@ -98,6 +112,9 @@ impl RateLimits {
             blocked_prefixes: TtlMap::new(Duration::from_secs(60), 100_000),
             requests: RateLimiter::dashmap(requests),
             refused,
+            shared,
+            login_rate: Rate::per_minute(settings.failed_logins_per_minute),
+            request_rate: Rate::per_second(settings.requests_per_second, settings.request_burst),
         }
     }
 
@@ -112,24 +129,48 @@ impl RateLimits {
         key.chars().take(KEY_PREFIX_CHARS).collect()
     }
 
-    /// Before a login: refused while the address or the key's prefix is over its quota.
-    pub fn login_allowed(&self, address: Option<IpAddr>, key: &str) -> Result<(), ApiError> {
+    /// Before a login: refused while the address or the key's prefix is over its quota, on
+    /// this node or across the fleet.
+    pub async fn login_allowed(&self, address: Option<IpAddr>, key: &str) -> Result<(), ApiError> {
         let now = Instant::now();
+        let prefix = Self::prefix_of(key);
         if let Some(until) = address.and_then(|a| self.blocked_addresses.get(&a)) {
             if until > now {
                 return Err(self.refuse(Limit::LoginAddress, until - now));
             }
         }
-        if let Some(until) = self.blocked_prefixes.get(&Self::prefix_of(key)) {
+        if let Some(until) = self.blocked_prefixes.get(&prefix) {
             if until > now {
                 return Err(self.refuse(Limit::LoginKeyPrefix, until - now));
             }
         }
+        if !self.shared.is_shared() {
+            return Ok(());
+        }
+        if let Some(address) = address {
+            let cell = format!("login-address:{address}");
+            if let Some(wait) = self.shared.wait(&cell, self.login_rate).await {
+                return Err(self.refuse(Limit::LoginAddress, wait));
+            }
+        }
+        let cell = format!("login-prefix:{prefix}");
+        if let Some(wait) = self.shared.wait(&cell, self.login_rate).await {
+            return Err(self.refuse(Limit::LoginKeyPrefix, wait));
+        }
         Ok(())
     }
 
-    /// After a failed login: counts it against the address and the prefix.
-    pub fn login_failed(&self, address: Option<IpAddr>, key: &str) {
+    /// After a failed login: counts it against the address and the prefix, on this node and
+    /// across the fleet.
+    pub async fn login_failed(&self, address: Option<IpAddr>, key: &str) {
+        if self.shared.is_shared() {
+            if let Some(address) = address {
+                let cell = format!("login-address:{address}");
+                let _ = self.shared.take(&cell, self.login_rate).await;
+            }
+            let cell = format!("login-prefix:{}", Self::prefix_of(key));
+            let _ = self.shared.take(&cell, self.login_rate).await;
+        }
         let clock = self.failed_by_address.clock();
         if let Some(address) = address {
             if let Err(not_until) = self.failed_by_address.check_key(&address) {
@@ -145,16 +186,25 @@ impl RateLimits {
         }
     }
 
-    /// One request by an authenticated key.
-    pub fn request(&self, key: &ApiKeyId) -> Result<(), ApiError> {
+    /// One request by an authenticated key: within the node's quota first, then the fleet's.
+    pub async fn request(&self, key: &ApiKeyId) -> Result<(), ApiError> {
         self.requests.check_key(key).map_err(|not_until| {
             let wait = not_until.wait_time_from(self.requests.clock().now());
             self.refuse(Limit::Requests, wait)
-        })
+        })?;
+        if self.shared.is_shared() {
+            let cell = format!("requests:{key}");
+            if let Err(wait) = self.shared.take(&cell, self.request_rate).await {
+                return Err(self.refuse(Limit::Requests, wait));
+            }
+        }
+        Ok(())
     }
 
-    /// Forgets keys whose quota is full again, so the maps hold only recent callers.
-    pub fn forget_idle(&self) {
+    /// Forgets keys whose quota is full again, so the maps (and the fleet's table) hold only
+    /// recent callers.
+    pub async fn forget_idle(&self) {
+        self.shared.forget_full().await;
         self.failed_by_address.retain_recent();
         self.failed_by_prefix.retain_recent();
         self.requests.retain_recent();
@@ -258,7 +308,7 @@ mod tests {
         let counter =
             prometheus::IntCounterVec::new(prometheus::Opts::new("refused", "test"), &["limit"])
                 .expect("counter");
-        RateLimits::new(settings, counter)
+        RateLimits::new(settings, counter, SharedLimits::none())
     }
 
     fn retry_after(err: ApiError) -> u64 {
@@ -278,42 +328,57 @@ mod tests {
         assert_eq!(whole_seconds(Duration::from_secs(3)), 3);
     }
 
-    #[test]
-    fn failed_logins_past_the_quota_block_the_address_not_others() {
+    #[tokio::test]
+    async fn failed_logins_past_the_quota_block_the_address_not_others() {
         let limits = limits(RateLimitSettings::default());
         let attacker: IpAddr = [10, 0, 0, 1].into();
         let other: IpAddr = [10, 0, 0, 2].into();
         for i in 0..20 {
-            assert!(limits.login_allowed(Some(attacker), "x").is_ok(), "try {i}");
-            limits.login_failed(Some(attacker), &format!("tb_pat_guess{i:04}"));
+            assert!(
+                limits.login_allowed(Some(attacker), "x").await.is_ok(),
+                "try {i}"
+            );
+            limits
+                .login_failed(Some(attacker), &format!("tb_pat_guess{i:04}"))
+                .await;
         }
         // The 21st failure goes over: from then on the address waits.
-        limits.login_failed(Some(attacker), "tb_pat_guess0021");
+        limits
+            .login_failed(Some(attacker), "tb_pat_guess0021")
+            .await;
         let wait = retry_after(
             limits
                 .login_allowed(Some(attacker), "tb_pat_good")
+                .await
                 .expect_err("blocked"),
         );
         assert!((1..=60).contains(&wait), "{wait}");
-        assert!(limits.login_allowed(Some(other), "tb_pat_good").is_ok());
-    }
-
-    #[test]
-    fn failures_against_one_key_prefix_block_it_from_every_address() {
-        let limits = limits(RateLimitSettings::default());
-        for i in 0..21u8 {
-            limits.login_failed(Some([10, 0, 1, i].into()), "tb_pat_AAAAxxxxxxxx");
-        }
         assert!(limits
-            .login_allowed(Some([10, 9, 9, 9].into()), "tb_pat_AAAAyyyy")
-            .is_err());
-        assert!(limits
-            .login_allowed(Some([10, 9, 9, 9].into()), "tb_pat_BBBByyyy")
+            .login_allowed(Some(other), "tb_pat_good")
+            .await
             .is_ok());
     }
 
-    #[test]
-    fn requests_past_the_burst_wait_for_the_rate() {
+    #[tokio::test]
+    async fn failures_against_one_key_prefix_block_it_from_every_address() {
+        let limits = limits(RateLimitSettings::default());
+        for i in 0..21u8 {
+            limits
+                .login_failed(Some([10, 0, 1, i].into()), "tb_pat_AAAAxxxxxxxx")
+                .await;
+        }
+        assert!(limits
+            .login_allowed(Some([10, 9, 9, 9].into()), "tb_pat_AAAAyyyy")
+            .await
+            .is_err());
+        assert!(limits
+            .login_allowed(Some([10, 9, 9, 9].into()), "tb_pat_BBBByyyy")
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn requests_past_the_burst_wait_for_the_rate() {
         let limits = limits(RateLimitSettings {
             failed_logins_per_minute: 20,
             requests_per_second: 1,
@@ -321,9 +386,12 @@ mod tests {
         });
         let key = ApiKeyId::generate();
         for _ in 0..5 {
-            assert!(limits.request(&key).is_ok());
+            assert!(limits.request(&key).await.is_ok());
         }
-        assert_eq!(retry_after(limits.request(&key).expect_err("over")), 1);
-        assert!(limits.request(&ApiKeyId::generate()).is_ok());
+        assert_eq!(
+            retry_after(limits.request(&key).await.expect_err("over")),
+            1
+        );
+        assert!(limits.request(&ApiKeyId::generate()).await.is_ok());
     }
 }

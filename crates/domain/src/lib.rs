@@ -26,6 +26,7 @@ pub mod health;
 pub mod identity;
 pub mod ids;
 pub mod imports;
+pub mod limits;
 pub mod lists;
 pub mod platform;
 pub mod providers;

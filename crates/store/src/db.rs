@@ -100,6 +100,30 @@ impl Db {
         }
     }
 
+    /// One write that returns a row (`… RETURNING …`), committed on its own: on PostgreSQL
+    /// one round trip; on SQLite a transaction of the writer thread.
+    pub(crate) async fn write_fetch_optional<T: FromColumns + Send + 'static>(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Option<T>> {
+        match self {
+            Db::Sqlite { .. } => {
+                let mut tx = self.begin().await?;
+                let row = tx.fetch_optional(sql, args).await?;
+                tx.commit().await?;
+                Ok(row)
+            }
+            Db::Postgres(pool) => {
+                let rows = bind(sqlx::query::<Postgres>(sql), args)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(db_error)?;
+                Ok(decode_all(&rows)?.into_iter().next())
+            }
+        }
+    }
+
     /// Starts a transaction; it rolls back when dropped without [`Tx::commit`].
     pub(crate) async fn begin(&self) -> StoreResult<Tx> {
         Ok(match self {

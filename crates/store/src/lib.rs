@@ -28,6 +28,7 @@ mod api_keys;
 mod connections;
 mod db;
 mod imports;
+mod limits;
 mod listing;
 mod members;
 mod read;

@@ -18,6 +18,7 @@ use taxbridge_domain::{
     health::Health,
     identity::{Identity, IdentitySettings},
     imports::Imports,
+    limits::SharedLimits,
     providers::Catalog,
     sign_in::{Mailer, SignIn},
     uploads::Uploads,
@@ -141,6 +142,12 @@ impl App {
             pull_budget_bytes: settings.egress.pull_budget_bytes.max(1024),
             worker_metrics: prometheus::Registry::new_custom(Some("taxbridge".into()), None)?,
             public_base_url: settings.public_base_url(),
+            // A fleet shares one database, so it counts its limits there; one SQLite node
+            // counts in memory alone.
+            shared_limits: match backend {
+                Backend::Postgres => SharedLimits::over(store.clone()),
+                Backend::Sqlite => SharedLimits::none(),
+            },
         });
         let worker = &settings.worker;
         let first_retry = Duration::from_millis(worker.first_retry_millis.max(1));

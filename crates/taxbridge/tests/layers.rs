@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 
 /// The domain's storage ports: implemented by `taxbridge-store` (and `BlobStore` by
 /// `taxbridge-blobs`), used by the domain's services alone.
-const PORTS: [&str; 11] = [
+const PORTS: [&str; 12] = [
     "AccountStore",
     "ApiKeyStore",
     "BlobStore",
     "ConnectionStore",
     "ImportStore",
+    "LimitCells",
     "SignInStore",
     "StoreHealth",
     "TaskStore",

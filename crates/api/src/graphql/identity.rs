@@ -93,12 +93,12 @@ impl IdentityMutation {
         token: String,
     ) -> Result<LoginResult, ApiError> {
         let (limits, client) = (rate_limits(ctx), request(ctx).client);
-        limits.login_allowed(client, &token)?;
+        limits.login_allowed(client, &token).await?;
         let (issued, caller) = match services(ctx).identity.login(&token).await {
             Ok(done) => done,
             Err(err) => {
                 if matches!(err, AuthError::InvalidApiKey) {
-                    limits.login_failed(client, &token);
+                    limits.login_failed(client, &token).await;
                 }
                 return Err(err.into());
             }

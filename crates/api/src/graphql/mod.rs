@@ -211,7 +211,7 @@ pub(crate) async fn caller<'a>(ctx: &Context<'a>) -> Result<&'a Caller, ApiError
             let bearer = request.bearer.as_deref().ok_or(AuthError::MissingToken)?;
             let caller = services(ctx).identity.authenticate(bearer).await?;
             if let Some(key) = caller.key_id() {
-                rate_limits(ctx).request(key)?;
+                rate_limits(ctx).request(key).await?;
             }
             Ok(caller)
         })

@@ -2,12 +2,13 @@
 //! PostgreSQL. Each test below runs once per database (`sqlite::…` and `postgres::…`).
 //!
 //! One module per feature, each with its own `per_database!` list: `accounts`, `keys`,
-//! `connections`, `sign_in`, `usage`, `workspaces`. What they share (a fresh store per test,
+//! `connections`, `limits`, `sign_in`, `usage`, `workspaces`. What they share (a fresh store per test,
 //! an account and a key to start from) is here.
 
 mod accounts;
 mod connections;
 mod keys;
+mod limits;
 mod sign_in;
 mod usage;
 mod workspaces;

@@ -6,6 +6,7 @@ mod bad_input;
 mod browser;
 mod connections;
 mod custody;
+mod fleet;
 mod identity;
 mod imports;
 mod pages;

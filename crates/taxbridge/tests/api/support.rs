@@ -48,7 +48,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The app's data dir (artifacts' bytes are under `blobs/`).
     pub data_dir: tempfile::TempDir,
-    _db: TestDatabase,
+    /// The test database, dropped with the first node (the others only share it).
+    _db: Option<TestDatabase>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
     /// Send `true` to stop the app's worker (it hands its tasks back as it stops).
     pub worker_stop: tokio::sync::watch::Sender<bool>,
@@ -96,8 +97,22 @@ impl TestApp {
     /// `tweak` may change, serving on port 0 with its worker beside it.
     pub async fn spawn_with(database: Database, tweak: impl FnOnce(&mut Settings)) -> Option<Self> {
         let db = fresh_database(database).await.expect("test database")?;
+        let url = db.url.clone();
+        Some(Self::serve(&url, Some(db), tweak).await)
+    }
+
+    /// Another node on this app's database, with its own data dir, as a fleet runs them.
+    pub async fn another_node(&self, tweak: impl FnOnce(&mut Settings)) -> Self {
+        Self::serve(&self.database_url, None, tweak).await
+    }
+
+    async fn serve(
+        database_url: &str,
+        db: Option<TestDatabase>,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
         let data_dir = tempfile::tempdir().expect("data dir");
-        let mut settings = test_settings(&db.url, data_dir.path());
+        let mut settings = test_settings(database_url, data_dir.path());
         tweak(&mut settings);
         let outbox = Arc::new(Outbox::default());
         let app = App::build_with_mailer(&settings, outbox.clone())
@@ -114,11 +129,11 @@ impl TestApp {
         tokio::spawn(api.run_until(async move {
             let _ = rx.await;
         }));
-        Some(Self {
+        Self {
             outbox,
             endpoint: format!("http://{addr}/graphql"),
             base: format!("http://{addr}"),
-            database_url: db.url.clone(),
+            database_url: database_url.to_owned(),
             identity: app.services.identity.clone(),
             store: app.store.clone(),
             http: reqwest::Client::new(),
@@ -126,7 +141,7 @@ impl TestApp {
             data_dir,
             _shutdown: tx,
             worker_stop,
-        })
+        }
     }
 
     /// Where the app keeps artifacts' bytes (a local blob folder).

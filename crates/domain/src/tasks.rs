@@ -185,6 +185,17 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Hands back every task `owner` holds, due at once (a graceful shutdown).
     async fn release_tasks(&self, owner: &Owner, now: Timestamp) -> StoreResult<u64>;
 
+    /// Records that `owner` is alive until `until` (a worker renews this every second or so).
+    async fn heartbeat(&self, owner: &Owner, until: Timestamp) -> StoreResult<()>;
+
+    /// Hands back, due at `now`, the tasks held by workers whose liveness lapsed before `now`
+    /// (a killed node's), long before their leases would end, and forgets those workers. How
+    /// many tasks were handed back.
+    async fn take_over_lapsed(&self, now: Timestamp) -> StoreResult<u64>;
+
+    /// Forgets `owner`'s liveness: it stopped and handed its tasks back.
+    async fn retire(&self, owner: &Owner) -> StoreResult<()>;
+
     /// Deletes a task that has nothing left to do (its subject is gone or already final).
     async fn drop_task(&self, task: &TaskId, owner: &Owner) -> StoreResult<bool>;
 

@@ -109,6 +109,14 @@ async fn due_tasks(
     Ok(due.into_iter().map(|Due(id, w)| (id, w)).collect())
 }
 
+struct Lapsed(#[allow(dead_code)] String);
+
+impl FromColumns for Lapsed {
+    fn from_columns(c: &mut dyn Columns) -> StoreResult<Self> {
+        Ok(Self(c.text()?))
+    }
+}
+
 struct KindCount(String, i64);
 
 impl FromColumns for KindCount {
@@ -233,6 +241,59 @@ impl TaskStore for Store {
                 &[owner.0.as_str().into(), now.as_millis().into()],
             )
             .await
+    }
+
+    async fn heartbeat(&self, owner: &Owner, until: Timestamp) -> StoreResult<()> {
+        self.db
+            .execute(
+                "INSERT INTO worker_liveness (owner, alive_until) VALUES ($1, $2) \
+                 ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until",
+                &[owner.0.as_str().into(), until.as_millis().into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn take_over_lapsed(&self, now: Timestamp) -> StoreResult<u64> {
+        // Asked every second by every worker: the common answer (no worker lapsed) reads the
+        // small liveness table alone, not the task queue.
+        let lapsed: Option<Lapsed> = self
+            .db
+            .fetch_optional(
+                "SELECT owner FROM worker_liveness WHERE alive_until < $1 LIMIT 1",
+                &[now.as_millis().into()],
+            )
+            .await?;
+        if lapsed.is_none() {
+            return Ok(0);
+        }
+        let mut tx = self.db.begin().await?;
+        // A lapsed worker's tasks become due now; a task it already finished is gone, and one
+        // another worker took since is not its any more.
+        let handed_back = tx
+            .execute(
+                "UPDATE tasks SET run_after = $1, lease_owner = NULL \
+                 WHERE lease_owner IN (SELECT owner FROM worker_liveness WHERE alive_until < $1)",
+                &[now.as_millis().into()],
+            )
+            .await?;
+        tx.execute(
+            "DELETE FROM worker_liveness WHERE alive_until < $1",
+            &[now.as_millis().into()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(handed_back)
+    }
+
+    async fn retire(&self, owner: &Owner) -> StoreResult<()> {
+        self.db
+            .execute(
+                "DELETE FROM worker_liveness WHERE owner = $1",
+                &[owner.0.as_str().into()],
+            )
+            .await?;
+        Ok(())
     }
 
     async fn drop_task(&self, task: &TaskId, owner: &Owner) -> StoreResult<bool> {

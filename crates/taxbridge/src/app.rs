@@ -172,6 +172,7 @@ impl App {
                 concurrency: worker.concurrency.max(1),
                 poll_interval: Duration::from_millis(worker.poll_interval_millis.max(1)),
                 lease: Duration::from_secs(worker.lease_seconds.clamp(1, 30)),
+                liveness: Duration::from_secs(worker.liveness_seconds.max(2)),
             },
         })
     }

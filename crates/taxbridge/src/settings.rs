@@ -116,6 +116,9 @@ pub struct WorkerSettings {
     /// How long a task's claim lasts unrenewed (at most 30): how soon another worker takes over
     /// the tasks of one that died.
     pub lease_seconds: u64,
+    /// How long a worker's liveness lasts unrenewed (it renews every second): how soon, after a
+    /// node dies, another worker hands its tasks back, long before their leases end. At least 2.
+    pub liveness_seconds: u64,
     /// Bytes sent per tus `PATCH` when uploading a file to a provider (at least 64 KiB; each is
     /// streamed from storage, so a large one costs no memory).
     pub tus_chunk_bytes: usize,
@@ -136,6 +139,7 @@ impl Default for WorkerSettings {
             concurrency: 16,
             max_file_bytes: 1024 * 1024 * 1024,
             lease_seconds: 30,
+            liveness_seconds: 5,
             tus_chunk_bytes: 64 * 1024 * 1024,
             attempts: 6,
             first_retry_millis: 1000,
@@ -435,6 +439,10 @@ mod tests {
             defaults.worker.max_file_bytes
         );
         assert_eq!(settings.worker.lease_seconds, defaults.worker.lease_seconds);
+        assert_eq!(
+            settings.worker.liveness_seconds,
+            defaults.worker.liveness_seconds
+        );
         assert_eq!(settings.worker.attempts, defaults.worker.attempts);
         assert_eq!(
             settings.worker.first_retry_millis,

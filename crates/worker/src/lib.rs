@@ -73,9 +73,11 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// How often to look for due tasks when nothing wakes the worker.
     pub poll_interval: Duration,
-    /// How long a claim lasts unrenewed: how soon a dead worker's tasks are taken over. Renewed
-    /// every third of it.
+    /// How long a claim lasts unrenewed. Renewed every third of it.
     pub lease: Duration,
+    /// How long this worker's liveness lasts unrenewed: how soon, after it dies, another
+    /// worker hands its tasks back (long before their leases end). Renewed every second.
+    pub liveness: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -84,6 +86,7 @@ impl Default for WorkerSettings {
             concurrency: 8,
             poll_interval: Duration::from_millis(500),
             lease: LEASE,
+            liveness: Duration::from_secs(5),
         }
     }
 }
@@ -137,7 +140,13 @@ impl Worker {
         };
         tracing::info!(owner = %self.owner.0, concurrency, "worker started");
         let mut shutdown = std::pin::pin!(shutdown);
+        // Alive before the first claim, so no task is ever held by a worker without liveness.
+        let mut last_heartbeat = None;
         loop {
+            if last_heartbeat.is_none_or(|at: std::time::Instant| at.elapsed() >= HEARTBEAT_EVERY) {
+                last_heartbeat = Some(std::time::Instant::now());
+                self.keep_alive_and_take_over().await;
+            }
             while let Some(joined) = running.try_join_next() {
                 ended(&mut share, Some(joined));
             }
@@ -186,7 +195,7 @@ impl Worker {
                 Some(joined) = running.join_next(), if !running.is_empty() => {
                     ended(&mut share, Some(joined));
                 }
-                () = tokio::time::sleep(self.settings.poll_interval) => {}
+                () = tokio::time::sleep(self.settings.poll_interval.min(HEARTBEAT_EVERY)) => {}
             }
         }
         running.abort_all();
@@ -202,8 +211,39 @@ impl Worker {
                 tracing::warn!(error = %err, "could not hand tasks back; their leases will lapse")
             }
         }
+        if let Err(err) = self.store.retire(&self.owner).await {
+            tracing::warn!(error = %err, "could not remove this worker's liveness row");
+        }
+    }
+
+    /// Renews this worker's liveness, then hands back the tasks of workers whose liveness
+    /// lapsed (a node killed or cut off): they are due again now, not when their leases end. A
+    /// worker that was only slow and lapses loses its tasks' leases; its renewals then fail
+    /// and it stops them, so no outcome is recorded twice.
+    async fn keep_alive_and_take_over(&self) {
+        let now = Timestamp::now();
+        let until =
+            Timestamp::from_millis(now.as_millis() + self.settings.liveness.as_millis() as i64);
+        if let Err(err) = self.store.heartbeat(&self.owner, until).await {
+            tracing::warn!(error = %err, "could not renew this worker's liveness");
+            return;
+        }
+        match self.store.take_over_lapsed(now).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(
+                    tasks = n,
+                    "took over the tasks of a worker whose liveness lapsed"
+                );
+                self.wake.notify_one();
+            }
+            Err(err) => tracing::warn!(error = %err, "could not take over lapsed workers' tasks"),
+        }
     }
 }
+
+/// How often a worker renews its liveness and looks for lapsed workers.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs one claimed task, renewing its lease until it ends; stops it if the lease is lost.
 /// Answers the task's workspace, whose slot it frees.

@@ -16,6 +16,7 @@ per_database!(
     uploads_over_the_cap_are_refused_and_keep_nothing,
     a_stored_file_lost_from_storage_is_a_masked_500_that_quotes_the_request_id,
     a_stopped_worker_hands_its_tasks_back,
+    a_dead_workers_tasks_are_taken_over_long_before_their_leases_end,
 );
 
 /// As `serve` runs by default: a request body of up to 1 MiB, room for 1,000 works.
@@ -985,6 +986,92 @@ async fn a_stopped_worker_hands_its_tasks_back(app: TestApp) {
     }
     assert_eq!(taken.len(), 1, "the stopped worker handed its task back");
     assert_eq!(taken[0].attempts, 2);
+}
+
+async fn a_dead_workers_tasks_are_taken_over_long_before_their_leases_end(app: TestApp) {
+    use taxbridge_domain::tasks::{Owner, Share, TaskKind, TaskStore};
+    use taxbridge_domain::time::Timestamp;
+    // The app's own worker steps aside: this test plays the workers.
+    let _ = app.worker_stop.send(true);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let silent = silent_server().await;
+    let (token, _, work) = job_with_a_work(&app).await;
+    let inputs: Vec<Value> = ["a", "b", "c"]
+        .iter()
+        .map(|n| json!({ "name": n, "type": "w2", "externalId": n, "url": format!("{silent}/{n}.pdf") }))
+        .collect();
+    call(
+        &app,
+        &token,
+        CREATE_ARTIFACTS,
+        json!({ "jobWorkId": work, "inputs": inputs }),
+    )
+    .await
+    .assert_ok();
+    let kinds = [TaskKind::Download];
+    let share = Share {
+        per_workspace: 10,
+        ..Share::default()
+    };
+    let at = |ms: i64| Timestamp::from_millis(Timestamp::now().as_millis() + ms);
+    let lease = at(60_000);
+    // Three workers each hold one task on a 60 s lease: one that will die (alive for 300 ms),
+    // one alive for long, and one from before liveness existed (no row).
+    let (dying, living, old) = (
+        Owner("wkr_dying".into()),
+        Owner("wkr_living".into()),
+        Owner("wkr_old".into()),
+    );
+    app.store
+        .heartbeat(&dying, at(300))
+        .await
+        .expect("heartbeat");
+    app.store
+        .heartbeat(&living, at(60_000))
+        .await
+        .expect("heartbeat");
+    for owner in [&dying, &living, &old] {
+        let held = app
+            .store
+            .claim_tasks(owner, &kinds, Timestamp::now(), lease, 1, &share)
+            .await
+            .expect("claim");
+        assert_eq!(held.len(), 1);
+    }
+    assert_eq!(
+        app.store
+            .take_over_lapsed(Timestamp::now())
+            .await
+            .expect("look"),
+        0
+    );
+    // The dying worker stops renewing; once its liveness lapses, its task alone is due again.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(
+        app.store
+            .take_over_lapsed(Timestamp::now())
+            .await
+            .expect("take over"),
+        1
+    );
+    let survivor = Owner("wkr_survivor".into());
+    let taken = app
+        .store
+        .claim_tasks(&survivor, &kinds, Timestamp::now(), lease, 10, &share)
+        .await
+        .expect("claim");
+    assert_eq!(taken.len(), 1, "only the lapsed worker's task");
+    assert_eq!(taken[0].attempts, 2);
+    // The lapsed worker is forgotten; asking again hands back nothing more.
+    assert_eq!(
+        app.store
+            .take_over_lapsed(Timestamp::now())
+            .await
+            .expect("look"),
+        0
+    );
+    // A worker that stops retires its liveness: nothing is left to take over.
+    app.store.retire(&living).await.expect("retire");
 }
 
 /// A file server for downloads: `/ok/{name}` answers 64 KiB (a PDF by its type), `/missing`

@@ -75,8 +75,10 @@ pub fn serve_with(data_dir: &Path, env: &[(&str, String)]) -> Server {
         .args(["serve", "--listen", &listen])
         .env_remove("TAXBRIDGE_DATABASE_URL")
         .env("TAXBRIDGE_EGRESS__ALLOW_CIDRS", r#"["127.0.0.0/8"]"#)
-        // A dead worker's claims lapse after 2 s, so a restart resumes within the test's time.
-        .env("TAXBRIDGE_WORKER__LEASE_SECONDS", "2")
+        // Leases as in production (30 s); a dead worker's liveness lapses after 2 s, so a
+        // restarted node takes its tasks over within seconds, not when their leases end.
+        .env("TAXBRIDGE_WORKER__LEASE_SECONDS", "30")
+        .env("TAXBRIDGE_WORKER__LIVENESS_SECONDS", "2")
         // Stopped tests exit at once; `cli.rs` tests the drain.
         .env("TAXBRIDGE_SERVER__DRAIN_SECONDS", "0")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))

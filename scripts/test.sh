@@ -3,7 +3,8 @@
 # suites on SQLite and on a throwaway PostgreSQL, and the doc pages' example programs against a
 # real server, and graphql-http's GraphQL-over-HTTP audit of a live server. Installs what it needs
 # (PostgreSQL, SeaweedFS for the S3 tests, the official tus server, the maildev SMTP receiver and
-# Chromium and chromedriver for the browser tests, the TypeScript compiler and graphql-http from npm, Python requests).
+# Chromium and chromedriver for the browser tests, the TypeScript compiler and graphql-http from npm, Python requests,
+# Debian's haproxy for the fleet test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,8 @@ python3 -c 'import requests, yaml, jsonschema' 2>/dev/null || python3 -m pip ins
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 # A real headless browser for the web pages' tests (Debian's chromium and its WebDriver).
 command -v chromedriver >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
+# The fleet test's balancer, run with deploy/haproxy.cfg.
+command -v haproxy >/dev/null || { apt-get update -qq && apt-get install -y -qq haproxy; }
 # cargo-deny from crates.io (built once per machine; a few minutes on two cores).
 command -v cargo-deny >/dev/null || cargo install --quiet --locked cargo-deny@0.20.2
 (cd scripts/seeds && npm ci --no-audit --no-fund --loglevel=error)
@@ -56,3 +59,6 @@ scripts/audit/run.sh target/debug/taxbridge
 
 step "the reference partner answers what docs/partner-protocol.openapi.yaml says"
 python3 scripts/partner/check_openapi.py --bin target/debug/reference-partner
+
+step "the fleet: deploy/'s haproxy and units, three nodes and a worker, disturbed (last: it restarts the S3 store)"
+scripts/fleet/run.sh target/debug/taxbridge

@@ -262,7 +262,11 @@ async fn read_body<'a>(
                 tracing::error!(error = %err, "could not check a token before a large body");
                 return Err(HttpError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::InternalServerError,
+                    if err.is_unavailable() {
+                        ErrorCode::Unavailable
+                    } else {
+                        ErrorCode::InternalServerError
+                    },
                     "The gateway could not check the access token; try again.",
                 ));
             }
@@ -515,7 +519,10 @@ async fn run(
         .record(Timestamp::now(), context.key_id(), &platform, &operation);
 
     if codes.contains(&ErrorCode::RateLimited) {
-        return rate_limited(&response, media);
+        return retry_later(StatusCode::TOO_MANY_REQUESTS, &response, media);
+    }
+    if codes.contains(&ErrorCode::Unavailable) {
+        return retry_later(StatusCode::SERVICE_UNAVAILABLE, &response, media);
     }
     let (status, body) =
         if media == Media::GraphqlResponseJson && refused_before_execution(&response) {
@@ -566,8 +573,9 @@ async fn run(
     }
 }
 
-/// A rate-limited answer: 429, with `Retry-After` the longest wait any error names.
-fn rate_limited(response: &async_graphql::Response, media: Media) -> Response {
+/// An answer to try again later (429 rate-limited, 503 database unreachable), with
+/// `Retry-After` the longest wait any error names.
+fn retry_later(status: StatusCode, response: &async_graphql::Response, media: Media) -> Response {
     let wait = response
         .errors
         .iter()
@@ -579,7 +587,7 @@ fn rate_limited(response: &async_graphql::Response, media: Media) -> Response {
         .unwrap_or(1);
     let body = serde_json::to_vec(response).unwrap_or_default();
     (
-        StatusCode::TOO_MANY_REQUESTS,
+        status,
         [
             (header::CONTENT_TYPE, media.content_type()),
             (header::RETRY_AFTER, HeaderValue::from(wait)),

@@ -42,10 +42,11 @@ pub enum ErrorCode {
     NotAcceptable,
     UnsupportedMediaType,
     RequestTimeout,
+    Unavailable,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::NotFound,
@@ -62,6 +63,7 @@ impl ErrorCode {
         Self::NotAcceptable,
         Self::UnsupportedMediaType,
         Self::RequestTimeout,
+        Self::Unavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +84,7 @@ impl ErrorCode {
             Self::NotAcceptable => "NOT_ACCEPTABLE",
             Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             Self::RequestTimeout => "REQUEST_TIMEOUT",
+            Self::Unavailable => "UNAVAILABLE",
         }
     }
 }
@@ -93,6 +96,13 @@ pub const MAX_ERRORS: usize = 50;
 pub const INTERNAL_MESSAGE: &str =
     "Something went wrong inside Taxbridge; nothing you sent was at fault.";
 
+/// The message of an `UNAVAILABLE` error.
+pub const UNAVAILABLE_MESSAGE: &str =
+    "Taxbridge cannot reach its database just now; nothing was changed. Try again in a few seconds.";
+
+/// The wait an `UNAVAILABLE` answer suggests (`Retry-After`, `extensions.retryAfterSeconds`).
+pub const UNAVAILABLE_RETRY_SECONDS: u64 = 2;
+
 /// What went wrong, as the API reports it. Cheap to clone: a request's authentication outcome
 /// is kept once and handed to every resolver that asks.
 #[derive(Clone, Debug)]
@@ -100,10 +110,17 @@ pub enum ApiError {
     Unauthenticated(String),
     Forbidden(String),
     NotFound(String),
-    BadUserInput { field: String, message: String },
+    BadUserInput {
+        field: String,
+        message: String,
+    },
     Conflict(String),
-    RateLimited { retry_after_seconds: u64 },
+    RateLimited {
+        retry_after_seconds: u64,
+    },
     Upstream(String),
+    /// The database cannot be reached for now: HTTP 503, try again shortly.
+    Unavailable,
     Internal(Arc<dyn std::error::Error + Send + Sync>),
 }
 
@@ -117,6 +134,7 @@ impl ApiError {
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Upstream(_) => ErrorCode::UpstreamError,
+            Self::Unavailable => ErrorCode::Unavailable,
             Self::Internal(_) => ErrorCode::InternalServerError,
         }
     }
@@ -172,6 +190,12 @@ impl From<ApiError> for async_graphql::Error {
                 e.set("code", code);
                 e.set("retryAfterSeconds", retry_after_seconds);
             }),
+            ApiError::Unavailable => {
+                async_graphql::Error::new(UNAVAILABLE_MESSAGE).extend_with(|_, e| {
+                    e.set("code", code);
+                    e.set("retryAfterSeconds", UNAVAILABLE_RETRY_SECONDS);
+                })
+            }
             ApiError::Internal(cause) => {
                 tracing::error!(error = %cause_chain(cause.as_ref()), "internal error");
                 plain(INTERNAL_MESSAGE.to_owned())
@@ -237,6 +261,10 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict { what } => Self::Conflict(format!("{what} already exists.")),
+            unavailable @ StoreError::Unavailable(_) => {
+                tracing::warn!(error = %cause_chain(&unavailable), "the database cannot be reached");
+                Self::Unavailable
+            }
             backend @ StoreError::Backend(_) => Self::internal(backend),
         }
     }
@@ -333,6 +361,7 @@ mod tests {
                 "RATE_LIMITED",
             ),
             (ApiError::Upstream("x".into()), "UPSTREAM_ERROR"),
+            (ApiError::Unavailable, "UNAVAILABLE"),
             (
                 ApiError::internal(std::io::Error::other("disk")),
                 "INTERNAL_SERVER_ERROR",
@@ -351,6 +380,25 @@ mod tests {
             retry_after_seconds: 7,
         });
         assert_eq!(ext.get("retryAfterSeconds"), Some(&Value::from(7)));
+    }
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_and_never_shows_its_cause() {
+        let err: ApiError = StoreError::Unavailable(Box::new(std::io::Error::other(
+            "connect to 10.0.0.5:5432 as taxbridge:hunter2",
+        )))
+        .into();
+        let gql: async_graphql::Error = err.into();
+        assert_eq!(gql.message, UNAVAILABLE_MESSAGE);
+        let (code, ext) = code_of(ApiError::Unavailable);
+        assert_eq!(code, "UNAVAILABLE");
+        assert_eq!(
+            ext.get("retryAfterSeconds"),
+            Some(&Value::from(UNAVAILABLE_RETRY_SECONDS))
+        );
+        // Any other store failure stays internal.
+        let other: ApiError = StoreError::Backend(Box::new(std::io::Error::other("x"))).into();
+        assert_eq!(other.code(), ErrorCode::InternalServerError);
     }
 
     #[test]

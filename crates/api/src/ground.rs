@@ -132,6 +132,17 @@ impl HttpError {
                 .with_header(header::RETRY_AFTER, &retry_after_seconds.to_string())
             }
             ApiError::Upstream(m) => (StatusCode::BAD_GATEWAY, m),
+            ApiError::Unavailable => {
+                return Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    code,
+                    crate::error::UNAVAILABLE_MESSAGE,
+                )
+                .with_header(
+                    header::RETRY_AFTER,
+                    &crate::error::UNAVAILABLE_RETRY_SECONDS.to_string(),
+                )
+            }
             ApiError::Internal(cause) => {
                 tracing::error!(error = %cause, request_id = %request_id.0, "request failed");
                 let mut masked = Self::new(

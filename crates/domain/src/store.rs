@@ -12,9 +12,22 @@ pub enum StoreError {
     /// A uniqueness rule was broken; `what` names the thing that already exists.
     #[error("{what} already exists")]
     Conflict { what: String },
-    /// The database failed or could not be reached. Never shown to callers as is.
+    /// The database cannot be reached right now (down, restarting, refusing connections, or
+    /// every connection busy for longer than a request should wait). Callers answer "try
+    /// again shortly" (`UNAVAILABLE`, HTTP 503); the worker waits and retries. Nothing was
+    /// changed.
+    #[error("the database cannot be reached")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database failed. Never shown to callers as is.
     #[error("the database failed")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// Whether trying the same thing again later may succeed without anything else changing.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -13,8 +13,9 @@
 //!   ([`crate::write`] says why); on PostgreSQL they go through sqlx.
 //!
 //! Errors: a unique violation becomes [`StoreError::Conflict`] whose `what` is the violated
-//! constraint (callers rename it with [`name_conflict`]); anything else is
-//! [`StoreError::Backend`].
+//! constraint (callers rename it with [`name_conflict`]); a database that cannot be reached
+//! (down, restarting, no free connection in time) is [`StoreError::Unavailable`]; anything
+//! else is [`StoreError::Backend`].
 
 use crate::read::{SqliteReaders, DEEP_OFFSET};
 pub(crate) use crate::row::Arg;
@@ -133,6 +134,15 @@ impl Db {
     }
 }
 
+/// A row read only to lock it.
+struct Locked;
+
+impl FromColumns for Locked {
+    fn from_columns(_: &mut dyn Columns) -> StoreResult<Self> {
+        Ok(Self)
+    }
+}
+
 /// A transaction, with the same calls as [`Db`].
 pub(crate) enum Tx {
     Sqlite(Session),
@@ -140,6 +150,19 @@ pub(crate) enum Tx {
 }
 
 impl Tx {
+    /// Locks one row of `table` (by `id`) until the transaction ends, so that this
+    /// transaction's next statements see everything committed by whoever held it before. On
+    /// PostgreSQL that is `SELECT … FOR UPDATE` (no new row version, unlike a no-op `UPDATE`);
+    /// on SQLite a transaction has the writer to itself, so there is nothing to lock. `table`
+    /// is always a literal of the caller's.
+    pub(crate) async fn lock_row(&mut self, table: &'static str, id: &str) -> StoreResult<()> {
+        if let Tx::Postgres(_) = self {
+            let sql = format!("SELECT id FROM {table} WHERE id = $1 FOR UPDATE");
+            let _: Vec<Locked> = self.fetch(&sql, &[id.into()]).await?;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
         match self {
             Tx::Sqlite(session) => session.execute(sql, args).await,
@@ -260,7 +283,28 @@ pub(crate) fn db_error(err: sqlx::Error) -> StoreError {
             return StoreError::Conflict { what };
         }
     }
+    if unreachable(&err) {
+        return StoreError::Unavailable(Box::new(err));
+    }
     StoreError::Backend(Box::new(err))
+}
+
+/// Whether `err` says the database could not be reached (rather than that it refused what was
+/// asked): no connection could be made or kept, the pool had none free in time, or the server
+/// is shutting down, starting up or out of connection slots (SQLSTATE classes 08 and 57P,
+/// and 53300).
+fn unreachable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }),
+        _ => false,
+    }
 }
 
 /// Renames a conflict for the caller: `what` gets the violated constraint (or, where the
@@ -271,5 +315,32 @@ pub(crate) fn name_conflict(err: StoreError, what: impl FnOnce(&str) -> String) 
             what: what(&detail),
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_out_of_reach_is_unavailable_and_anything_else_is_not() {
+        for reach in [
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+        ] {
+            assert!(db_error(reach).is_unavailable());
+        }
+        for other in [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::ColumnNotFound("x".into()),
+            sqlx::Error::Protocol("bad message".into()),
+        ] {
+            let err = db_error(other);
+            assert!(
+                matches!(err, StoreError::Backend(_)),
+                "{err:?} is not a backend error"
+            );
+        }
     }
 }

@@ -142,15 +142,17 @@ impl FromColumns for Counts {
     }
 }
 
-/// Takes the job's row lock (PostgreSQL) before anything that recomputes its works' or its
-/// own state, so two transactions finishing artifacts of one job run one after the other and
-/// each sees the other's outcome. Returns the job's status, if the job exists.
+/// Takes the job's row lock before anything that changes the job's own state (adding works
+/// or artifacts, triggering), and answers its status, if the job exists.
+///
+/// Lock order, so that no two transactions wait on each other: a task, then artifacts, then
+/// works, then the job. Finishing an artifact follows it (its task, its artifact, its work,
+/// and the job only when the work settled); cancelling does too (tasks, artifacts, works,
+/// the job last). Adding and triggering take the job first, but run only while the job is
+/// `pending`, when no finish reaches the job. So finishing artifacts of one job run side by
+/// side: the job row is taken by the finish that settles a work, not by every one.
 async fn lock_job(tx: &mut Tx, job: &str) -> StoreResult<Option<JobStatus>> {
-    tx.execute(
-        "UPDATE connection_jobs SET updated_at = updated_at WHERE id = $1",
-        &[job.into()],
-    )
-    .await?;
+    tx.lock_row("connection_jobs", job).await?;
     let status: Option<Text> = tx
         .fetch_optional(
             "SELECT status FROM connection_jobs WHERE id = $1",
@@ -162,23 +164,24 @@ async fn lock_job(tx: &mut Tx, job: &str) -> StoreResult<Option<JobStatus>> {
         .transpose()
 }
 
-/// Moves `importing` works of an active job on as their artifacts stand: `ready` when all
-/// succeeded, `needs_attention` when any failed, still `importing` while any is `initial`.
-/// `scope` picks the works (`job_id` or `id`).
-async fn settle_works(tx: &mut Tx, scope: &str, value: &str, now: Timestamp) -> StoreResult<()> {
+/// Moves `importing` works on once none of their artifacts is `initial`: `ready` when all
+/// succeeded, `needs_attention` when any failed. `scope` picks the works (`job_id` or `id`).
+/// Answers how many works settled. The caller holds the works' row locks, so the artifacts it
+/// reads include every other finisher's outcome.
+async fn settle_works(tx: &mut Tx, scope: &str, value: &str, now: Timestamp) -> StoreResult<u64> {
     let sql = format!(
         "UPDATE job_works SET status = CASE \
-           WHEN EXISTS (SELECT 1 FROM job_artifacts a WHERE a.job_work_id = job_works.id AND a.status = 'initial') THEN 'importing' \
            WHEN EXISTS (SELECT 1 FROM job_artifacts a WHERE a.job_work_id = job_works.id AND a.status = 'error') THEN 'needs_attention' \
            ELSE 'ready' END, updated_at = $2 \
-         WHERE {scope} = $1 AND status = 'importing'"
+         WHERE {scope} = $1 AND status = 'importing' AND NOT EXISTS \
+           (SELECT 1 FROM job_artifacts a WHERE a.job_work_id = job_works.id AND a.status = 'initial')"
     );
     tx.execute(&sql, &[value.into(), now.as_millis().into()])
-        .await?;
-    Ok(())
+        .await
 }
 
-/// Completes an active job once none of its artifacts is `initial`.
+/// Completes an active job once none of its artifacts is `initial`. The caller holds the
+/// job's row lock.
 async fn settle_job(tx: &mut Tx, job: &str, now: Timestamp) -> StoreResult<()> {
     tx.execute(
         "UPDATE connection_jobs SET status = 'completed', completed_at = $2, updated_at = $2 \
@@ -473,42 +476,64 @@ impl ImportStore for Store {
         Ok(true)
     }
 
+    /// Cancels a pending or active job. A pending job is locked first, as adding and
+    /// triggering do; an active one last, after its tasks, artifacts and works, in the order
+    /// finishing artifacts take them (see [`lock_job`]), so a cancel never deadlocks with the
+    /// downloads it stops.
     #[tracing::instrument(level = "debug", skip_all, fields(job = %job))]
     async fn cancel_job(&self, job: &JobId, now: Timestamp) -> StoreResult<bool> {
-        let mut tx = self.db.begin().await?;
-        if !matches!(
-            lock_job(&mut tx, job.as_str()).await?,
-            Some(JobStatus::Pending | JobStatus::Active)
-        ) {
+        let Some(mut status) = self.job_by_id(job).await?.map(|j| j.status) else {
             return Ok(false);
-        }
+        };
         let (job, now) = (job.as_str(), now.as_millis());
-        tx.execute(
-            "DELETE FROM tasks WHERE kind = 'download' AND subject IN \
-             (SELECT artifact_id FROM job_artifacts WHERE job_id = $1 AND status = 'initial')",
-            &[job.into()],
-        )
-        .await?;
-        tx.execute(
-            "UPDATE job_artifacts SET status = 'terminated', updated_at = $2 \
-             WHERE job_id = $1 AND status = 'initial'",
-            &[job.into(), now.into()],
-        )
-        .await?;
-        tx.execute(
-            "UPDATE job_works SET status = 'cancelled', updated_at = $2 \
-             WHERE job_id = $1 AND status IN ('pending', 'importing')",
-            &[job.into(), now.into()],
-        )
-        .await?;
-        tx.execute(
-            "UPDATE connection_jobs SET status = 'cancelled', completed_at = $2, updated_at = $2 \
-             WHERE id = $1",
-            &[job.into(), now.into()],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        loop {
+            let mut tx = self.db.begin().await?;
+            match status {
+                JobStatus::Pending => match lock_job(&mut tx, job).await? {
+                    Some(JobStatus::Pending) => {}
+                    // Triggered meanwhile: cancel it as an active job.
+                    Some(now_status @ JobStatus::Active) => {
+                        status = now_status;
+                        continue;
+                    }
+                    _ => return Ok(false),
+                },
+                JobStatus::Active => {}
+                _ => return Ok(false),
+            }
+            tx.execute(
+                "DELETE FROM tasks WHERE kind = 'download' AND subject IN \
+                 (SELECT artifact_id FROM job_artifacts WHERE job_id = $1 AND status = 'initial')",
+                &[job.into()],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE job_artifacts SET status = 'terminated', updated_at = $2 \
+                 WHERE job_id = $1 AND status = 'initial'",
+                &[job.into(), now.into()],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE job_works SET status = 'cancelled', updated_at = $2 \
+                 WHERE job_id = $1 AND status IN ('pending', 'importing')",
+                &[job.into(), now.into()],
+            )
+            .await?;
+            // Completed meanwhile (its last artifact finished first): nothing to cancel, and
+            // dropping the transaction undoes the statements above.
+            let cancelled = tx
+                .execute(
+                    "UPDATE connection_jobs SET status = 'cancelled', completed_at = $2, \
+                     updated_at = $2 WHERE id = $1 AND status IN ('pending', 'active')",
+                    &[job.into(), now.into()],
+                )
+                .await?;
+            if cancelled == 0 {
+                return Ok(false);
+            }
+            tx.commit().await?;
+            return Ok(true);
+        }
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(artifact = %artifact))]
@@ -523,7 +548,6 @@ impl ImportStore for Store {
             return Ok(false);
         };
         let mut tx = self.db.begin().await?;
-        lock_job(&mut tx, current.job_id.as_str()).await?;
         if let Some((task, owner)) = task {
             if !crate::tasks::end(&mut tx, task, owner).await? {
                 return Ok(false);
@@ -573,9 +597,17 @@ impl ImportStore for Store {
                 ],
             )
             .await?;
+        // Finishers of one work take turns on its row, so the last of them sees every other's
+        // outcome and settles it; only a finish that settles a work takes the job's row (the
+        // order `lock_job` describes), so downloads of one job finish side by side.
         if changed == 1 {
-            settle_works(&mut tx, "id", current.job_work_id.as_str(), now).await?;
-            settle_job(&mut tx, current.job_id.as_str(), now).await?;
+            let work = current.job_work_id.as_str();
+            tx.lock_row("job_works", work).await?;
+            if settle_works(&mut tx, "id", work, now).await? == 1 {
+                let job = current.job_id.as_str();
+                tx.lock_row("connection_jobs", job).await?;
+                settle_job(&mut tx, job, now).await?;
+            }
         }
         // A task whose artifact was terminated meanwhile still ends here.
         tx.commit().await?;

@@ -130,10 +130,16 @@ async fn connect_sqlite(url: &str) -> anyhow::Result<Db> {
     Ok(Db::Sqlite { writer, readers })
 }
 
+/// How long a PostgreSQL query waits for a connection before it answers UNAVAILABLE.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 async fn connect_postgres(url: &str) -> anyhow::Result<Db> {
     let pool = PgPoolOptions::new()
         .max_connections(16)
-        .acquire_timeout(Duration::from_secs(10))
+        // While the server is down or restarting, a request waits this long for a connection,
+        // then answers UNAVAILABLE; connections broken by a restart are found by the check
+        // before each use and replaced, so the pool recovers by itself.
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect(url)
         .await
         .with_context(|| format!("Failed to connect to PostgreSQL at `{}`", redact_url(url)))?;

@@ -335,6 +335,9 @@ impl PageError {
                 retry_after_seconds,
             } => Self::Unavailable(too_many(retry_after_seconds)),
             ApiError::Upstream(message) => Self::Unavailable(unavailable(doing, &message)),
+            ApiError::Unavailable => {
+                Self::Unavailable(unavailable(doing, &"the database cannot be reached"))
+            }
             ApiError::Internal(cause) => Self::Unavailable(unavailable(doing, &cause)),
         }
     }

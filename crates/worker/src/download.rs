@@ -11,6 +11,11 @@
 //! minute). Other 4xx answers and refused URLs fail at once. The outcome, `success` with size,
 //! sha256 and type or `error` with `{code, message, httpStatus}`, is recorded together with the
 //! end of the task.
+//!
+//! Our own faults are not the file's: while the blob store cannot take the bytes, the download
+//! waits and tries again (every [`STORAGE_WAIT_MAX`] at most, for as long as it takes, spending
+//! no attempt), and an outcome the database cannot record yet is recorded again once it
+//! answers. Neither ever marks an artifact failed.
 
 use crate::{Handler, Outcome, WorkerMetrics, MAX_CLAIMS};
 use async_trait::async_trait;
@@ -49,6 +54,13 @@ impl Default for DownloadSettings {
 /// How often a running download checks that its artifact still waits for it.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
 
+/// The longest wait between tries while the blob store or the database cannot be reached.
+pub const STORAGE_WAIT_MAX: Duration = Duration::from_secs(5);
+
+/// How long an outcome is tried again while the database cannot be reached, before the task is
+/// handed back (its lease lapses meanwhile anyway, and the download is redone).
+const RECORD_PATIENCE: Duration = Duration::from_secs(60);
+
 pub struct DownloadHandler {
     imports: Arc<Imports>,
     connections: Arc<Connections>,
@@ -82,6 +94,9 @@ struct Failure {
     http_status: Option<u16>,
     transient: bool,
     retry_after: Option<Duration>,
+    /// Our side failed (the blob store), not the file's server: tried again without limit and
+    /// without spending an attempt.
+    ours: bool,
 }
 
 impl Failure {
@@ -92,6 +107,7 @@ impl Failure {
             http_status,
             transient: false,
             retry_after: None,
+            ours: false,
         }
     }
 
@@ -265,9 +281,10 @@ impl DownloadHandler {
                 format!("the download broke off: {message}"),
                 Some(status),
             )),
-            Err(other @ BlobWriteError::Store(_)) => {
-                Err(Failure::transient("STORAGE_ERROR", other.to_string(), None))
-            }
+            Err(other @ BlobWriteError::Store(_)) => Err(Failure {
+                ours: true,
+                ..Failure::transient("STORAGE_ERROR", other.to_string(), None)
+            }),
         }
     }
 
@@ -286,18 +303,28 @@ impl DownloadHandler {
             }
         }
         let artifact = ArtifactId::from_string(task.subject.clone());
-        match self
-            .imports
-            .record(&artifact, &outcome, Some((&task.id, owner)))
-            .await
-        {
-            Ok(recorded) => {
-                if !recorded {
-                    tracing::info!(task = %task.id, "outcome not recorded: the artifact or the lease moved on");
+        let started = std::time::Instant::now();
+        let mut wait = Duration::from_millis(250);
+        loop {
+            match self
+                .imports
+                .record(&artifact, &outcome, Some((&task.id, owner)))
+                .await
+            {
+                Ok(recorded) => {
+                    if !recorded {
+                        tracing::info!(task = %task.id, "outcome not recorded: the artifact or the lease moved on");
+                    }
+                    return Outcome::Finished;
                 }
-                Outcome::Finished
+                // The bytes are stored: waiting for the database beats downloading again.
+                Err(err) if err.is_unavailable() && started.elapsed() < RECORD_PATIENCE => {
+                    tracing::warn!(task = %task.id, error = %err, "could not record a download's outcome yet; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(STORAGE_WAIT_MAX);
+                }
+                Err(err) => return Outcome::RetryAfter(self.settings.first_retry, err.to_string()),
             }
-            Err(err) => Outcome::RetryAfter(self.settings.first_retry, err.to_string()),
         }
     }
 }
@@ -372,9 +399,19 @@ impl DownloadHandler {
         let id = &artifact.artifact_id;
         let mut delay = self.settings.first_retry;
         let mut attempt = 1;
+        let mut storage_wait = Duration::from_millis(500);
         loop {
             match self.attempt(artifact, url, access).await {
                 Ok(stored) => return ArtifactOutcome::Success(stored),
+                Err(failure) if failure.ours => {
+                    self.metrics
+                        .download_failures
+                        .with_label_values(&[failure.code])
+                        .inc();
+                    tracing::warn!(artifact = %id, error = %failure.message, wait_ms = storage_wait.as_millis() as u64, "the blob store cannot take the file; waiting for it");
+                    tokio::time::sleep(storage_wait).await;
+                    storage_wait = (storage_wait * 2).min(STORAGE_WAIT_MAX);
+                }
                 Err(failure) if !failure.transient || attempt >= self.settings.attempts => {
                     return failure.outcome()
                 }

@@ -213,6 +213,13 @@ pub enum ImportError {
     Store(#[from] StoreError),
 }
 
+impl ImportError {
+    /// Whether the database could not be reached (try again shortly; nothing changed).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Store(err) if err.is_unavailable())
+    }
+}
+
 /// A work to add: `createJobWorks`' input.
 #[derive(Clone, Debug)]
 pub struct NewWork {

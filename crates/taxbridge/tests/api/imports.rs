@@ -17,6 +17,8 @@ per_database!(
     a_stored_file_lost_from_storage_is_a_masked_500_that_quotes_the_request_id,
     a_stopped_worker_hands_its_tasks_back,
     a_dead_workers_tasks_are_taken_over_long_before_their_leases_end,
+    artifacts_finished_side_by_side_settle_every_work_and_the_job,
+    a_cancel_racing_the_last_artifacts_ends_in_one_consistent_state,
 );
 
 /// As `serve` runs by default: a request body of up to 1 MiB, room for 1,000 works.
@@ -1156,5 +1158,212 @@ pub(crate) mod files {
             .with_state(server.clone());
         tokio::spawn(async move { axum::serve(listener, router).await });
         (server, base)
+    }
+}
+
+/// A triggered job of `works` works with three artifacts each (no URLs, so no worker touches
+/// them): (job id, artifact ids by work).
+async fn job_of_bare_artifacts(
+    app: &TestApp,
+    token: &str,
+    connection: &str,
+    round: u64,
+    works_count: usize,
+) -> (String, Vec<Vec<String>>) {
+    let job = new_job(app, token, connection).await;
+    let ids: Vec<String> = (0..works_count)
+        .map(|i| format!("r{round}-w-{i}"))
+        .collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let created = call(
+        app,
+        token,
+        CREATE_WORKS,
+        json!({ "connectionJobId": job, "inputs": works(&refs) }),
+    )
+    .await;
+    let mut artifacts = Vec::new();
+    for work in created.assert_ok()["createJobWorks"]
+        .as_array()
+        .expect("works")
+    {
+        let inputs: Vec<Value> = (0..3)
+            .map(|k| json!({ "name": format!("doc {k}"), "type": "document", "externalId": format!("d-{k}") }))
+            .collect();
+        let made = call(
+            app,
+            token,
+            CREATE_ARTIFACTS,
+            json!({ "jobWorkId": work["id"], "inputs": inputs }),
+        )
+        .await;
+        artifacts.push(
+            made.assert_ok()["createJobWorkArtifacts"]
+                .as_array()
+                .expect("artifacts")
+                .iter()
+                .map(|a| a["artifactId"].as_str().unwrap_or_default().to_owned())
+                .collect(),
+        );
+    }
+    call(app, token, TRIGGER, json!({ "id": job }))
+        .await
+        .assert_ok();
+    (job, artifacts)
+}
+
+fn stored(n: usize) -> taxbridge_domain::imports::ArtifactOutcome {
+    taxbridge_domain::imports::ArtifactOutcome::Success(taxbridge_domain::imports::StoredBytes {
+        blob_key: format!("test/{n}"),
+        size: 1,
+        sha256: "00".repeat(32),
+        mime_type: "application/pdf".into(),
+    })
+}
+
+/// Statuses of the job and its works, by external id.
+async fn job_state(app: &TestApp, token: &str, job: &str) -> (String, Vec<(String, String)>) {
+    let answer = call(
+        app,
+        token,
+        "query($j: [ID!]) { me { workspaces { connections { connectionJobs(filters: {ids: $j}) { status } jobWorks(limit: 100) { connectionJobId work { externalId status } } } } } }",
+        json!({ "j": [job] }),
+    )
+    .await;
+    let connection = answer.assert_ok()["me"]["workspaces"][0]["connections"][0].clone();
+    let status = connection["connectionJobs"][0]["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut works: Vec<(String, String)> = connection["jobWorks"]
+        .as_array()
+        .expect("works")
+        .iter()
+        .filter(|w| w["connectionJobId"] == job)
+        .map(|w| {
+            (
+                w["work"]["externalId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                w["work"]["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    works.sort();
+    (status, works)
+}
+
+/// Finishing artifacts of one job no longer takes turns on the job's row: only a finish that
+/// settles a work does. Every outcome recorded at once (PostgreSQL runs them on many
+/// connections) must still leave each work and the job settled exactly as the rule says.
+async fn artifacts_finished_side_by_side_settle_every_work_and_the_job(app: TestApp) {
+    use taxbridge_domain::{ids::ArtifactId, imports::ImportStore, time::Timestamp};
+    let (token, connection) = active_connection(&app).await;
+    for round in 0..5 {
+        let (job, artifacts) = job_of_bare_artifacts(&app, &token, &connection, round, 12).await;
+        let all: Vec<(usize, usize, String)> = artifacts
+            .iter()
+            .enumerate()
+            .flat_map(|(w, ids)| {
+                ids.iter()
+                    .enumerate()
+                    .map(move |(k, id)| (w, k, id.clone()))
+            })
+            .collect();
+        // Work 0's second file fails; everything else arrives.
+        let finishing = all.iter().map(|(w, k, id)| {
+            let store = app.store.clone();
+            let outcome = if (*w, *k) == (0, 1) {
+                taxbridge_domain::imports::ArtifactOutcome::Error {
+                    code: "HTTP_ERROR".into(),
+                    message: "the file's server answered HTTP 404".into(),
+                    http_status: Some(404),
+                }
+            } else {
+                stored(w * 3 + k)
+            };
+            let id = ArtifactId::from_string(id.clone());
+            async move {
+                store
+                    .finish_artifact(&id, &outcome, None, Timestamp::now())
+                    .await
+            }
+        });
+        let results = futures_util::future::join_all(finishing).await;
+        for result in &results {
+            assert!(matches!(result, Ok(true)), "round {round}: {result:?}");
+        }
+        let (status, works) = job_state(&app, &token, &job).await;
+        assert_eq!(status, "completed", "round {round}");
+        for (external, work_status) in works {
+            let expected = if external.ends_with("-w-0") {
+                "needs_attention"
+            } else {
+                "ready"
+            };
+            assert_eq!(work_status, expected, "round {round}: {external}");
+        }
+    }
+}
+
+/// A cancel while the job's last artifacts finish: whichever wins, the job ends `cancelled` or
+/// `completed`, every work agrees with its artifacts, and neither side fails (the lock order
+/// leaves no deadlock for the database to break).
+async fn a_cancel_racing_the_last_artifacts_ends_in_one_consistent_state(app: TestApp) {
+    use taxbridge_domain::{
+        ids::{ArtifactId, JobId},
+        imports::ImportStore,
+        time::Timestamp,
+    };
+    let (token, connection) = active_connection(&app).await;
+    for round in 0..4 {
+        let (job, artifacts) = job_of_bare_artifacts(&app, &token, &connection, round, 8).await;
+        let finishing = artifacts.iter().flatten().enumerate().map(|(n, id)| {
+            let store = app.store.clone();
+            let id = ArtifactId::from_string(id.clone());
+            async move {
+                store
+                    .finish_artifact(&id, &stored(n), None, Timestamp::now())
+                    .await
+                    .map(|_| ())
+            }
+        });
+        let store = app.store.clone();
+        let job_id = JobId::from_string(job.clone());
+        let cancelling = async move {
+            // Into the middle of the finishes, a little later each round.
+            tokio::time::sleep(std::time::Duration::from_millis(round * 2)).await;
+            store
+                .cancel_job(&job_id, Timestamp::now())
+                .await
+                .map(|_| ())
+        };
+        let (finished, cancelled) =
+            tokio::join!(futures_util::future::join_all(finishing), cancelling);
+        assert!(
+            cancelled.is_ok(),
+            "round {round}: cancel failed: {cancelled:?}"
+        );
+        for result in &finished {
+            assert!(result.is_ok(), "round {round}: a finish failed: {result:?}");
+        }
+        let (status, works) = job_state(&app, &token, &job).await;
+        match status.as_str() {
+            "completed" => {
+                for (external, work_status) in &works {
+                    assert_eq!(work_status, "ready", "round {round}: {external}");
+                }
+            }
+            "cancelled" => {
+                for (external, work_status) in &works {
+                    assert!(
+                        work_status == "ready" || work_status == "cancelled",
+                        "round {round}: {external} is {work_status}"
+                    );
+                }
+            }
+            other => panic!("round {round}: the job is {other}"),
+        }
     }
 }

@@ -118,6 +118,7 @@ class Fleet:
         config = config.replace('"s3://taxbridge/blobs"', f'"s3://{os.environ["TAXBRIDGE_TEST_S3_BUCKET"]}/{prefix}"')
         config = config.replace('"http://10.0.0.20:8333"', f'"{os.environ["TAXBRIDGE_TEST_S3_ENDPOINT"]}"')
         config = config.replace('log_format = "json"', 'log_format = "text"')
+        config = config.replace('"10.0.0.5/32"', '"127.0.0.1/32"')
         open(self.config, "w").write(config)
         env = open(os.path.join(DEPLOY, "taxbridge.env.example")).read()
         values = {

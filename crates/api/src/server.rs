@@ -11,8 +11,10 @@
 //! - an idle deadline: hyper's header read timer, set to
 //!   [`ConnectionLimits::idle_timeout`], starts whenever a kept-alive connection waits for its
 //!   next request, so a connection idle (or dribbling headers) that long is closed;
-//! - the peer's address in each request's extensions ([`ConnectInfo`]), for per-address rate
-//!   limits.
+//! - the client's address in each request's extensions ([`ConnectInfo`]), for per-address rate
+//!   limits: the peer's, or behind a balancer listed in
+//!   [`ConnectionLimits::trusted_proxies`] the one it names in `X-Forwarded-For`
+//!   ([`client_address`]).
 //!
 //! The request body's own deadline is applied where the body is read (`endpoint.rs`).
 
@@ -22,7 +24,14 @@ use hyper_util::{
     rt::{TokioIo, TokioTimer},
     service::TowerToHyperService,
 };
-use std::{future::Future, net::SocketAddr, pin::pin, sync::Arc, time::Duration};
+use ipnet::IpNet;
+use std::{
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    pin::pin,
+    sync::Arc,
+    time::Duration,
+};
 use tokio::{
     net::TcpListener,
     sync::{watch, Notify, Semaphore},
@@ -30,7 +39,7 @@ use tokio::{
 use tower::ServiceExt;
 
 /// How long and how many connections the gateway holds.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ConnectionLimits {
     /// A new connection's first request headers must be complete within this.
     pub header_read_timeout: Duration,
@@ -40,6 +49,9 @@ pub struct ConnectionLimits {
     pub body_read_timeout: Duration,
     /// Connections open at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// Peers whose `X-Forwarded-For` names the client (the balancer's addresses). Empty: the
+    /// header is ignored, so a client cannot choose the address its limits are counted by.
+    pub trusted_proxies: Arc<[IpNet]>,
 }
 
 impl Default for ConnectionLimits {
@@ -49,6 +61,7 @@ impl Default for ConnectionLimits {
             idle_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(10),
             max_connections: 4_096,
+            trusted_proxies: Arc::new([]),
         }
     }
 }
@@ -89,6 +102,7 @@ pub(crate) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
+        let limits = limits.clone();
         let mut stop = stop_rx.clone();
         let closed = closed_rx.clone();
         tokio::spawn(async move {
@@ -103,6 +117,37 @@ pub(crate) async fn serve(
     closed_tx.closed().await;
 }
 
+/// The address a request comes from: the peer's, unless the peer is a trusted proxy; then
+/// the nearest address in `X-Forwarded-For` that is not itself a trusted proxy. Each proxy
+/// appends the address it was reached from, so the entries left of that one are whatever the
+/// client wrote, and are never believed. An entry that is not an address ends the walk.
+pub fn client_address(
+    peer: SocketAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[IpNet],
+) -> SocketAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if trusted.is_empty() || !is_trusted(&peer.ip()) {
+        return peer;
+    }
+    let mut client = peer.ip();
+    // Several headers read as one list, in order.
+    let values: Vec<&axum::http::HeaderValue> = headers.get_all("x-forwarded-for").iter().collect();
+    'walk: for value in values.into_iter().rev() {
+        let Ok(text) = value.to_str() else { break };
+        for entry in text.rsplit(',') {
+            let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+                break 'walk;
+            };
+            client = ip;
+            if !is_trusted(&ip) {
+                break 'walk;
+            }
+        }
+    }
+    SocketAddr::new(client, peer.port())
+}
+
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
@@ -112,9 +157,11 @@ async fn serve_connection(
 ) {
     let first_request = Arc::new(Notify::new());
     let seen = first_request.clone();
+    let trusted = limits.trusted_proxies.clone();
     let service = tower::service_fn(move |mut request: axum::extract::Request<_>| {
         seen.notify_one();
-        request.extensions_mut().insert(ConnectInfo(peer));
+        let client = client_address(peer, request.headers(), &trusted);
+        request.extensions_mut().insert(ConnectInfo(client));
         router.clone().oneshot(request.map(axum::body::Body::new))
     });
     let mut connection = pin!(http1::Builder::new()
@@ -149,5 +196,52 @@ async fn serve_connection(
 fn log_end(result: Result<(), hyper::Error>) {
     if let Err(err) = result {
         tracing::debug!(error = %err, "a connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    fn forwarded(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(
+                "x-forwarded-for",
+                HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn the_client_is_the_nearest_untrusted_forwarded_address() {
+        let balancer: SocketAddr = "10.0.0.5:40000".parse().expect("addr");
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/24".parse().expect("net")];
+        let ip = |addr: SocketAddr| addr.ip().to_string();
+        let cases: &[(&[&str], &str)] = &[
+            (&["203.0.113.7"], "203.0.113.7"),
+            // What the client wrote, left of the balancer's entry, is not believed.
+            (&["198.51.100.1, 203.0.113.7"], "203.0.113.7"),
+            // Through two trusted balancers.
+            (&["203.0.113.7, 10.0.0.6"], "203.0.113.7"),
+            (&["198.51.100.1", "203.0.113.7"], "203.0.113.7"),
+            (&["2001:db8::1"], "2001:db8::1"),
+            // Nothing usable: the nearest address known.
+            (&[], "10.0.0.5"),
+            (&["not-an-address"], "10.0.0.5"),
+            (&["203.0.113.7, garbage, 10.0.0.6"], "10.0.0.6"),
+        ];
+        for (values, expected) in cases {
+            let client = client_address(balancer, &forwarded(values), &trusted);
+            assert_eq!(ip(client), *expected, "{values:?}");
+        }
+        // From a peer that is not a trusted proxy, the header is ignored.
+        let direct: SocketAddr = "192.0.2.9:5000".parse().expect("addr");
+        let client = client_address(direct, &forwarded(&["203.0.113.7"]), &trusted);
+        assert_eq!(client, direct);
+        let client = client_address(balancer, &forwarded(&["203.0.113.7"]), &[]);
+        assert_eq!(client, balancer);
     }
 }

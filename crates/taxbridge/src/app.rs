@@ -156,7 +156,7 @@ impl App {
             services,
             database_url,
             egress,
-            api: api_settings(settings),
+            api: api_settings(settings)?,
             download: DownloadSettings {
                 max_bytes: worker.max_file_bytes,
                 attempts: worker.attempts.max(1),
@@ -242,9 +242,11 @@ fn sign_in_pepper(secrets: &secrets::Secrets) -> [u8; 32] {
         .into()
 }
 
-fn api_settings(settings: &Settings) -> ApiSettings {
+fn api_settings(settings: &Settings) -> anyhow::Result<ApiSettings> {
     let limits = &settings.limits;
-    ApiSettings {
+    let trusted_proxies = Policy::parse_allow_list(&settings.server.trusted_proxies)
+        .map_err(|why| anyhow::anyhow!("server.trusted_proxies: {why}"))?;
+    Ok(ApiSettings {
         listen: settings.listen.clone(),
         max_body_bytes: limits.max_body_bytes,
         query_limits: QueryLimits {
@@ -259,10 +261,11 @@ fn api_settings(settings: &Settings) -> ApiSettings {
             idle_timeout: Duration::from_secs(limits.idle_timeout_seconds.max(1)),
             body_read_timeout: Duration::from_secs(limits.body_read_timeout_seconds.max(1)),
             max_connections: limits.max_connections.max(1),
+            trusted_proxies: trusted_proxies.into(),
         },
         rate_limits: settings.rate_limits,
         usage_flush_interval: Duration::from_secs(settings.usage.flush_interval_seconds.max(1)),
-    }
+    })
 }
 
 /// The blob store the settings name, or `<data_dir>/blobs`.

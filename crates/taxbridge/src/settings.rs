@@ -58,6 +58,10 @@ pub struct ServerSettings {
     /// `public_base_url`, because a fleet's nodes must share both. `true` says this node runs
     /// alone, and lifts both refusals.
     pub single_node: bool,
+    /// CIDR ranges of the balancers in front of this node. A request from one of them is
+    /// counted (failed logins, sign-in codes) by the client address it names in
+    /// `X-Forwarded-For`; from anywhere else the header is ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -65,6 +69,7 @@ impl Default for ServerSettings {
         Self {
             drain_seconds: 5,
             single_node: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -27,7 +27,8 @@ run() {
   local env=(TAXBRIDGE_EGRESS__ALLOW_CIDRS='["127.0.0.0/8"]'
              TAXBRIDGE_RATE_LIMITS__REQUESTS_PER_SECOND=1000000 TAXBRIDGE_RATE_LIMITS__REQUEST_BURST=1000000)
   if [ -n "$url" ]; then
-    env+=(TAXBRIDGE_DATABASE_URL="$url" TAXBRIDGE_AUTH__JWT_SECRET="bench-signing-secret-0123456789abcdef"
+    # One node on PostgreSQL, its blobs in its data dir as on SQLite: said so explicitly.
+    env+=(TAXBRIDGE_DATABASE_URL="$url" TAXBRIDGE_SERVER__SINGLE_NODE=true TAXBRIDGE_AUTH__JWT_SECRET="bench-signing-secret-0123456789abcdef"
           TAXBRIDGE_ENCRYPTION__KEY="$(head -c 32 /dev/urandom | base64)")
   fi
   env "${env[@]}" ${SERVER_ENV:-} ./target/release/taxbridge --data-dir "$data" serve --listen "127.0.0.1:$port" >"$data/out" 2>"$data/err" &
@@ -42,6 +43,7 @@ run() {
 }
 
 echo "Load: $(nproc) cores; worker concurrency 16 (the default; one workspace takes at most 8)"
+export BENCH_TOTALS; BENCH_TOTALS=$(mktemp); DIRS+=("$BENCH_TOTALS")
 run SQLite "" --big
 [ -n "${SQLITE_ONLY:-}" ] && exit 0
 eval "$(scripts/test-postgres.sh start)"
@@ -50,3 +52,9 @@ PGURL="${TAXBRIDGE_TEST_POSTGRES_URL%/*}"
 psql "$TAXBRIDGE_TEST_POSTGRES_URL" -qc "CREATE DATABASE $DB" >/dev/null
 run PostgreSQL "$PGURL/$DB"
 psql "$TAXBRIDGE_TEST_POSTGRES_URL" -qc "DROP DATABASE $DB" >/dev/null 2>&1 || true
+python3 - "$BENCH_TOTALS" <<'PY'
+import sys
+totals = dict(line.split() for line in open(sys.argv[1]))
+ratio = float(totals["PostgreSQL"]) / float(totals["SQLite"])
+print(f"PostgreSQL / SQLite, the same import on one node: {ratio:.2f}x (target <= 1.2: {'ok' if ratio <= 1.2 else 'MISSED'})")
+PY

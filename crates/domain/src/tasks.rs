@@ -196,6 +196,11 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Forgets `owner`'s liveness: it stopped and handed its tasks back.
     async fn retire(&self, owner: &Owner) -> StoreResult<()>;
 
+    /// Clears what a busy queue leaves behind: on PostgreSQL, the dead index entries that every
+    /// claim would otherwise walk past (a vacuum of the task table; autovacuum looks only once a
+    /// minute). Nothing on SQLite, which deletes in place.
+    async fn tidy_queue(&self) -> StoreResult<()>;
+
     /// Deletes a task that has nothing left to do (its subject is gone or already final).
     async fn drop_task(&self, task: &TaskId, owner: &Owner) -> StoreResult<bool>;
 

@@ -156,8 +156,18 @@ impl Tx {
     /// on SQLite a transaction has the writer to itself, so there is nothing to lock. `table`
     /// is always a literal of the caller's.
     pub(crate) async fn lock_row(&mut self, table: &'static str, id: &str) -> StoreResult<()> {
+        self.lock(table, id, "FOR NO KEY UPDATE").await
+    }
+
+    /// As [`Tx::lock_row`], but shared (`FOR SHARE`): holders of a shared lock run side by
+    /// side, and exclude only those who [`Tx::lock_row`] it.
+    pub(crate) async fn share_row(&mut self, table: &'static str, id: &str) -> StoreResult<()> {
+        self.lock(table, id, "FOR SHARE").await
+    }
+
+    async fn lock(&mut self, table: &'static str, id: &str, mode: &str) -> StoreResult<()> {
         if let Tx::Postgres(_) = self {
-            let sql = format!("SELECT id FROM {table} WHERE id = $1 FOR UPDATE");
+            let sql = format!("SELECT id FROM {table} WHERE id = $1 {mode}");
             let _: Vec<Locked> = self.fetch(&sql, &[id.into()]).await?;
         }
         Ok(())

@@ -142,8 +142,9 @@ impl FromColumns for Counts {
     }
 }
 
-/// Takes the job's row lock before anything that changes the job's own state (adding works
-/// or artifacts, triggering), and answers its status, if the job exists.
+/// Takes the job's row lock before anything that changes the job's own state (triggering,
+/// cancelling a pending job), and answers its status, if the job exists. Adding works and
+/// artifacts shares it ([`share_job`]).
 ///
 /// Lock order, so that no two transactions wait on each other: a task, then artifacts, then
 /// works, then the job. Finishing an artifact follows it (its task, its artifact, its work,
@@ -153,6 +154,18 @@ impl FromColumns for Counts {
 /// side: the job row is taken by the finish that settles a work, not by every one.
 async fn lock_job(tx: &mut Tx, job: &str) -> StoreResult<Option<JobStatus>> {
     tx.lock_row("connection_jobs", job).await?;
+    job_status(tx, job).await
+}
+
+/// As [`lock_job`], shared: for adding works and artifacts, which may run side by side (a
+/// partner sends a job's artifacts on many connections at once) but never beside a trigger or
+/// a cancel, which lock the job for themselves.
+async fn share_job(tx: &mut Tx, job: &str) -> StoreResult<Option<JobStatus>> {
+    tx.share_row("connection_jobs", job).await?;
+    job_status(tx, job).await
+}
+
+async fn job_status(tx: &mut Tx, job: &str) -> StoreResult<Option<JobStatus>> {
     let status: Option<Text> = tx
         .fetch_optional(
             "SELECT status FROM connection_jobs WHERE id = $1",
@@ -180,13 +193,36 @@ async fn settle_works(tx: &mut Tx, scope: &str, value: &str, now: Timestamp) -> 
         .await
 }
 
-/// Completes an active job once none of its artifacts is `initial`. The caller holds the
-/// job's row lock.
-async fn settle_job(tx: &mut Tx, job: &str, now: Timestamp) -> StoreResult<()> {
+/// Counts an active job's importing works (after a trigger settled those it could) and
+/// completes the job when none is left.
+async fn count_importing(tx: &mut Tx, job: &str, now: Timestamp) -> StoreResult<()> {
+    tx.execute(
+        "UPDATE connection_jobs SET works_importing = \
+           (SELECT COUNT(*) FROM job_works w WHERE w.job_id = $1 AND w.status = 'importing') \
+         WHERE id = $1",
+        &[job.into()],
+    )
+    .await?;
+    complete_if_done(tx, job, now).await
+}
+
+/// One of an active job's works settled: one fewer imports, and the job completes at zero.
+/// The `UPDATE` takes the job's row lock (the last lock of a finish; see [`lock_job`]) and
+/// counts from the latest committed value, so finishes settling works side by side each
+/// count once.
+async fn work_settled(tx: &mut Tx, job: &str, now: Timestamp) -> StoreResult<()> {
+    tx.execute(
+        "UPDATE connection_jobs SET works_importing = works_importing - 1 WHERE id = $1",
+        &[job.into()],
+    )
+    .await?;
+    complete_if_done(tx, job, now).await
+}
+
+async fn complete_if_done(tx: &mut Tx, job: &str, now: Timestamp) -> StoreResult<()> {
     tx.execute(
         "UPDATE connection_jobs SET status = 'completed', completed_at = $2, updated_at = $2 \
-         WHERE id = $1 AND status = 'active' AND NOT EXISTS \
-         (SELECT 1 FROM job_artifacts a WHERE a.job_id = $1 AND a.status = 'initial')",
+         WHERE id = $1 AND status = 'active' AND works_importing <= 0",
         &[job.into(), now.as_millis().into()],
     )
     .await?;
@@ -312,7 +348,7 @@ impl ImportStore for Store {
     #[tracing::instrument(level = "debug", skip_all, fields(job = %job, works = works.len()))]
     async fn insert_works(&self, job: &JobId, works: &[JobWork]) -> StoreResult<()> {
         let mut tx = self.db.begin().await?;
-        if lock_job(&mut tx, job.as_str()).await? != Some(JobStatus::Pending) {
+        if share_job(&mut tx, job.as_str()).await? != Some(JobStatus::Pending) {
             return Err(not_pending());
         }
         for w in works {
@@ -401,7 +437,7 @@ impl ImportStore for Store {
         tasks: &[NewTask],
     ) -> StoreResult<()> {
         let mut tx = self.db.begin().await?;
-        if lock_job(&mut tx, job.as_str()).await? != Some(JobStatus::Pending) {
+        if share_job(&mut tx, job.as_str()).await? != Some(JobStatus::Pending) {
             return Err(not_pending());
         }
         for a in artifacts {
@@ -471,7 +507,7 @@ impl ImportStore for Store {
         )
         .await?;
         settle_works(&mut tx, "job_id", job.as_str(), now).await?;
-        settle_job(&mut tx, job.as_str(), now).await?;
+        count_importing(&mut tx, job.as_str(), now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -604,9 +640,7 @@ impl ImportStore for Store {
             let work = current.job_work_id.as_str();
             tx.lock_row("job_works", work).await?;
             if settle_works(&mut tx, "id", work, now).await? == 1 {
-                let job = current.job_id.as_str();
-                tx.lock_row("connection_jobs", job).await?;
-                settle_job(&mut tx, job, now).await?;
+                work_settled(&mut tx, current.job_id.as_str(), now).await?;
             }
         }
         // A task whose artifact was terminated meanwhile still ends here.

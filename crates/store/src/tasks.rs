@@ -296,6 +296,14 @@ impl TaskStore for Store {
         Ok(())
     }
 
+    async fn tidy_queue(&self) -> StoreResult<()> {
+        if self.db.backend() == Backend::Postgres {
+            // SKIP_LOCKED: another node tidying right now is enough.
+            self.db.execute("VACUUM (SKIP_LOCKED) tasks", &[]).await?;
+        }
+        Ok(())
+    }
+
     async fn drop_task(&self, task: &TaskId, owner: &Owner) -> StoreResult<bool> {
         let changed = self
             .db

@@ -310,8 +310,8 @@ class Import:
         self.started = time.time()
 
     def progress(self):
-        query = "query J($j: [ID!]) { me { workspaces { connections { connectionJobs(filters: {ids: $j}) { status progress { artifacts artifactsSucceeded artifactsFailed } } } } } }"
-        for ws in self.client.gql(query, {"j": [self.job]})["me"]["workspaces"]:
+        query = "query J($w: ID!, $j: [ID!]) { me { workspaces(filters: {ids: [$w]}) { connections { connectionJobs(filters: {ids: $j}) { status progress { artifacts artifactsSucceeded artifactsFailed } } } } } }"
+        for ws in self.client.gql(query, {"w": self.workspace, "j": [self.job]})["me"]["workspaces"]:
             for conn in ws["connections"]:
                 for found in conn["connectionJobs"]:
                     return found

@@ -166,4 +166,48 @@ mod tests {
         assert_eq!(Rate::per_minute(20).interval_millis(), 3_000);
         assert_eq!(Rate::per_minute(0).burst, 1);
     }
+
+    /// Cells that answer as told: a wait, or the database out of reach.
+    struct Told(Option<Option<Duration>>);
+
+    #[async_trait]
+    impl LimitCells for Told {
+        async fn take_cell(&self, _: &str, _: Rate, _: Timestamp) -> StoreResult<Option<Duration>> {
+            self.answer()
+        }
+        async fn cell_wait(&self, _: &str, _: Rate, _: Timestamp) -> StoreResult<Option<Duration>> {
+            self.answer()
+        }
+        async fn forget_full_cells(&self, _: Timestamp) -> StoreResult<u64> {
+            self.answer().map(|_| 0)
+        }
+    }
+
+    impl Told {
+        fn answer(&self) -> StoreResult<Option<Duration>> {
+            self.0.ok_or_else(|| {
+                crate::store::StoreError::Unavailable(Box::new(std::io::Error::from(
+                    std::io::ErrorKind::ConnectionRefused,
+                )))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_fleets_count_refuses_over_its_rate_and_allows_when_the_database_fails() {
+        let rate = Rate::per_second(1, 1);
+        let over = SharedLimits::over(Arc::new(Told(Some(Some(Duration::from_millis(700))))));
+        assert_eq!(over.take("k", rate).await, Err(Duration::from_millis(700)));
+        assert_eq!(over.wait("k", rate).await, Some(Duration::from_millis(700)));
+        let within = SharedLimits::over(Arc::new(Told(Some(None))));
+        assert_eq!(within.take("k", rate).await, Ok(()));
+        // Fail open: a count that cannot be made allows the event (the node's own limiter
+        // still holds), rather than turning a database fault into refusals.
+        let down = SharedLimits::over(Arc::new(Told(None)));
+        assert!(down.is_shared());
+        assert_eq!(down.take("k", rate).await, Ok(()));
+        assert_eq!(down.wait("k", rate).await, None);
+        down.forget_full().await;
+        assert_eq!(SharedLimits::none().take("k", rate).await, Ok(()));
+    }
 }

@@ -93,13 +93,7 @@ def main():
 
 
 def soak(fleet, args, files_url, partner_url):
-    fleet.haproxy()
-    for i in range(3):
-        fleet.start_node(i)
-    fleet.start("worker", "taxbridge-worker.service")
-    for i in range(3):
-        fleet.ready(i)
-    fleet.wait_balanced({0, 1, 2})
+    fleet.start_all()
     endpoint = f"{fleet.lb}/graphql"
     key = fleet.cli("partners", "create", "--name", "Soak", "--provider-key", "fleet", "--email", "eng@soak.example")
     client = Client(endpoint, login(endpoint, key))

@@ -157,6 +157,17 @@ class Fleet:
         self.logs[name] = log.name
         self.nodes[name] = subprocess.Popen(self.argv(unit, instance), env=self.env(**extra), stdout=log, stderr=log)
 
+    def start_all(self):
+        """haproxy, the three nodes and the worker, all at once; returns when haproxy sees every
+        node up."""
+        self.haproxy()
+        for i in range(3):
+            self.start_node(i)
+        self.start("worker", "taxbridge-worker.service")
+        for i in range(3):
+            self.ready(i)
+        self.wait_balanced({0, 1, 2})
+
     def start_node(self, i):
         self.start(f"node{i + 1}", "taxbridge@.service", self.ports[i])
 
@@ -388,13 +399,7 @@ def run(fleet, args, files_url):
     print("refused, naming blobs.url")
 
     step("owner", "three nodes and a worker start at once on an empty database")
-    fleet.haproxy()
-    for i in range(3):
-        fleet.start_node(i)
-    fleet.start("worker", "taxbridge-worker.service")
-    for i in range(3):
-        fleet.ready(i)
-    fleet.wait_balanced({0, 1, 2})
+    fleet.start_all()
     owners = psql(args.database_url, "SELECT count(*) FROM accounts")[0][0]
     check(owners == "1", f"{owners} owner accounts after three first starts")
     print("one owner account; haproxy sees three nodes up")

@@ -58,8 +58,12 @@ impl FromRequestParts<Arc<AppState>> for Bearer {
             )
             .with_header(header::WWW_AUTHENTICATE, "Bearer")
         })?;
+        let context = crate::ground::audit_context(
+            &parts.headers,
+            crate::ground::client_of(&parts.extensions),
+        );
         match state.services.identity.authenticate(&token).await {
-            Ok(caller) => Ok(Self(caller)),
+            Ok(caller) => Ok(Self(caller.with_context(context))),
             Err(err) => Err(HttpError::from_api(ApiError::from(err), &request_id)),
         }
     }
@@ -97,7 +101,10 @@ impl FromRequestParts<Arc<AppState>> for MaybeSession {
             }
         };
         Ok(Self(found.map(|(account, csrf)| Session {
-            caller: Caller::signed_in(account.clone()),
+            caller: Caller::signed_in(account.clone()).with_context(crate::ground::audit_context(
+                &parts.headers,
+                crate::ground::client_of(&parts.extensions),
+            )),
             account,
             csrf,
             token,

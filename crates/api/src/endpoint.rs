@@ -429,6 +429,7 @@ async fn run(
         id.clone(),
         crate::auth::bearer_token(headers),
         client,
+        crate::ground::audit_context(headers, client),
     ));
     let mut request = request.data(context.clone());
 

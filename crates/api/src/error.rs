@@ -316,6 +316,17 @@ impl From<ImportError> for ApiError {
     }
 }
 
+impl From<taxbridge_domain::audit::AuditError> for ApiError {
+    fn from(err: taxbridge_domain::audit::AuditError) -> Self {
+        use taxbridge_domain::audit::AuditError;
+        match err {
+            AuditError::Forbidden => Self::Forbidden(err.to_string()),
+            AuditError::Invalid(invalid) => invalid.into(),
+            AuditError::Store(store) => store.into(),
+        }
+    }
+}
+
 impl From<InvalidPage> for ApiError {
     fn from(err: InvalidPage) -> Self {
         Self::bad_input(err.field, err.message)

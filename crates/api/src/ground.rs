@@ -19,6 +19,7 @@ use axum::{
 };
 use serde_json::json;
 use std::{convert::Infallible, sync::Arc};
+use taxbridge_domain::audit::AuditContext;
 
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -54,6 +55,28 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Self(request_id(&parts.headers)))
     }
+}
+
+/// Where a request came from, as the audit log records it: the client's address (as the
+/// server resolved it, trusted proxies considered), its user agent, its `source-platform`
+/// header and the request id. Each is cut to the log's bound.
+pub fn audit_context(headers: &HeaderMap, client: Option<std::net::IpAddr>) -> AuditContext {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let client = client.map(|ip| ip.to_string());
+    let request_id = request_id(headers);
+    AuditContext::new(
+        client.as_deref(),
+        header("user-agent"),
+        header("source-platform"),
+        Some(request_id.as_str()).filter(|id| !id.is_empty()),
+    )
+}
+
+/// The client address the server put on a request (see `server::client_address`).
+pub fn client_of(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
 }
 
 pub(crate) fn request_id(headers: &HeaderMap) -> String {

@@ -53,6 +53,10 @@ pub struct Services {
     pub uploads: Arc<taxbridge_domain::uploads::Uploads>,
     /// Signing in to the web pages.
     pub sign_in: Arc<taxbridge_domain::sign_in::SignIn>,
+    /// The audit log's reads and retention sweep.
+    pub audit: Arc<taxbridge_domain::audit::Audit>,
+    /// Events older than this many days are swept (`audit.retention_days`).
+    pub audit_retention_days: u32,
     /// Where artifacts' bytes live.
     pub blobs: taxbridge_blobs::Blobs,
     /// The largest file `PUT /uploads/artifacts/{id}` accepts.
@@ -144,6 +148,7 @@ impl Application {
         ));
         let rate_limits = self.rate_limits.clone();
         let sign_in = services.sign_in.clone();
+        let (audit, retention_days) = (services.audit.clone(), services.audit_retention_days);
         let forgetter = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(Duration::from_secs(30));
             let mut ticks = 0u64;
@@ -154,6 +159,17 @@ impl Application {
                 if ticks.is_multiple_of(20) {
                     if let Err(err) = sign_in.sweep().await {
                         tracing::warn!(error = %err, "could not delete expired sign-in codes and sessions");
+                    }
+                    match audit.sweep(retention_days).await {
+                        Ok(0) => {}
+                        Ok(removed) => tracing::info!(
+                            events = removed,
+                            days = retention_days,
+                            "removed audit events past their retention"
+                        ),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "could not remove old audit events")
+                        }
                     }
                 }
                 ticks += 1;

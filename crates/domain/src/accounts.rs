@@ -1,6 +1,7 @@
 //! Accounts: a firm's staff member (`customer`) or a software vendor serving many firms
 //! (`partner`, which holds a provider key such as `qount`).
 
+use crate::audit::AuditEvent;
 use crate::words::Word;
 use crate::{email::Email, ids::AccountId, store::StoreResult, time::Timestamp};
 use async_trait::async_trait;
@@ -12,7 +13,8 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn count_accounts(&self) -> StoreResult<u64>;
     /// Fails with [`StoreError::Conflict`](crate::store::StoreError::Conflict) when the email,
     /// or a partner's provider key, is taken.
-    async fn insert_account(&self, account: &Account) -> StoreResult<()>;
+    /// Inserts an account and records `event` with it.
+    async fn insert_account(&self, account: &Account, event: &AuditEvent) -> StoreResult<()>;
     async fn account_by_id(&self, id: &AccountId) -> StoreResult<Option<Account>>;
     async fn account_by_email(&self, email: &Email) -> StoreResult<Option<Account>>;
     /// The partner account holding `provider_key`, if any.

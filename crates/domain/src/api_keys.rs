@@ -6,6 +6,7 @@
 //! SHA-256 (a fast hash is right here: the input has 178 bits of entropy, so there is nothing
 //! to brute-force, and login must stay cheap) and a short display prefix.
 
+use crate::audit::AuditEvent;
 use crate::words::Word;
 use crate::{
     accounts::Account,
@@ -152,13 +153,20 @@ pub struct KeyGrant {
 /// Where API keys are kept (as hashes only).
 #[async_trait]
 pub trait ApiKeyStore: Send + Sync + 'static {
-    async fn insert_api_key(&self, key: &ApiKey) -> StoreResult<()>;
+    /// Inserts a key and records `event` with it.
+    async fn insert_api_key(&self, key: &ApiKey, event: &AuditEvent) -> StoreResult<()>;
     async fn grant_by_key_hash(&self, hash: &KeyHash) -> StoreResult<Option<KeyGrant>>;
     async fn grant_by_key_id(&self, id: &ApiKeyId) -> StoreResult<Option<KeyGrant>>;
     /// An account's keys, oldest first.
     async fn api_keys_of(&self, account: &AccountId) -> StoreResult<Vec<ApiKey>>;
     /// Marks a key revoked; false when there is no such key or it was already revoked.
-    async fn revoke_api_key(&self, id: &ApiKeyId, at: Timestamp) -> StoreResult<bool>;
+    /// Records `event` with the revocation (nothing when nothing was revoked).
+    async fn revoke_api_key(
+        &self,
+        id: &ApiKeyId,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> StoreResult<bool>;
     /// Records use of a key, unless it was recorded less than a minute before `at`.
     async fn touch_api_key(&self, id: &ApiKeyId, at: Timestamp) -> StoreResult<()>;
 }

@@ -6,9 +6,11 @@
 //! cache of key grants, so a revocation is seen at once on the node that made it (its cache
 //! entry is dropped) and within [`IdentitySettings::grant_cache_ttl`] everywhere else.
 
+use crate::words::Word;
 use crate::{
     accounts::{validate_provider_key, Account, AccountStore, AccountType},
     api_keys::{self, ApiKey, ApiKeyStore, KeyGrant, KeyHash, KeyKind},
+    audit::{Action, AuditContext, AuditEvent, Who},
     email::Email,
     ids::{AccountId, ApiKeyId},
     store::StoreError,
@@ -60,6 +62,8 @@ pub enum IdentityError {
 #[derive(Clone, Debug)]
 pub struct Caller {
     via: Via,
+    /// Where the request came from, for the audit log.
+    context: Arc<AuditContext>,
 }
 
 #[derive(Clone, Debug)]
@@ -73,6 +77,26 @@ impl Caller {
     pub fn signed_in(account: Account) -> Self {
         Caller {
             via: Via::Session(Arc::new(account)),
+            context: Arc::default(),
+        }
+    }
+
+    /// The same caller, with where its request came from (the HTTP layer sets it).
+    pub fn with_context(mut self, context: AuditContext) -> Self {
+        self.context = Arc::new(context);
+        self
+    }
+
+    /// Where the request came from (empty outside a request).
+    pub fn context(&self) -> &AuditContext {
+        &self.context
+    }
+
+    /// The display prefix of the API key behind the request; None for a signed-in web user.
+    pub fn key_prefix(&self) -> Option<&str> {
+        match &self.via {
+            Via::Key(grant) => Some(&grant.key.display_prefix),
+            Via::Session(_) => None,
         }
     }
 
@@ -172,6 +196,7 @@ impl Identity {
             issued,
             Caller {
                 via: Via::Key(grant),
+                context: Arc::default(),
             },
         ))
     }
@@ -201,6 +226,7 @@ impl Identity {
         self.touch(&grant.key.id, now);
         Ok(Caller {
             via: Via::Key(grant),
+            context: Arc::default(),
         })
     }
 
@@ -222,11 +248,13 @@ impl Identity {
         &self,
         email: &str,
         name: Option<String>,
+        who: &Who,
     ) -> Result<Account, IdentityError> {
         let email = parse_email(email)?;
         let name = clean_name(name)?;
         let account = Account::new_customer(email, name, Timestamp::now());
-        self.accounts.insert_account(&account).await?;
+        let event = account_created(who, &account);
+        self.accounts.insert_account(&account, &event).await?;
         Ok(account)
     }
 
@@ -236,6 +264,7 @@ impl Identity {
         name: &str,
         provider_key: &str,
         email: &str,
+        who: &Who,
     ) -> Result<(Account, ApiKey, SecretString), IdentityError> {
         let email = parse_email(email)?;
         let name = clean_name(Some(name.to_owned()))?.ok_or_else(|| IdentityError::Invalid {
@@ -247,8 +276,9 @@ impl Identity {
             message: format!("`{provider_key}` is not a valid provider key: {message}"),
         })?;
         let account = Account::new_partner(email, name, provider_key.to_owned(), Timestamp::now());
-        self.accounts.insert_account(&account).await?;
-        let (key, secret) = self.create_key(&account, "Partner key", None).await?;
+        let event = account_created(who, &account).with("providerKey", provider_key);
+        self.accounts.insert_account(&account, &event).await?;
+        let (key, secret) = self.create_key(&account, "Partner key", None, who).await?;
         Ok((account, key, secret))
     }
 
@@ -266,6 +296,7 @@ impl Identity {
         account: &Account,
         name: &str,
         expires_in_days: Option<u32>,
+        who: &Who,
     ) -> Result<(ApiKey, SecretString), IdentityError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 {
@@ -306,7 +337,13 @@ impl Identity {
             expires_at: expires_in_days.map(|days| now.plus_days(i64::from(days))),
             revoked_at: None,
         };
-        self.keys.insert_api_key(&key).await?;
+        let event = who
+            .event(Action::ApiKeyCreated)
+            .target("api_key", &key.id)
+            .target("account", &account.id)
+            .with("name", key.name.as_str())
+            .with("prefix", key.display_prefix.as_str());
+        self.keys.insert_api_key(&key, &event).await?;
         Ok((key, generated.secret))
     }
 
@@ -315,8 +352,12 @@ impl Identity {
     }
 
     /// Revokes a key; its tokens stop working at once on this node.
-    pub async fn revoke_key(&self, id: &ApiKeyId) -> Result<bool, StoreError> {
-        let revoked = self.keys.revoke_api_key(id, Timestamp::now()).await?;
+    pub async fn revoke_key(&self, id: &ApiKeyId, who: &Who) -> Result<bool, StoreError> {
+        let event = who.event(Action::ApiKeyRevoked).target("api_key", id);
+        let revoked = self
+            .keys
+            .revoke_api_key(id, Timestamp::now(), &event)
+            .await?;
         self.grants.invalidate(id);
         // The login cache is keyed by hash, which the id does not give; revocations are rare.
         self.logins.clear();
@@ -330,16 +371,24 @@ impl Identity {
             return Ok(None);
         }
         let account = match self
-            .create_customer(OWNER_EMAIL, Some("Owner".into()))
+            .create_customer(OWNER_EMAIL, Some("Owner".into()), &Who::operator())
             .await
         {
             Ok(account) => account,
             Err(IdentityError::Store(StoreError::Conflict { .. })) => return Ok(None),
             Err(err) => return Err(err),
         };
-        let (_, secret) = self.create_key(&account, "First-start key", None).await?;
+        let (_, secret) = self
+            .create_key(&account, "First-start key", None, &Who::operator())
+            .await?;
         Ok(Some((account, secret)))
     }
+}
+
+fn account_created(who: &Who, account: &Account) -> AuditEvent {
+    who.event(Action::AccountCreated)
+        .target("account", &account.id)
+        .with("type", account.account_type.as_str())
 }
 
 fn parse_email(raw: &str) -> Result<Email, IdentityError> {

@@ -94,6 +94,11 @@ id_type!(
     UploadId,
     "upl_"
 );
+id_type!(
+    /// One event of the audit log.
+    AuditEventId,
+    "evt_"
+);
 
 #[cfg(test)]
 mod tests {

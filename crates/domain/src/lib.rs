@@ -18,6 +18,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod audit;
 pub mod blobs;
 pub mod connections;
 pub mod crypto;

@@ -49,6 +49,30 @@ pub fn check_filter<T>(field: &'static str, values: Option<&[T]>) -> Result<(), 
     }
 }
 
+/// `limit`: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
+pub fn parse_limit(limit: Option<i32>) -> Result<u32, InvalidPage> {
+    match limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT as i32).contains(&n) => Ok(n as u32),
+        Some(n) => Err(InvalidPage {
+            field: "limit",
+            message: format!("limit must be between 1 and {MAX_LIMIT} (got {n})"),
+        }),
+    }
+}
+
+/// `offset`: 0 or more, 0 when absent.
+pub fn parse_offset(offset: Option<i32>) -> Result<u64, InvalidPage> {
+    match offset {
+        None => Ok(0),
+        Some(n) if n >= 0 => Ok(n as u64),
+        Some(n) => Err(InvalidPage {
+            field: "offset",
+            message: format!("offset must be 0 or more (got {n})"),
+        }),
+    }
+}
+
 /// A paging argument that cannot be served, naming the argument.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -65,26 +89,7 @@ impl Page {
         sort: Option<(&str, bool)>,
         name_field: &str,
     ) -> Result<Self, InvalidPage> {
-        let limit = match limit {
-            None => DEFAULT_LIMIT,
-            Some(n) if (1..=MAX_LIMIT as i32).contains(&n) => n as u32,
-            Some(n) => {
-                return Err(InvalidPage {
-                    field: "limit",
-                    message: format!("limit must be between 1 and {MAX_LIMIT} (got {n})"),
-                })
-            }
-        };
-        let offset = match offset {
-            None => 0,
-            Some(n) if n >= 0 => n as u64,
-            Some(n) => {
-                return Err(InvalidPage {
-                    field: "offset",
-                    message: format!("offset must be 0 or more (got {n})"),
-                })
-            }
-        };
+        let (limit, offset) = (parse_limit(limit)?, parse_offset(offset)?);
         let (sort, descending) = match sort {
             None => (SortField::CreatedAt, false),
             Some((field, descending)) => {

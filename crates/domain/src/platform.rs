@@ -151,6 +151,8 @@ pub struct PlatformFile {
 /// read once per connection a request pulls from.
 #[derive(Clone, Debug)]
 pub struct Puller {
+    /// Who pulls: a rejection recorded by the pull names them.
+    pub who: crate::audit::Who,
     pub connection_id: ConnectionId,
     pub access: PlatformAccess,
     pub base_url: String,

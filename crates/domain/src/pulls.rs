@@ -10,6 +10,7 @@
 
 use crate::words::Word;
 use crate::{
+    audit::{Action, Who},
     connections::{ConnectionError, ConnectionStatus, Connections},
     ids::ConnectionId,
     platform::{PlatformClient, PlatformFailure, PlatformFile, PullBudget, Puller},
@@ -141,7 +142,7 @@ impl PullQuery {
 
 impl Connections {
     /// A puller for a connection the caller reached: `CONFLICT` unless it is `active`.
-    pub async fn puller(&self, id: &ConnectionId) -> Result<Puller, ConnectionError> {
+    pub async fn puller(&self, id: &ConnectionId, who: &Who) -> Result<Puller, ConnectionError> {
         let connection = self
             .store
             .connection_by_id(id)
@@ -159,12 +160,17 @@ impl Connections {
             )));
         }
         let access = self.access_of(&connection).await?;
+        if connection.credentials.is_some() {
+            self.used_credentials(&connection, who, "pull", None)
+                .await?;
+        }
         let base_url = access.base_url.clone().ok_or_else(|| {
             ConnectionError::Upstream(
                 "no base URL is known for this provider: collect again with inputs {\"baseUrl\": \"https://…\"}".into(),
             )
         })?;
         Ok(Puller {
+            who: who.clone(),
             connection_id: id.clone(),
             access,
             base_url,
@@ -226,7 +232,17 @@ impl Connections {
                     connection.status = ConnectionStatus::Failed;
                     connection.status_detail = Some(failure.to_string());
                     connection.updated_at = Timestamp::now();
-                    self.store.update_connection(&connection).await?;
+                    let event = puller
+                        .who
+                        .event(Action::ConnectionCollected)
+                        .in_workspace(&connection.workspace_id)
+                        .target("connection", &connection.id)
+                        .with("status", connection.status.as_str())
+                        .with(
+                            "cause",
+                            "the platform rejected the credentials during a pull",
+                        );
+                    self.store.update_connection(&connection, &[event]).await?;
                 }
             }
         }

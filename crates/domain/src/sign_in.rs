@@ -11,6 +11,7 @@
 //! - A session is a random token in a cookie, its hash in the database, with a CSRF secret of
 //!   its own for the forms, and an absolute expiry ([`SESSION_TTL`]).
 
+use crate::audit::{Action, Actor, AuditContext, AuditEvent};
 use crate::{
     accounts::{Account, AccountStore},
     email::Email,
@@ -61,17 +62,19 @@ pub trait SignInStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> StoreResult<()>;
     async fn code_of(&self, email: &str) -> StoreResult<Option<StoredCode>>;
-    /// Counts one wrong try; the tries so far.
-    async fn spend_try(&self, email: &str) -> StoreResult<u32>;
+    /// Counts one wrong try and records `events` with it; the tries so far.
+    async fn spend_try(&self, email: &str, events: &[AuditEvent]) -> StoreResult<u32>;
     async fn delete_code(&self, email: &str) -> StoreResult<()>;
     async fn insert_session(
         &self,
         token_hash: &str,
         session: &StoredSession,
         now: Timestamp,
+        event: &AuditEvent,
     ) -> StoreResult<()>;
     async fn session_of(&self, token_hash: &str) -> StoreResult<Option<StoredSession>>;
-    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+    /// Ends a session, recording `event` when there was one.
+    async fn delete_session(&self, token_hash: &str, event: &AuditEvent) -> StoreResult<()>;
     /// Deletes expired codes and sessions; how many.
     async fn delete_expired(&self, now: Timestamp) -> StoreResult<u64>;
 }
@@ -196,7 +199,14 @@ impl SignIn {
 
     /// Checks `code` for `email`; a right one (of an active account) is spent and begins a
     /// session.
-    pub async fn verify(&self, email: &str, code: &str) -> Result<NewSession, SignInError> {
+    /// A wrong code for an existing account records `session.sign_in_failed` (with the
+    /// account as actor); a wrong code for an email without an account records nothing.
+    pub async fn verify(
+        &self,
+        email: &str,
+        code: &str,
+        context: &AuditContext,
+    ) -> Result<NewSession, SignInError> {
         let email = Email::parse(email).map_err(|_| SignInError::BadEmail(email.to_owned()))?;
         let now = Timestamp::now();
         let Some(stored) = self.store.code_of(email.as_str()).await? else {
@@ -210,8 +220,15 @@ impl SignIn {
         let right = stored.code_hash == self.code_hash(&email, code.trim());
         let account = match account {
             Some(account) if right && account.disabled_at.is_none() => account,
-            _ => {
-                let tries = self.store.spend_try(email.as_str()).await?;
+            other => {
+                let failed: Vec<AuditEvent> = other
+                    .iter()
+                    .map(|account| {
+                        account_event(account, Action::SignInFailed, context)
+                            .with("triesLeft", CODE_TRIES.saturating_sub(stored.tries + 1))
+                    })
+                    .collect();
+                let tries = self.store.spend_try(email.as_str(), &failed).await?;
                 let left = CODE_TRIES.saturating_sub(tries);
                 if left == 0 {
                     self.store.delete_code(email.as_str()).await?;
@@ -232,6 +249,7 @@ impl SignIn {
                     expires_at: now.plus_seconds(SESSION_TTL_SECONDS),
                 },
                 now,
+                &account_event(&account, Action::SignedIn, context),
             )
             .await?;
         Ok(NewSession {
@@ -265,10 +283,24 @@ impl SignIn {
     }
 
     /// Ends a session.
-    pub async fn sign_out(&self, token: &str) -> Result<(), SignInError> {
+    pub async fn sign_out(
+        &self,
+        token: &str,
+        account: &Account,
+        context: &AuditContext,
+    ) -> Result<(), SignInError> {
         self.store
-            .delete_session(&sha256_hex(&[token.as_bytes()]))
+            .delete_session(
+                &sha256_hex(&[token.as_bytes()]),
+                &account_event(account, Action::SignedOut, context),
+            )
             .await?;
         Ok(())
     }
+}
+
+/// An event of an account at the sign-in page (no key, no caller yet).
+fn account_event(account: &Account, action: Action, context: &AuditContext) -> AuditEvent {
+    let caller = crate::identity::Caller::signed_in(account.clone());
+    AuditEvent::new(action, Actor::of(&caller), context.clone()).target("account", &account.id)
 }

@@ -8,6 +8,7 @@
 //! soon as the server creates it, so a worker that dies mid-file resumes from the server's
 //! offset instead of starting over.
 
+use crate::audit::{Action, AuditEvent, Who};
 use crate::words::Word;
 use crate::{
     blobs::chunks_of,
@@ -86,7 +87,12 @@ impl Upload {
 #[async_trait]
 pub trait UploadStore: Send + Sync + 'static {
     /// Inserts the upload and its task in one transaction.
-    async fn insert_upload(&self, upload: &Upload, task: &NewTask) -> StoreResult<()>;
+    async fn insert_upload(
+        &self,
+        upload: &Upload,
+        task: &NewTask,
+        event: &AuditEvent,
+    ) -> StoreResult<()>;
     async fn upload_by_id(&self, id: &UploadId) -> StoreResult<Option<Upload>>;
     /// A connection's uploads, newest first by default.
     async fn uploads_of(&self, connection: &ConnectionId, page: Page) -> StoreResult<Vec<Upload>>;
@@ -108,6 +114,7 @@ pub trait UploadStore: Send + Sync + 'static {
         error: Option<&str>,
         task: (&TaskId, &Owner),
         now: Timestamp,
+        event: &AuditEvent,
     ) -> StoreResult<bool>;
 }
 
@@ -215,7 +222,7 @@ impl Uploads {
                 .await
                 .map_err(|err| ImportError::Store(StoreError::Backend(Box::new(err))))?;
         }
-        self.queue(&upload).await?;
+        self.queue(&upload, &Who::caller(caller)).await?;
         Ok(upload)
     }
 
@@ -301,13 +308,16 @@ impl Uploads {
     }
 
     /// Stores a checked upload (its inline bytes already written) and queues its task.
-    async fn queue(&self, upload: &Upload) -> Result<(), ImportError> {
+    async fn queue(&self, upload: &Upload, who: &Who) -> Result<(), ImportError> {
         let task = NewTask::now(
             TaskKind::Upload,
             upload.id.as_str(),
             upload.workspace_id.as_str(),
         );
-        self.store.insert_upload(upload, &task).await?;
+        let event = upload_event(upload, who.event(Action::UploadQueued))
+            .with("fileName", upload.file_name.as_str())
+            .with("bytes", upload.total_bytes);
+        self.store.insert_upload(upload, &task, &event).await?;
         self.imports.tasks_added().notify_one();
         Ok(())
     }
@@ -351,13 +361,26 @@ impl Uploads {
     /// `lease` still holds it.
     pub async fn finish(
         &self,
-        upload: &UploadId,
+        upload: &Upload,
         error: Option<&str>,
         lease: (&TaskId, &Owner),
     ) -> Result<bool, ImportError> {
+        let event = match error {
+            None => upload_event(upload, Who::system().event(Action::UploadCompleted)),
+            Some(error) => {
+                upload_event(upload, Who::system().event(Action::UploadFailed)).with("error", error)
+            }
+        };
         Ok(self
             .store
-            .finish_upload(upload, error, lease, Timestamp::now())
+            .finish_upload(&upload.id, error, lease, Timestamp::now(), &event)
             .await?)
     }
+}
+
+fn upload_event(upload: &Upload, event: AuditEvent) -> AuditEvent {
+    event
+        .in_workspace(&upload.workspace_id)
+        .target("upload", &upload.id)
+        .target("connection", &upload.connection_id)
 }

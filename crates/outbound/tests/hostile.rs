@@ -95,6 +95,7 @@ fn credentials_seen(seen: &Seen) -> Vec<String> {
 
 fn puller(base: &str) -> Puller {
     Puller {
+        who: taxbridge_domain::audit::Who::system(),
         connection_id: ConnectionId::from_string("con_1".to_owned()),
         base_url: base.to_owned(),
         access: PlatformAccess {

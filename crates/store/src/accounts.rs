@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     accounts::{Account, AccountStore, AccountType},
+    audit::AuditEvent,
     email::Email,
     ids::AccountId,
     store::{StoreError, StoreResult},
@@ -93,9 +94,9 @@ impl AccountStore for Store {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(account = %account.id))]
-    async fn insert_account(&self, account: &Account) -> StoreResult<()> {
+    async fn insert_account(&self, account: &Account, event: &AuditEvent) -> StoreResult<()> {
         self.db
-            .execute(
+            .execute_recorded(
                 "INSERT INTO accounts (id, email, name, account_type, provider_key, \
                  disabled_at, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -109,6 +110,7 @@ impl AccountStore for Store {
                     account.created_at.as_millis().into(),
                     account.updated_at.as_millis().into(),
                 ],
+                std::slice::from_ref(event),
             )
             .await
             .map_err(|err| {

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     api_keys::{ApiKey, ApiKeyStore, KeyGrant, KeyHash, KeyKind},
+    audit::AuditEvent,
     ids::{AccountId, ApiKeyId},
     store::{StoreError, StoreResult},
     time::Timestamp,
@@ -108,9 +109,9 @@ impl Store {
 #[async_trait]
 impl ApiKeyStore for Store {
     #[tracing::instrument(level = "debug", skip_all, fields(key = %key.id))]
-    async fn insert_api_key(&self, key: &ApiKey) -> StoreResult<()> {
+    async fn insert_api_key(&self, key: &ApiKey, event: &AuditEvent) -> StoreResult<()> {
         self.db
-            .execute(
+            .execute_recorded(
                 "INSERT INTO api_keys (id, account_id, name, kind, key_hash, display_prefix, \
                  created_at, last_used_at, expires_at, revoked_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -126,6 +127,7 @@ impl ApiKeyStore for Store {
                     key.expires_at.map(Timestamp::as_millis).into(),
                     key.revoked_at.map(Timestamp::as_millis).into(),
                 ],
+                std::slice::from_ref(event),
             )
             .await
             .map_err(|err| name_conflict(err, |_| "an API key with this secret".to_owned()))?;
@@ -149,12 +151,18 @@ impl ApiKeyStore for Store {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
-    async fn revoke_api_key(&self, id: &ApiKeyId, at: Timestamp) -> StoreResult<bool> {
+    async fn revoke_api_key(
+        &self,
+        id: &ApiKeyId,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> StoreResult<bool> {
         let changed = self
             .db
-            .execute(
+            .execute_recorded(
                 "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
                 &[at.as_millis().into(), id.as_str().into()],
+                std::slice::from_ref(event),
             )
             .await?;
         Ok(changed == 1)

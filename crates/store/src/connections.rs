@@ -10,6 +10,7 @@ use crate::{
 use async_trait::async_trait;
 use taxbridge_domain::words::Word;
 use taxbridge_domain::{
+    audit::AuditEvent,
     connections::{
         Connection, ConnectionFilters, ConnectionStatus, ConnectionStore, SealedCredentials,
     },
@@ -221,10 +222,14 @@ impl ConnectionStore for Store {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(connection = %connection.id))]
-    async fn insert_connection(&self, connection: &Connection) -> StoreResult<()> {
+    async fn insert_connection(
+        &self,
+        connection: &Connection,
+        event: &AuditEvent,
+    ) -> StoreResult<()> {
         let settings = serde_json::Value::Object(connection.settings.clone()).to_string();
         self.db
-            .execute(
+            .execute_recorded(
                 "INSERT INTO provider_connections (id, workspace_id, provider_key, category, \
                  status, display_name, settings, credentials, status_detail, last_verified_at, \
                  created_at, updated_at) \
@@ -243,6 +248,7 @@ impl ConnectionStore for Store {
                     connection.created_at.as_millis().into(),
                     connection.updated_at.as_millis().into(),
                 ],
+                std::slice::from_ref(event),
             )
             .await?;
         Ok(())
@@ -271,11 +277,15 @@ impl ConnectionStore for Store {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(connection = %connection.id))]
-    async fn update_connection(&self, connection: &Connection) -> StoreResult<bool> {
+    async fn update_connection(
+        &self,
+        connection: &Connection,
+        events: &[AuditEvent],
+    ) -> StoreResult<bool> {
         let settings = serde_json::Value::Object(connection.settings.clone()).to_string();
         let changed = self
             .db
-            .execute(
+            .execute_recorded(
                 "UPDATE provider_connections SET status = $1, display_name = $2, settings = $3, \
                  credentials = $4, status_detail = $5, last_verified_at = $6, updated_at = $7 \
                  WHERE id = $8",
@@ -289,6 +299,7 @@ impl ConnectionStore for Store {
                     connection.updated_at.as_millis().into(),
                     connection.id.as_str().into(),
                 ],
+                events,
             )
             .await?;
         Ok(changed == 1)

@@ -24,6 +24,7 @@ use crate::write::{Session, SqliteWriter};
 use crate::Backend;
 use sqlx::{PgPool, Postgres};
 use taxbridge_domain::{
+    audit::AuditEvent,
     lists::Page,
     store::{StoreError, StoreResult},
 };
@@ -99,6 +100,24 @@ impl Db {
                 .map(|done| done.rows_affected())
                 .map_err(db_error),
         }
+    }
+
+    /// One write and the audit events that record it, in one transaction. The events are
+    /// written only when the write changed a row: a change that did not happen records
+    /// nothing.
+    pub(crate) async fn execute_recorded(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+        events: &[AuditEvent],
+    ) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let changed = tx.execute(sql, args).await?;
+        if changed > 0 {
+            crate::audit::record(&mut tx, events).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
     }
 
     /// One write that returns a row (`… RETURNING …`), committed on its own: on PostgreSQL
@@ -207,6 +226,11 @@ impl Tx {
         args: &[Arg<'_>],
     ) -> StoreResult<Option<T>> {
         Ok(self.fetch(sql, args).await?.into_iter().next())
+    }
+
+    /// Appends audit events inside this transaction (see [`crate::audit::record`]).
+    pub(crate) async fn record(&mut self, events: &[AuditEvent]) -> StoreResult<()> {
+        crate::audit::record(self, events).await
     }
 
     pub(crate) async fn commit(self) -> StoreResult<()> {

@@ -13,10 +13,11 @@ use crate::{
 use async_trait::async_trait;
 use taxbridge_domain::words::Word;
 use taxbridge_domain::{
+    audit::AuditEvent,
     ids::{ArtifactId, ConnectionId, JobArtifactId, JobId, JobWorkId, TaskId, WorkId, WorkspaceId},
     imports::{
-        Artifact, ArtifactOutcome, ArtifactStatus, ImportStore, Job, JobFilters, JobProgress,
-        JobStatus, JobWork, StoredBytes, WorkFilters, WorkStatus,
+        Artifact, ArtifactOutcome, ArtifactStatus, ImportStore, Job, JobEvents, JobFilters,
+        JobProgress, JobStatus, JobWork, StoredBytes, WorkFilters, WorkStatus,
     },
     lists::Page,
     store::{StoreError, StoreResult},
@@ -195,7 +196,7 @@ async fn settle_works(tx: &mut Tx, scope: &str, value: &str, now: Timestamp) -> 
 
 /// Counts an active job's importing works (after a trigger settled those it could) and
 /// completes the job when none is left.
-async fn count_importing(tx: &mut Tx, job: &str, now: Timestamp) -> StoreResult<()> {
+async fn count_importing(tx: &mut Tx, job: &str, now: Timestamp) -> StoreResult<bool> {
     tx.execute(
         "UPDATE connection_jobs SET works_importing = \
            (SELECT COUNT(*) FROM job_works w WHERE w.job_id = $1 AND w.status = 'importing') \
@@ -210,7 +211,7 @@ async fn count_importing(tx: &mut Tx, job: &str, now: Timestamp) -> StoreResult<
 /// The `UPDATE` takes the job's row lock (the last lock of a finish; see [`lock_job`]) and
 /// counts from the latest committed value, so finishes settling works side by side each
 /// count once.
-async fn work_settled(tx: &mut Tx, job: &str, now: Timestamp) -> StoreResult<()> {
+async fn work_settled(tx: &mut Tx, job: &str, now: Timestamp) -> StoreResult<bool> {
     tx.execute(
         "UPDATE connection_jobs SET works_importing = works_importing - 1 WHERE id = $1",
         &[job.into()],
@@ -219,14 +220,16 @@ async fn work_settled(tx: &mut Tx, job: &str, now: Timestamp) -> StoreResult<()>
     complete_if_done(tx, job, now).await
 }
 
-async fn complete_if_done(tx: &mut Tx, job: &str, now: Timestamp) -> StoreResult<()> {
-    tx.execute(
-        "UPDATE connection_jobs SET status = 'completed', completed_at = $2, updated_at = $2 \
-         WHERE id = $1 AND status = 'active' AND works_importing <= 0",
-        &[job.into(), now.as_millis().into()],
-    )
-    .await?;
-    Ok(())
+/// Completes an active job none of whose works still imports; whether it did.
+async fn complete_if_done(tx: &mut Tx, job: &str, now: Timestamp) -> StoreResult<bool> {
+    let completed = tx
+        .execute(
+            "UPDATE connection_jobs SET status = 'completed', completed_at = $2, updated_at = $2 \
+             WHERE id = $1 AND status = 'active' AND works_importing <= 0",
+            &[job.into(), now.as_millis().into()],
+        )
+        .await?;
+    Ok(completed == 1)
 }
 
 fn not_pending() -> StoreError {
@@ -237,9 +240,9 @@ fn not_pending() -> StoreError {
 
 #[async_trait]
 impl ImportStore for Store {
-    async fn insert_job(&self, job: &Job) -> StoreResult<()> {
+    async fn insert_job(&self, job: &Job, event: &AuditEvent) -> StoreResult<()> {
         self.db
-            .execute(
+            .execute_recorded(
                 "INSERT INTO connection_jobs (id, connection_id, workspace_id, name, status, \
                  created_at, updated_at, triggered_at, completed_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL)",
@@ -252,6 +255,7 @@ impl ImportStore for Store {
                     job.created_at.as_millis().into(),
                     job.updated_at.as_millis().into(),
                 ],
+                std::slice::from_ref(event),
             )
             .await?;
         Ok(())
@@ -346,7 +350,12 @@ impl ImportStore for Store {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(job = %job, works = works.len()))]
-    async fn insert_works(&self, job: &JobId, works: &[JobWork]) -> StoreResult<()> {
+    async fn insert_works(
+        &self,
+        job: &JobId,
+        works: &[JobWork],
+        event: &AuditEvent,
+    ) -> StoreResult<()> {
         let mut tx = self.db.begin().await?;
         if share_job(&mut tx, job.as_str()).await? != Some(JobStatus::Pending) {
             return Err(not_pending());
@@ -372,6 +381,7 @@ impl ImportStore for Store {
             )
             .await?;
         }
+        tx.record(std::slice::from_ref(event)).await?;
         tx.commit().await
     }
 
@@ -435,6 +445,7 @@ impl ImportStore for Store {
         job: &JobId,
         artifacts: &[Artifact],
         tasks: &[NewTask],
+        event: &AuditEvent,
     ) -> StoreResult<()> {
         let mut tx = self.db.begin().await?;
         if share_job(&mut tx, job.as_str()).await? != Some(JobStatus::Pending) {
@@ -471,6 +482,7 @@ impl ImportStore for Store {
         for t in tasks {
             crate::tasks::insert(&mut tx, t).await?;
         }
+        tx.record(std::slice::from_ref(event)).await?;
         tx.commit().await
     }
 
@@ -489,7 +501,12 @@ impl ImportStore for Store {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(job = %job))]
-    async fn trigger_job(&self, job: &JobId, now: Timestamp) -> StoreResult<bool> {
+    async fn trigger_job(
+        &self,
+        job: &JobId,
+        now: Timestamp,
+        events: &JobEvents,
+    ) -> StoreResult<bool> {
         let mut tx = self.db.begin().await?;
         if lock_job(&mut tx, job.as_str()).await? != Some(JobStatus::Pending) {
             return Ok(false);
@@ -507,7 +524,11 @@ impl ImportStore for Store {
         )
         .await?;
         settle_works(&mut tx, "job_id", job.as_str(), now).await?;
-        count_importing(&mut tx, job.as_str(), now).await?;
+        let completed = count_importing(&mut tx, job.as_str(), now).await?;
+        tx.record(std::slice::from_ref(&events.done)).await?;
+        if completed {
+            tx.record(std::slice::from_ref(&events.completed)).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -517,7 +538,12 @@ impl ImportStore for Store {
     /// finishing artifacts take them (see [`lock_job`]), so a cancel never deadlocks with the
     /// downloads it stops.
     #[tracing::instrument(level = "debug", skip_all, fields(job = %job))]
-    async fn cancel_job(&self, job: &JobId, now: Timestamp) -> StoreResult<bool> {
+    async fn cancel_job(
+        &self,
+        job: &JobId,
+        now: Timestamp,
+        event: &AuditEvent,
+    ) -> StoreResult<bool> {
         let Some(mut status) = self.job_by_id(job).await?.map(|j| j.status) else {
             return Ok(false);
         };
@@ -567,22 +593,22 @@ impl ImportStore for Store {
             if cancelled == 0 {
                 return Ok(false);
             }
+            tx.record(std::slice::from_ref(event)).await?;
             tx.commit().await?;
             return Ok(true);
         }
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(artifact = %artifact))]
+    #[tracing::instrument(level = "debug", skip_all, fields(artifact = %current.artifact_id))]
     async fn finish_artifact(
         &self,
-        artifact: &ArtifactId,
+        current: &Artifact,
         outcome: &ArtifactOutcome,
         task: Option<(&TaskId, &Owner)>,
         now: Timestamp,
+        events: &JobEvents,
     ) -> StoreResult<bool> {
-        let Some(current) = self.artifact_by_id(artifact).await? else {
-            return Ok(false);
-        };
+        let artifact = &current.artifact_id;
         let mut tx = self.db.begin().await?;
         if let Some((task, owner)) = task {
             if !crate::tasks::end(&mut tx, task, owner).await? {
@@ -639,8 +665,11 @@ impl ImportStore for Store {
         if changed == 1 {
             let work = current.job_work_id.as_str();
             tx.lock_row("job_works", work).await?;
-            if settle_works(&mut tx, "id", work, now).await? == 1 {
-                work_settled(&mut tx, current.job_id.as_str(), now).await?;
+            let completed = settle_works(&mut tx, "id", work, now).await? == 1
+                && work_settled(&mut tx, current.job_id.as_str(), now).await?;
+            tx.record(std::slice::from_ref(&events.done)).await?;
+            if completed {
+                tx.record(std::slice::from_ref(&events.completed)).await?;
             }
         }
         // A task whose artifact was terminated meanwhile still ends here.

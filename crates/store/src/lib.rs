@@ -25,6 +25,7 @@
 
 mod accounts;
 mod api_keys;
+mod audit;
 mod connections;
 mod db;
 mod imports;

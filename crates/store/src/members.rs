@@ -9,6 +9,7 @@ use crate::{
 };
 use taxbridge_domain::words::Word;
 use taxbridge_domain::{
+    audit::AuditEvent,
     email::Email,
     ids::{AccountId, WorkspaceId},
     lists::Page,
@@ -61,8 +62,10 @@ pub(crate) async fn add(
     emails: &[Email],
     role: Role,
     now: Timestamp,
+    event: &AuditEvent,
 ) -> StoreResult<Vec<Member>> {
     let mut tx = db.begin().await?;
+    let mut events = Vec::new();
     // Rows are written in email order whatever order the caller gave, so two calls with
     // overlapping emails take their row locks in the same order and cannot deadlock
     // (PostgreSQL aborts one side of a deadlock); answers keep the caller's order.
@@ -86,24 +89,36 @@ pub(crate) async fn add(
             ],
         )
         .await?;
-        tx.execute(
-            "INSERT INTO workspace_members (workspace_id, account_id, role, created_at) \
+        let joined = tx
+            .execute(
+                "INSERT INTO workspace_members (workspace_id, account_id, role, created_at) \
              SELECT $1, id, $2, $3 FROM accounts WHERE email = $4 \
              ON CONFLICT (workspace_id, account_id) DO NOTHING",
-            &[
-                workspace.as_str().into(),
-                role.as_str().into(),
-                now.as_millis().into(),
-                email.into(),
-            ],
-        )
-        .await?;
+                &[
+                    workspace.as_str().into(),
+                    role.as_str().into(),
+                    now.as_millis().into(),
+                    email.into(),
+                ],
+            )
+            .await?;
         let row: MemberRow = tx
             .fetch_optional(&select, &[workspace.as_str().into(), email.into()])
             .await?
             .ok_or_else(|| corrupt(format!("member {email} vanished inside its transaction")))?;
-        members[at] = Some(row.try_into()?);
+        let member: Member = row.try_into()?;
+        if joined > 0 {
+            events.push(
+                event
+                    .copy()
+                    .target("account", &member.account.id)
+                    .with("email", email)
+                    .with("role", role.as_str()),
+            );
+        }
+        members[at] = Some(member);
     }
+    tx.record(&events).await?;
     tx.commit().await?;
     Ok(members.into_iter().flatten().collect())
 }
@@ -112,11 +127,13 @@ pub(crate) async fn remove(
     db: &Db,
     workspace: &WorkspaceId,
     account: &AccountId,
+    event: &AuditEvent,
 ) -> StoreResult<bool> {
     let changed = db
-        .execute(
+        .execute_recorded(
             "DELETE FROM workspace_members WHERE workspace_id = $1 AND account_id = $2",
             &[workspace.as_str().into(), account.as_str().into()],
+            std::slice::from_ref(event),
         )
         .await?;
     Ok(changed == 1)

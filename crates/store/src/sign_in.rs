@@ -7,6 +7,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use taxbridge_domain::{
+    audit::AuditEvent,
     ids::AccountId,
     sign_in::{SignInStore, StoredCode, StoredSession},
     store::StoreResult,
@@ -76,7 +77,7 @@ impl SignInStore for Store {
             .await
     }
 
-    async fn spend_try(&self, email: &str) -> StoreResult<u32> {
+    async fn spend_try(&self, email: &str, events: &[AuditEvent]) -> StoreResult<u32> {
         // In one transaction on the writer: two wrong tries at once both count.
         let mut tx = self.db.begin().await?;
         tx.execute(
@@ -90,6 +91,9 @@ impl SignInStore for Store {
                 &[email.into()],
             )
             .await?;
+        if tries.is_some() {
+            tx.record(events).await?;
+        }
         tx.commit().await?;
         Ok(tries.map_or(u32::MAX, |t| u32::try_from(t.0).unwrap_or(u32::MAX)))
     }
@@ -109,9 +113,10 @@ impl SignInStore for Store {
         token_hash: &str,
         session: &StoredSession,
         now: Timestamp,
+        event: &AuditEvent,
     ) -> StoreResult<()> {
         self.db
-            .execute(
+            .execute_recorded(
                 "INSERT INTO web_sessions (token_hash, account_id, csrf, expires_at, created_at) \
                  VALUES ($1, $2, $3, $4, $5)",
                 &[
@@ -121,6 +126,7 @@ impl SignInStore for Store {
                     session.expires_at.as_millis().into(),
                     now.as_millis().into(),
                 ],
+                std::slice::from_ref(event),
             )
             .await?;
         Ok(())
@@ -135,11 +141,12 @@ impl SignInStore for Store {
             .await
     }
 
-    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+    async fn delete_session(&self, token_hash: &str, event: &AuditEvent) -> StoreResult<()> {
         self.db
-            .execute(
+            .execute_recorded(
                 "DELETE FROM web_sessions WHERE token_hash = $1",
                 &[token_hash.into()],
+                std::slice::from_ref(event),
             )
             .await?;
         Ok(())

@@ -13,6 +13,7 @@ use crate::{
 use async_trait::async_trait;
 use taxbridge_domain::words::Word;
 use taxbridge_domain::{
+    audit::AuditEvent,
     ids::{ArtifactId, ConnectionId, TaskId, UploadId, WorkspaceId},
     lists::Page,
     store::StoreResult,
@@ -59,7 +60,12 @@ const LEASE_HELD: &str =
 
 #[async_trait]
 impl UploadStore for Store {
-    async fn insert_upload(&self, u: &Upload, task: &NewTask) -> StoreResult<()> {
+    async fn insert_upload(
+        &self,
+        u: &Upload,
+        task: &NewTask,
+        event: &AuditEvent,
+    ) -> StoreResult<()> {
         let mut tx = self.db.begin().await?;
         tx.execute(
             "INSERT INTO connection_uploads (id, connection_id, workspace_id, client_key, \
@@ -83,6 +89,7 @@ impl UploadStore for Store {
         )
         .await?;
         tasks::insert(&mut tx, task).await?;
+        tx.record(std::slice::from_ref(event)).await?;
         tx.commit().await
     }
 
@@ -141,6 +148,7 @@ impl UploadStore for Store {
         error: Option<&str>,
         (task, owner): (&TaskId, &Owner),
         now: Timestamp,
+        event: &AuditEvent,
     ) -> StoreResult<bool> {
         let mut tx = self.db.begin().await?;
         if !tasks::end(&mut tx, task, owner).await? {
@@ -164,6 +172,9 @@ impl UploadStore for Store {
                 ],
             )
             .await?;
+        if changed == 1 {
+            tx.record(std::slice::from_ref(event)).await?;
+        }
         tx.commit().await?;
         Ok(changed == 1)
     }

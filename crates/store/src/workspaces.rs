@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use taxbridge_domain::words::Word;
 use taxbridge_domain::{
     accounts::{Account, AccountType},
+    audit::AuditEvent,
     email::Email,
     ids::{AccountId, WorkspaceId},
     lists::{Page, SortField},
@@ -197,10 +198,10 @@ impl Store {
 #[async_trait]
 impl WorkspaceStore for Store {
     #[tracing::instrument(level = "debug", skip_all, fields(workspace = %workspace.id))]
-    async fn insert_workspace(&self, workspace: &Workspace) -> StoreResult<()> {
+    async fn insert_workspace(&self, workspace: &Workspace, event: &AuditEvent) -> StoreResult<()> {
         let metadata = workspace.metadata.as_ref().map(ToString::to_string);
         self.db
-            .execute(
+            .execute_recorded(
                 "INSERT INTO workspaces (id, slug, display_name, status, workspace_type, \
                  firm_size, metadata, owner_partner_id, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -220,6 +221,7 @@ impl WorkspaceStore for Store {
                     workspace.created_at.as_millis().into(),
                     workspace.updated_at.as_millis().into(),
                 ],
+                std::slice::from_ref(event),
             )
             .await
             .map_err(|err| {
@@ -283,16 +285,18 @@ impl WorkspaceStore for Store {
         emails: &[Email],
         role: Role,
         now: Timestamp,
+        event: &AuditEvent,
     ) -> StoreResult<Vec<Member>> {
-        members::add(&self.db, workspace, emails, role, now).await
+        members::add(&self.db, workspace, emails, role, now, event).await
     }
 
     async fn remove_member(
         &self,
         workspace: &WorkspaceId,
         account: &AccountId,
+        event: &AuditEvent,
     ) -> StoreResult<bool> {
-        members::remove(&self.db, workspace, account).await
+        members::remove(&self.db, workspace, account, event).await
     }
 
     async fn members_of(&self, workspace: &WorkspaceId, page: Page) -> StoreResult<Vec<Member>> {

@@ -9,6 +9,7 @@ use secrecy::SecretSlice;
 use std::sync::Arc;
 use taxbridge_domain::words::Word;
 use taxbridge_domain::{
+    audit::Who,
     identity::{reveal, Identity, IdentitySettings},
     ids::ApiKeyId,
     time::Timestamp,
@@ -97,7 +98,9 @@ pub async fn users(cmd: UsersCommand, settings: &Settings) -> anyhow::Result<()>
     let identity = open(settings).await?;
     match cmd {
         UsersCommand::Create { email, name } => {
-            let account = identity.create_customer(&email, name).await?;
+            let account = identity
+                .create_customer(&email, name, &Who::operator())
+                .await?;
             println!("{}", account.id);
             eprintln!(
                 "Created customer account {} ({}).",
@@ -118,7 +121,7 @@ pub async fn keys(cmd: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
         } => {
             let account = identity.account_by_email(&email).await?;
             let (key, secret) = identity
-                .create_key(&account, &name, expires_in_days)
+                .create_key(&account, &name, expires_in_days, &Who::operator())
                 .await?;
             println!("{}", reveal(&secret));
             eprintln!(
@@ -157,7 +160,7 @@ pub async fn keys(cmd: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
         }
         KeysCommand::Revoke { id } => {
             if identity
-                .revoke_key(&ApiKeyId::from_string(id.clone()))
+                .revoke_key(&ApiKeyId::from_string(id.clone()), &Who::operator())
                 .await?
             {
                 println!("Revoked API key {id}.");
@@ -180,7 +183,7 @@ pub async fn partners(cmd: PartnersCommand, settings: &Settings) -> anyhow::Resu
             email,
         } => {
             let (account, key, secret) = identity
-                .create_partner(&name, &provider_key, &email)
+                .create_partner(&name, &provider_key, &email, &Who::operator())
                 .await?;
             println!("{}", reveal(&secret));
             eprintln!(
@@ -217,7 +220,7 @@ pub async fn workspaces(cmd: WorkspacesCommand, settings: &Settings) -> anyhow::
     match cmd {
         WorkspacesCommand::Create { name, admin_email } => {
             let (workspace, admin) = workspaces
-                .create_for_customer(&name, admin_email.as_deref())
+                .create_for_customer(&name, admin_email.as_deref(), &Who::operator())
                 .await?;
             println!("{}", workspace.id);
             eprintln!(

@@ -127,6 +127,8 @@ impl App {
                 &sign_in_pepper(&secrets),
             )),
             health: Arc::new(Health::new(store.clone(), Arc::new(blobs.clone()))),
+            audit: Arc::new(taxbridge_domain::audit::Audit::new(store.clone())),
+            audit_retention_days: settings.audit.retention_days.max(1),
             uploads: Arc::new(Uploads::new(
                 store.clone(),
                 imports.clone(),

@@ -26,6 +26,7 @@ use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
 };
+use taxbridge_domain::audit::{Action, Audit, AuditEvent};
 use taxbridge_domain::{
     crypto::{key_id, KeyRing, KeySource, Keys},
     rotation::KeyRotation,
@@ -231,7 +232,11 @@ pub async fn rotate(settings: &Settings) -> anyhow::Result<()> {
         }
         Source::Settings(keys) => KeyRing::new(&keys[0], &keys[1..])?,
     };
-    let done = reencrypt(store, &ring).await?;
+    let done = reencrypt(store.clone(), &ring).await?;
+    let event = AuditEvent::by_operator(Action::EncryptionKeyRotated)
+        .target("encryption_key", ring.primary_id())
+        .with("resealed", done);
+    Audit::new(store).record(&[event]).await?;
     println!(
         "Re-encrypted {done} stored credentials under key {}; every credential now uses it.",
         ring.primary_id()
@@ -261,6 +266,14 @@ pub async fn retire(settings: &Settings) -> anyhow::Result<()> {
     if !retired.is_empty() {
         write_ring_file(&path, &kept)?;
     }
+    let events: Vec<AuditEvent> = retired
+        .iter()
+        .map(|(_, key)| {
+            AuditEvent::by_operator(Action::EncryptionKeyRetired)
+                .target("encryption_key", key_id(key.expose_secret()))
+        })
+        .collect();
+    Audit::new(store).record(&events).await?;
     for (_, key) in &retired {
         println!("retired key {}", key_id(key.expose_secret()));
     }

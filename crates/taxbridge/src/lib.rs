@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod fleet;
 pub mod jobs;
 pub mod keyring;

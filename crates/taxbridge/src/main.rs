@@ -66,6 +66,9 @@ enum Command {
     /// Manage the keys that encrypt stored provider credentials.
     #[command(subcommand)]
     Encryption(EncryptionCommand),
+    /// Read, verify and export the audit log.
+    #[command(subcommand)]
+    Audit(taxbridge::audit::AuditCommand),
     /// Watch push imports.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
@@ -150,5 +153,6 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Workspaces(cmd) => admin::workspaces(cmd, &settings).await,
         Command::Usage { days } => admin::usage(days, &settings).await,
         Command::Jobs(cmd) => jobs::run(cmd, &settings).await,
+        Command::Audit(cmd) => taxbridge::audit::run(cmd, &settings).await,
     }
 }

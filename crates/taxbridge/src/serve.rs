@@ -66,7 +66,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some((account, _)) = &first_start {
         match services
             .workspaces
-            .create_for_customer(OWNER_WORKSPACE, Some(account.email.as_str()))
+            .create_for_customer(
+                OWNER_WORKSPACE,
+                Some(account.email.as_str()),
+                &taxbridge_domain::audit::Who::operator(),
+            )
             .await
         {
             Ok((workspace, _)) => landing = format!("%2Fw%2F{}", workspace.slug),

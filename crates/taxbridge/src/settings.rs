@@ -39,6 +39,7 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     pub egress: EgressSettings,
     pub usage: UsageSettings,
+    pub audit: AuditSettings,
     pub blobs: BlobSettings,
     pub worker: WorkerSettings,
     pub mail: MailSettings,
@@ -235,6 +236,23 @@ pub struct LimitSettings {
     pub max_connections: usize,
 }
 
+/// The audit log (README, "Audit log").
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AuditSettings {
+    /// Events older than this many days are removed (every ten minutes, by each server);
+    /// each chain keeps the hash of the last removed event, so what is left still verifies.
+    pub retention_days: u32,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            retention_days: 365,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(default)]
 pub struct UsageSettings {
@@ -257,6 +275,7 @@ impl Default for Settings {
             rate_limits: RateLimitSettings::default(),
             egress: EgressSettings::default(),
             usage: UsageSettings::default(),
+            audit: AuditSettings::default(),
             blobs: BlobSettings::default(),
             worker: WorkerSettings::default(),
             mail: MailSettings::default(),

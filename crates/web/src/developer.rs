@@ -20,6 +20,7 @@ use taxbridge_api::{
     auth::{MaybeSession, Session},
     ground::AppState,
 };
+use taxbridge_domain::audit::Who;
 use taxbridge_domain::{api_keys::ApiKey, time::Timestamp, usage::UsageCount};
 
 const HERE: &str = "/settings/developer";
@@ -347,7 +348,12 @@ pub(crate) async fn generate(
     };
     let identity = &state.services.identity;
     match identity
-        .create_key(&session.account, &form.name, expires_in_days)
+        .create_key(
+            &session.account,
+            &form.name,
+            expires_in_days,
+            &Who::caller(&session.caller),
+        )
         .await
     {
         Ok((key, secret)) => {
@@ -376,7 +382,8 @@ pub(crate) async fn revoke(
     let Some(key) = keys.iter().find(|k| k.id.as_str() == id) else {
         return Ok(not_found());
     };
-    if let Err(err) = state.services.identity.revoke_key(&key.id).await {
+    let who = Who::caller(&session.caller);
+    if let Err(err) = state.services.identity.revoke_key(&key.id, &who).await {
         return Err(unavailable("revoke the key", &err).into());
     }
     tracing::info!(key = %key.id, account = %session.account.id, "web: API key revoked");

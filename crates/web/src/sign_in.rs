@@ -170,10 +170,12 @@ pub(crate) async fn check_code(
     body: Body,
 ) -> Result<Response, OtherPage> {
     let (form, CodeField { code }, email, landing) = admitted(&state, peer, &headers, body).await?;
-    Ok(match state.services.sign_in.verify(&email, &code).await {
-        Ok(session) => {
-            let mut response = redirect(&landing);
-            set_cookie(
+    let context = taxbridge_api::ground::audit_context(&headers, Some(peer.ip()));
+    Ok(
+        match state.services.sign_in.verify(&email, &code, &context).await {
+            Ok(session) => {
+                let mut response = redirect(&landing);
+                set_cookie(
                 &mut response,
                 &format!(
                     "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_TTL_SECONDS}{}",
@@ -181,30 +183,30 @@ pub(crate) async fn check_code(
                     secure(&state)
                 ),
             );
-            set_cookie(
-                &mut response,
-                &format!("{CSRF_COOKIE}=; Path=/sign-in; HttpOnly; SameSite=Strict; Max-Age=0"),
-            );
-            response
-        }
-        Err(SignInError::WrongCode(left)) => {
-            let note =
-                html! { p.alert role="alert" { "That code is not right; " (left) " tries left." } };
-            page(
+                set_cookie(
+                    &mut response,
+                    &format!("{CSRF_COOKIE}=; Path=/sign-in; HttpOnly; SameSite=Strict; Max-Age=0"),
+                );
+                response
+            }
+            Err(SignInError::WrongCode(left)) => {
+                let note = html! { p.alert role="alert" { "That code is not right; " (left) " tries left." } };
+                page(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    code_form(&email, &form.csrf_token, &landing, note),
+                )
+            }
+            Err(SignInError::NoCode | SignInError::BadEmail(_)) => page(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                code_form(&email, &form.csrf_token, &landing, note),
-            )
-        }
-        Err(SignInError::NoCode | SignInError::BadEmail(_)) => page(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            email_form(
-                &form.csrf_token,
-                &landing,
-                Some("That code has expired or was tried too often; ask for a new one."),
+                email_form(
+                    &form.csrf_token,
+                    &landing,
+                    Some("That code has expired or was tried too often; ask for a new one."),
+                ),
             ),
-        ),
-        Err(err) => unavailable("check the code", &err),
-    })
+            Err(err) => unavailable("check the code", &err),
+        },
+    )
 }
 
 /// `POST /sign-out`: ends the session (with the session's own CSRF token).
@@ -214,7 +216,11 @@ pub(crate) async fn sign_out(
     body: Body,
 ) -> Result<Response, OtherPage> {
     let (session, _): (_, IgnoredAny) = session_form(&state, session, "/w/redirect/", body).await?;
-    let _ = state.services.sign_in.sign_out(&session.token).await;
+    let _ = state
+        .services
+        .sign_in
+        .sign_out(&session.token, &session.account, session.caller.context())
+        .await;
     let mut response = redirect("/sign-in");
     set_cookie(
         &mut response,

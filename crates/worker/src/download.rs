@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use std::{sync::Arc, time::Duration};
 use taxbridge_domain::{
+    audit::Who,
     blobs::BlobWriteError,
     connections::Connections,
     ids::ArtifactId,
@@ -288,7 +289,13 @@ impl DownloadHandler {
         }
     }
 
-    async fn record(&self, task: &Task, owner: &Owner, outcome: ArtifactOutcome) -> Outcome {
+    async fn record(
+        &self,
+        task: &Task,
+        owner: &Owner,
+        artifact: &Artifact,
+        outcome: ArtifactOutcome,
+    ) -> Outcome {
         match &outcome {
             ArtifactOutcome::Success(stored) => {
                 self.metrics.downloads.with_label_values(&["success"]).inc();
@@ -302,13 +309,12 @@ impl DownloadHandler {
                     .inc();
             }
         }
-        let artifact = ArtifactId::from_string(task.subject.clone());
         let started = std::time::Instant::now();
         let mut wait = Duration::from_millis(250);
         loop {
             match self
                 .imports
-                .record(&artifact, &outcome, Some((&task.id, owner)))
+                .record(artifact, &outcome, Some((&task.id, owner)), &Who::system())
                 .await
             {
                 Ok(recorded) => {
@@ -352,11 +358,14 @@ impl Handler for DownloadHandler {
                 format!("the download was interrupted {MAX_CLAIMS} times; add the artifact again to retry"),
                 None,
             );
-            return self.record(task, owner, failure.outcome()).await;
+            return self.record(task, owner, &artifact, failure.outcome()).await;
         }
         let access = match self
             .connections
-            .platform_access(&artifact.connection_id)
+            .platform_access(
+                &artifact.connection_id,
+                Some((&Who::system(), "download", Some(artifact.job_id.as_str()))),
+            )
             .await
         {
             Ok(access) => access,
@@ -384,7 +393,7 @@ impl Handler for DownloadHandler {
                 return Outcome::Gone;
             }
         };
-        self.record(task, owner, outcome).await
+        self.record(task, owner, &artifact, outcome).await
     }
 }
 

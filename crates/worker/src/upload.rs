@@ -131,7 +131,7 @@ impl UploadHandler {
     ) -> Outcome {
         match self
             .uploads
-            .finish(&upload.id, error.as_deref(), (&task.id, owner))
+            .finish(upload, error.as_deref(), (&task.id, owner))
             .await
         {
             Ok(true) => {

@@ -73,6 +73,25 @@ impl Me {
     ) -> Result<super::workspaces::WorkspacePage, ApiError> {
         super::workspaces::my_workspaces(ctx, filters, limit, offset, sort_by).await
     }
+
+    /// The audit log's events outside any workspace that this account did or that were done
+    /// to it: its API keys created and revoked, its sign-ins. Newest first by default; sort by
+    /// occurredAt.
+    async fn audit_events(
+        &self,
+        ctx: &Context<'_>,
+        filters: Option<super::audit::AuditEventFilters>,
+        limit: Option<i32>,
+        offset: Option<i32>,
+        sort_by: Option<super::lists::SortBy>,
+    ) -> Result<Vec<super::audit::AuditEvent>, ApiError> {
+        let (filters, page) = super::audit::arguments(filters, limit, offset, sort_by)?;
+        let events = services(ctx)
+            .audit
+            .of_account(caller(ctx).await?, &filters, page)
+            .await?;
+        Ok(events.into_iter().map(Into::into).collect())
+    }
 }
 
 #[Object]

@@ -2,6 +2,7 @@
 //! fields; they are merged into [`Query`] and [`Mutation`] here. Resolvers stay thin: find
 //! the caller, call one domain service, map the result into a GraphQL type of its own.
 
+mod audit;
 mod connections;
 mod identity;
 mod imports;
@@ -149,6 +150,8 @@ pub fn sdl() -> String {
 pub struct RequestContext {
     pub request_id: String,
     bearer: Option<String>,
+    /// Where the request came from, for the audit log.
+    pub audit: taxbridge_domain::audit::AuditContext,
     /// The client's address, for per-address limits.
     pub client: Option<std::net::IpAddr>,
     /// The caller, or why there is none: authenticated once, on first use.
@@ -168,10 +171,12 @@ impl RequestContext {
         request_id: String,
         bearer: Option<String>,
         client: Option<std::net::IpAddr>,
+        audit: taxbridge_domain::audit::AuditContext,
     ) -> Self {
         Self {
             request_id,
             bearer,
+            audit,
             client,
             caller: OnceCell::new(),
             login_key: OnceLock::new(),
@@ -209,7 +214,11 @@ pub(crate) async fn caller<'a>(ctx: &Context<'a>) -> Result<&'a Caller, ApiError
         .caller
         .get_or_init(|| async {
             let bearer = request.bearer.as_deref().ok_or(AuthError::MissingToken)?;
-            let caller = services(ctx).identity.authenticate(bearer).await?;
+            let caller = services(ctx)
+                .identity
+                .authenticate(bearer)
+                .await?
+                .with_context(request.audit.clone());
             if let Some(key) = caller.key_id() {
                 rate_limits(ctx).request(key).await?;
             }

@@ -8,11 +8,12 @@
 //! [`MAX_PULLS`] bounds how many one request may make. Together they read at most
 //! `Services::pull_budget_bytes` from platforms ([`PullBudget`]).
 
-use super::{plain_list::PlainList, request, services, Date};
+use super::{caller, plain_list::PlainList, request, services, Date};
 use crate::error::ApiError;
 use async_graphql::{ComplexObject, Context, Json, SimpleObject};
 use std::{future::Future, sync::Arc};
 use taxbridge_domain::{
+    audit::Who,
     ids::ConnectionId,
     platform::{PlatformClient, PlatformFile, PullBudget, Puller},
     pulls::PullQuery,
@@ -63,7 +64,10 @@ pub async fn clients_of(
     let connections = &services(ctx).connections;
     let puller = Arc::new(
         connections
-            .puller(&ConnectionId::from_string(connection_id))
+            .puller(
+                &ConnectionId::from_string(connection_id),
+                &Who::caller(caller(ctx).await?),
+            )
             .await?,
     );
     let clients = pull(ctx, async {

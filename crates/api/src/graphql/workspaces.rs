@@ -14,6 +14,7 @@ use async_graphql::{
 };
 use std::{borrow::Cow, sync::OnceLock};
 use taxbridge_domain::{
+    audit::Who,
     lists::check_filter,
     workspaces::{self as domain, NewWorkspace, WorkspaceFilters as DomainFilters},
 };
@@ -199,6 +200,29 @@ impl Workspace {
         super::connections::of_workspace(ctx, &access, filters, limit, offset, sort_by).await
     }
 
+    /// This workspace's audit log: every change and every use of stored credentials, with who
+    /// acted, with which key and from where. For the workspace's admins and the partner that
+    /// created it; other members get FORBIDDEN. Newest first by default; sort by occurredAt.
+    async fn audit_events(
+        &self,
+        ctx: &Context<'_>,
+        filters: Option<super::audit::AuditEventFilters>,
+        limit: Option<i32>,
+        offset: Option<i32>,
+        sort_by: Option<SortBy>,
+    ) -> Result<Vec<super::audit::AuditEvent>, ApiError> {
+        let access = services(ctx)
+            .workspaces
+            .reach(caller(ctx).await?, &self.id)
+            .await?;
+        let (filters, page) = super::audit::arguments(filters, limit, offset, sort_by)?;
+        let events = services(ctx)
+            .audit
+            .of_workspace(&access, &filters, page)
+            .await?;
+        Ok(events.into_iter().map(Into::into).collect())
+    }
+
     /// A sign-in URL that lands on `path` inside this workspace, e.g. `/connect/tax-software`.
     async fn deep_link(&self, ctx: &Context<'_>, path: Option<String>) -> Result<String, ApiError> {
         let base = &services(ctx).public_base_url;
@@ -265,13 +289,14 @@ impl WorkspaceMutation {
         workspace_id: ID,
         user_emails: Vec<String>,
     ) -> Result<Vec<WorkspaceMember>, ApiError> {
+        let caller = caller(ctx).await?;
         let access = services(ctx)
             .workspaces
-            .reach(caller(ctx).await?, &workspace_id)
+            .reach(caller, &workspace_id)
             .await?;
         let members = services(ctx)
             .workspaces
-            .add_users(&access, &user_emails)
+            .add_users(&access, &user_emails, &Who::caller(caller))
             .await?;
         Ok(members.into_iter().map(Into::into).collect())
     }
@@ -283,13 +308,14 @@ impl WorkspaceMutation {
         workspace_id: ID,
         user_id: ID,
     ) -> Result<bool, ApiError> {
+        let caller = caller(ctx).await?;
         let access = services(ctx)
             .workspaces
-            .reach(caller(ctx).await?, &workspace_id)
+            .reach(caller, &workspace_id)
             .await?;
         services(ctx)
             .workspaces
-            .remove_user(&access, &user_id)
+            .remove_user(&access, &user_id, &Who::caller(caller))
             .await
             .map_err(Into::into)
     }

@@ -4,11 +4,13 @@
 
 use super::{credentials::*, model::*, service::Connections, COLLECT_LEASE, MAX_INPUT_BYTES};
 use crate::{
+    audit::{Action, Who},
     identity::Caller,
     ids::ConnectionId,
     platform::{PlatformAccess, PlatformFailure, VerifyCall},
     store::StoreError,
     time::Timestamp,
+    words::Word,
     workspaces::WorkspaceAccess,
 };
 use std::sync::Arc;
@@ -68,7 +70,9 @@ impl Connections {
         };
         let _turn = turn.lock().await;
         self.take_lease(&connection.id).await?;
-        let outcome = self.collect_holding_lease(&connection.id, inputs).await;
+        let outcome = self
+            .collect_holding_lease(&connection.id, inputs, &Who::caller(caller))
+            .await;
         if let Err(err) = self.store.release_collect_lease(&connection.id).await {
             tracing::warn!(error = %err, connection = %connection.id, "could not release a collect lease; it lapses by itself");
         }
@@ -99,6 +103,7 @@ impl Connections {
         &self,
         id: &ConnectionId,
         inputs: Option<serde_json::Value>,
+        who: &Who,
     ) -> Result<ConnectionView, ConnectionError> {
         // Read under the lease: an earlier collect may have changed it.
         let mut connection = self
@@ -176,6 +181,10 @@ impl Connections {
                 "no base URL is known for this provider: collect again with inputs {\"baseUrl\": \"https://…\"}".into(),
             )),
             Some(base_url) => {
+                if !secrets.is_empty() {
+                    self.used_credentials(&connection, who, "verify", None)
+                        .await?;
+                }
                 self.platform
                     .verify(VerifyCall {
                         base_url,
@@ -203,7 +212,12 @@ impl Connections {
             }
         }
         connection.updated_at = now;
-        self.store.update_connection(&connection).await?;
+        let event = who
+            .event(Action::ConnectionCollected)
+            .in_workspace(&connection.workspace_id)
+            .target("connection", &connection.id)
+            .with("status", connection.status.as_str());
+        self.store.update_connection(&connection, &[event]).await?;
         Ok(ConnectionView {
             connection,
             provider,
@@ -211,15 +225,49 @@ impl Connections {
     }
 
     /// What a call to the connection's platform needs (for the worker: downloads with the
-    /// connection's credentials). `None` when the connection is gone.
+    /// connection's credentials). `None` when the connection is gone. `use_of` says what the
+    /// credentials are opened for (recorded as `credentials.used` when there are any), or
+    /// `None` when this use was recorded already.
     pub async fn platform_access(
         &self,
         id: &ConnectionId,
+        use_of: Option<(&Who, &str, Option<&str>)>,
     ) -> Result<Option<PlatformAccess>, ConnectionError> {
         let Some(connection) = self.store.connection_by_id(id).await? else {
             return Ok(None);
         };
+        if let (Some((who, purpose, job)), Some(_)) = (use_of, &connection.credentials) {
+            // A job's downloads are one use: recorded by each node once an hour at most,
+            // rather than once per file.
+            let key = format!("{} {purpose} {}", connection.id, job.unwrap_or_default());
+            if job.is_none() || self.recorded_uses.get(&key).is_none() {
+                self.used_credentials(&connection, who, purpose, job)
+                    .await?;
+                self.recorded_uses.insert(key, ());
+            }
+        }
         self.access_of(&connection).await.map(Some)
+    }
+
+    /// Records a use of the connection's stored credentials, before they leave the gateway.
+    pub(crate) async fn used_credentials(
+        &self,
+        connection: &Connection,
+        who: &Who,
+        purpose: &str,
+        job: Option<&str>,
+    ) -> Result<(), ConnectionError> {
+        let mut event = who
+            .event(Action::CredentialsUsed)
+            .in_workspace(&connection.workspace_id)
+            .target("connection", &connection.id)
+            .with("purpose", purpose)
+            .with("providerKey", connection.provider_key.as_str());
+        if let Some(job) = job {
+            event = event.target("connection_job", job);
+        }
+        self.audit.append_events(&[event]).await?;
+        Ok(())
     }
 
     /// The connection's secrets, opened.

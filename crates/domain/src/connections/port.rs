@@ -2,6 +2,7 @@
 //! keeps two nodes from verifying one connection at once.
 
 use super::model::*;
+use crate::audit::AuditEvent;
 use crate::{
     ids::{ConnectionId, WorkspaceId},
     lists::Page,
@@ -33,7 +34,12 @@ pub trait ConnectionStore: Send + Sync + 'static {
     /// Replaces a connection's credentials if they are still `old`; false when they changed
     /// meanwhile (or are gone).
     async fn swap_credentials(&self, id: &ConnectionId, old: &str, new: &str) -> StoreResult<bool>;
-    async fn insert_connection(&self, connection: &Connection) -> StoreResult<()>;
+    /// Inserts a connection and records `event` with it.
+    async fn insert_connection(
+        &self,
+        connection: &Connection,
+        event: &AuditEvent,
+    ) -> StoreResult<()>;
     async fn connection_by_id(&self, id: &ConnectionId) -> StoreResult<Option<Connection>>;
     /// A page of a workspace's connections.
     async fn connections_of(
@@ -44,5 +50,10 @@ pub trait ConnectionStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<Connection>>;
     /// Writes a connection's status, settings, credentials, detail, verification time,
     /// display name and `updated_at`; false when there is no such connection.
-    async fn update_connection(&self, connection: &Connection) -> StoreResult<bool>;
+    /// Records `events` with the update (none when the connection is gone).
+    async fn update_connection(
+        &self,
+        connection: &Connection,
+        events: &[AuditEvent],
+    ) -> StoreResult<bool>;
 }

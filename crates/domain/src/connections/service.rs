@@ -2,8 +2,10 @@
 //! Verifying them is in [`super::collect`].
 
 use super::{credentials::*, model::*, port::ConnectionStore, MAX_INPUT_BYTES};
+use crate::words::Word;
 use crate::{
     accounts::{AccountStore, AccountType},
+    audit::{Action, AuditEvent, AuditStore},
     crypto::Keys,
     identity::Caller,
     ids::ConnectionId,
@@ -17,6 +19,8 @@ use std::{collections::HashMap, sync::Arc};
 
 pub struct Connections {
     pub(crate) store: Arc<dyn ConnectionStore>,
+    /// Uses of stored credentials are recorded here, before each use.
+    pub(super) audit: Arc<dyn AuditStore>,
     pub(super) accounts: Arc<dyn AccountStore>,
     pub(super) workspaces: Arc<Workspaces>,
     pub(super) catalog: Arc<Catalog>,
@@ -24,6 +28,9 @@ pub struct Connections {
     pub(crate) platform: Arc<dyn PartnerPlatform>,
     /// One collect at a time per connection on this node.
     pub(super) collecting: std::sync::Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Uses of credentials recorded for a job's downloads on this node (see
+    /// [`Connections::platform_access`]).
+    pub(super) recorded_uses: crate::ttl_map::TtlMap<String, ()>,
     /// Registered partners' catalog entries as last read, by provider key, with when.
     pub(super) partner_entries: std::sync::RwLock<HashMap<String, (std::time::Instant, Provider)>>,
 }
@@ -35,7 +42,7 @@ pub struct Connections {
 const PARTNER_ENTRY_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Connections {
-    pub fn new<S: ConnectionStore + AccountStore>(
+    pub fn new<S: ConnectionStore + AccountStore + AuditStore>(
         store: Arc<S>,
         workspaces: Arc<Workspaces>,
         catalog: Arc<Catalog>,
@@ -44,12 +51,17 @@ impl Connections {
     ) -> Self {
         Self {
             store: store.clone(),
+            audit: store.clone(),
             accounts: store,
             workspaces,
             catalog,
             keys,
             platform,
             collecting: std::sync::Mutex::default(),
+            recorded_uses: crate::ttl_map::TtlMap::new(
+                std::time::Duration::from_secs(3600),
+                100_000,
+            ),
             partner_entries: std::sync::RwLock::default(),
         }
     }
@@ -176,7 +188,11 @@ impl Connections {
             created_at: now,
             updated_at: now,
         };
-        self.store.insert_connection(&connection).await?;
+        let event = AuditEvent::by(caller, Action::ConnectionStarted)
+            .in_workspace(&connection.workspace_id)
+            .target("connection", &connection.id)
+            .with("providerKey", connection.provider_key.as_str());
+        self.store.insert_connection(&connection, &event).await?;
         Ok(ConnectionView {
             connection,
             provider,
@@ -230,11 +246,15 @@ impl Connections {
         id: &str,
     ) -> Result<ConnectionView, ConnectionError> {
         let (mut connection, _) = self.reach(caller, id).await?;
+        let event = AuditEvent::by(caller, Action::ConnectionDisconnected)
+            .in_workspace(&connection.workspace_id)
+            .target("connection", &connection.id)
+            .with("previousStatus", connection.status.as_str());
         connection.status = ConnectionStatus::Disconnected;
         connection.credentials = None;
         connection.status_detail = None;
         connection.updated_at = Timestamp::now();
-        self.store.update_connection(&connection).await?;
+        self.store.update_connection(&connection, &[event]).await?;
         self.view(connection).await
     }
 

@@ -3,9 +3,14 @@
 //! operator's read of a job. The worker's identity is the task it holds; the operator's is the
 //! command line.
 
-use super::{model::*, port::ImportStore, service::Imports};
+use super::{
+    model::*,
+    port::{ImportStore, JobEvents},
+    service::Imports,
+};
 use crate::words::Word;
 use crate::{
+    audit::{Action, Who},
     blobs::{BlobWriteError, ByteChunks},
     identity::Caller,
     ids::{ArtifactId, JobId, TaskId},
@@ -66,7 +71,10 @@ impl Imports {
             .await
             .map_err(ReceiveError::Bytes)?;
         let outcome = ArtifactOutcome::Success(stored.clone());
-        if self.record(&artifact.artifact_id, &outcome, None).await? {
+        if self
+            .record(&artifact, &outcome, None, &Who::caller(caller))
+            .await?
+        {
             Ok(stored)
         } else {
             // Another upload of the same artifact finished first, or the job was cancelled.
@@ -96,13 +104,43 @@ impl Imports {
     /// `initial`, or the lease was lost (then the outcome belongs to whoever holds it now).
     pub async fn record(
         &self,
-        artifact: &ArtifactId,
+        artifact: &Artifact,
         outcome: &ArtifactOutcome,
         lease: Option<(&TaskId, &Owner)>,
+        who: &Who,
     ) -> Result<bool, ImportError> {
+        let done = match outcome {
+            ArtifactOutcome::Success(stored) => who
+                .event(Action::ArtifactStored)
+                .with("size", stored.size)
+                .with("sha256", stored.sha256.as_str()),
+            ArtifactOutcome::Error {
+                code, http_status, ..
+            } => {
+                let event = who
+                    .event(Action::ArtifactFailed)
+                    .with("code", code.as_str());
+                match http_status {
+                    Some(status) => event.with("httpStatus", *status),
+                    None => event,
+                }
+            }
+        };
+        let events = JobEvents {
+            done: done
+                .in_workspace(&artifact.workspace_id)
+                .target("artifact", &artifact.artifact_id)
+                .target("job_work", &artifact.job_work_id)
+                .target("connection_job", &artifact.job_id),
+            completed: Who::system()
+                .event(Action::JobCompleted)
+                .in_workspace(&artifact.workspace_id)
+                .target("connection_job", &artifact.job_id)
+                .target("connection", &artifact.connection_id),
+        };
         Ok(self
             .store
-            .finish_artifact(artifact, outcome, lease, Timestamp::now())
+            .finish_artifact(artifact, outcome, lease, Timestamp::now(), &events)
             .await?)
     }
 }

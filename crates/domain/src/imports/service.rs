@@ -2,11 +2,14 @@
 //! task a worker holds, or the operator's command line) and checks reach first.
 
 use super::{
-    checks::*, model::*, port::ImportStore, MAX_ARTIFACTS_PER_CALL, MAX_METADATA_BYTES,
-    MAX_WORKS_PER_CALL, RESERVED_METADATA_KEYS,
+    checks::*,
+    model::*,
+    port::{ImportStore, JobEvents},
+    MAX_ARTIFACTS_PER_CALL, MAX_METADATA_BYTES, MAX_WORKS_PER_CALL, RESERVED_METADATA_KEYS,
 };
 use crate::words::Word;
 use crate::{
+    audit::{Action, AuditEvent},
     blobs::BlobStore,
     connections::{Connection, ConnectionError, ConnectionStatus, Connections},
     identity::Caller,
@@ -102,7 +105,12 @@ impl Imports {
             triggered_at: None,
             completed_at: None,
         };
-        self.store.insert_job(&job).await?;
+        let event = AuditEvent::by(caller, Action::JobCreated)
+            .in_workspace(&job.workspace_id)
+            .target("connection_job", &job.id)
+            .target("connection", &job.connection_id)
+            .with("name", job.name.as_str());
+        self.store.insert_job(&job, &event).await?;
         Ok(job)
     }
 
@@ -154,8 +162,12 @@ impl Imports {
                 updated_at: now,
             })
             .collect();
+        let event = AuditEvent::by(caller, Action::JobWorksAdded)
+            .in_workspace(&job.workspace_id)
+            .target("connection_job", &job.id)
+            .with("count", works.len());
         self.store
-            .insert_works(&job.id, &works)
+            .insert_works(&job.id, &works, &event)
             .await
             .map_err(|err| lost_race(err, &job))?;
         Ok(works)
@@ -276,8 +288,14 @@ impl Imports {
                 )
             })
             .collect();
+        let event = AuditEvent::by(caller, Action::JobArtifactsAdded)
+            .in_workspace(&job.workspace_id)
+            .target("connection_job", &job.id)
+            .target("job_work", &work.id)
+            .with("count", artifacts.len())
+            .with("downloads", tasks.len());
         self.store
-            .insert_artifacts(&job.id, &artifacts, &tasks)
+            .insert_artifacts(&job.id, &artifacts, &tasks, &event)
             .await
             .map_err(|err| lost_race(err, &job))?;
         if !tasks.is_empty() {
@@ -290,7 +308,15 @@ impl Imports {
     pub async fn trigger(&self, caller: &Caller, job_id: &str) -> Result<Job, ImportError> {
         let job = self.job(caller, job_id).await?;
         require_pending(&job, "a job is triggered")?;
-        if !self.store.trigger_job(&job.id, Timestamp::now()).await? {
+        let events = JobEvents {
+            done: job_event(&job, AuditEvent::by(caller, Action::JobTriggered)),
+            completed: job_event(&job, AuditEvent::by_system(Action::JobCompleted)),
+        };
+        if !self
+            .store
+            .trigger_job(&job.id, Timestamp::now(), &events)
+            .await?
+        {
             return Err(self.now_conflict(&job.id, "a job is triggered").await);
         }
         self.reload(&job.id).await
@@ -300,7 +326,14 @@ impl Imports {
     pub async fn cancel(&self, caller: &Caller, job_id: &str) -> Result<Job, ImportError> {
         let job = self.job(caller, job_id).await?;
         if !matches!(job.status, JobStatus::Pending | JobStatus::Active)
-            || !self.store.cancel_job(&job.id, Timestamp::now()).await?
+            || !self
+                .store
+                .cancel_job(
+                    &job.id,
+                    Timestamp::now(),
+                    &job_event(&job, AuditEvent::by(caller, Action::JobCancelled)),
+                )
+                .await?
         {
             return Err(self.now_conflict(&job.id, "a job is cancelled").await);
         }
@@ -412,4 +445,12 @@ impl Imports {
         let connection = self.connection(caller, connection_id).await?;
         Ok(self.store.works_of(&connection.id, filters, page).await?)
     }
+}
+
+/// An event about a job: in its workspace, targeting it and its connection.
+pub(crate) fn job_event(job: &Job, event: AuditEvent) -> AuditEvent {
+    event
+        .in_workspace(&job.workspace_id)
+        .target("connection_job", &job.id)
+        .target("connection", &job.connection_id)
 }

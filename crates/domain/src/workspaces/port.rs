@@ -3,6 +3,7 @@
 use super::model::*;
 use crate::{
     accounts::Account,
+    audit::AuditEvent,
     email::Email,
     ids::{AccountId, WorkspaceId},
     lists::Page,
@@ -15,7 +16,7 @@ use async_trait::async_trait;
 #[async_trait]
 pub trait WorkspaceStore: Send + Sync + 'static {
     /// Fails with [`StoreError::Conflict`] when the slug is taken.
-    async fn insert_workspace(&self, workspace: &Workspace) -> StoreResult<()>;
+    async fn insert_workspace(&self, workspace: &Workspace, event: &AuditEvent) -> StoreResult<()>;
     /// A workspace and, if the account is a member, its role there.
     async fn workspace_with_role(
         &self,
@@ -40,19 +41,22 @@ pub trait WorkspaceStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<WorkspaceKey>>;
     /// Adds the accounts with these emails (creating customer accounts that do not exist) as
     /// members with `role`, leaving existing members as they are. One member per email, in
-    /// order, all in one transaction.
+    /// order, all in one transaction. Records a copy of `event` (see
+    /// [`AuditEvent::copy`]) for each account that became a member, targeting it.
     async fn add_members(
         &self,
         workspace: &WorkspaceId,
         emails: &[Email],
         role: Role,
         now: Timestamp,
+        event: &AuditEvent,
     ) -> StoreResult<Vec<Member>>;
-    /// False when the account was not a member.
+    /// False when the account was not a member (then `event` is not recorded).
     async fn remove_member(
         &self,
         workspace: &WorkspaceId,
         account: &AccountId,
+        event: &AuditEvent,
     ) -> StoreResult<bool>;
     /// Members, oldest membership first.
     async fn members_of(&self, workspace: &WorkspaceId, page: Page) -> StoreResult<Vec<Member>>;

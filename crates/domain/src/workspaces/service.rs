@@ -6,8 +6,10 @@ use super::{
     MAX_EMAILS_PER_CALL, MAX_METADATA_BYTES,
 };
 use crate::ttl_map::TtlMap;
+use crate::words::Word;
 use crate::{
     accounts::{Account, AccountStore, AccountType},
+    audit::{Action, Who},
     email::Email,
     identity::{Caller, OWNER_EMAIL},
     ids::{AccountId, WorkspaceId},
@@ -113,8 +115,13 @@ impl Workspaces {
                 "Only partner accounts can create workspaces; a firm's workspace is created by its partner or by the operator.".into(),
             ));
         }
-        self.insert(input, WorkspaceType::Partner, Some(account.id.clone()))
-            .await
+        self.insert(
+            input,
+            WorkspaceType::Partner,
+            Some(account.id.clone()),
+            &Who::caller(caller),
+        )
+        .await
     }
 
     /// The operator's `taxbridge workspaces create`: a customer workspace, with an optional
@@ -123,6 +130,7 @@ impl Workspaces {
         &self,
         display_name: &str,
         admin_email: Option<&str>,
+        who: &Who,
     ) -> Result<(Workspace, Option<Member>), WorkspaceError> {
         let admin = admin_email
             .map(|e| Email::parse(e).map_err(|err| invalid("adminEmail", err.to_string())))
@@ -132,11 +140,19 @@ impl Workspaces {
             metadata: None,
             firm_size: None,
         };
-        let workspace = self.insert(input, WorkspaceType::Customer, None).await?;
+        let workspace = self
+            .insert(input, WorkspaceType::Customer, None, who)
+            .await?;
         let member = match admin {
             Some(email) => self
                 .store
-                .add_members(&workspace.id, &[email], Role::Admin, Timestamp::now())
+                .add_members(
+                    &workspace.id,
+                    &[email],
+                    Role::Admin,
+                    Timestamp::now(),
+                    &who.event(Action::MemberAdded).in_workspace(&workspace.id),
+                )
                 .await?
                 .into_iter()
                 .next(),
@@ -150,6 +166,7 @@ impl Workspaces {
         input: NewWorkspace,
         workspace_type: WorkspaceType,
         owner: Option<AccountId>,
+        who: &Who,
     ) -> Result<Workspace, WorkspaceError> {
         let display_name = input.display_name.trim().to_owned();
         if display_name.is_empty() {
@@ -208,7 +225,13 @@ impl Workspaces {
                 created_at: now,
                 updated_at: now,
             };
-            match self.store.insert_workspace(&workspace).await {
+            let event = who
+                .event(Action::WorkspaceCreated)
+                .in_workspace(&workspace.id)
+                .target("workspace", &workspace.id)
+                .with("slug", workspace.slug.as_str())
+                .with("type", workspace_type.as_str());
+            match self.store.insert_workspace(&workspace, &event).await {
                 Ok(()) => return Ok(workspace),
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(err) => return Err(err.into()),
@@ -225,6 +248,7 @@ impl Workspaces {
         &self,
         access: &WorkspaceAccess,
         emails: &[String],
+        who: &Who,
     ) -> Result<Vec<Member>, WorkspaceError> {
         access.require_manager()?;
         if emails.is_empty() {
@@ -261,7 +285,14 @@ impl Workspaces {
         }
         let mut members = self
             .store
-            .add_members(&access.workspace.id, &parsed, Role::User, Timestamp::now())
+            .add_members(
+                &access.workspace.id,
+                &parsed,
+                Role::User,
+                Timestamp::now(),
+                &who.event(Action::MemberAdded)
+                    .in_workspace(&access.workspace.id),
+            )
             .await?;
         // An account that existed before this call may have a name its owner gave it, in
         // another tenant: the answer does not repeat it.
@@ -278,11 +309,20 @@ impl Workspaces {
         &self,
         access: &WorkspaceAccess,
         user_id: &str,
+        who: &Who,
     ) -> Result<bool, WorkspaceError> {
         access.require_manager()?;
+        let event = who
+            .event(Action::MemberRemoved)
+            .in_workspace(&access.workspace.id)
+            .target("account", user_id);
         let removed = self
             .store
-            .remove_member(&access.workspace.id, &AccountId::from_string(user_id))
+            .remove_member(
+                &access.workspace.id,
+                &AccountId::from_string(user_id),
+                &event,
+            )
             .await?;
         // After the delete: a reach read before it either is dropped here, or sees the count
         // change and drops itself.

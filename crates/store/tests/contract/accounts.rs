@@ -19,7 +19,7 @@ async fn a_new_database_answers_pings_and_has_no_accounts(store: Opened) {
 
 async fn accounts_round_trip_by_id_and_by_email(store: Opened) {
     let account = customer("jane@smith-cpa.com");
-    store.insert_account(&account).await.expect("insert");
+    store.insert_account(&account, &ev()).await.expect("insert");
     assert_eq!(
         store.account_by_id(&account.id).await.expect("by id"),
         Some(account.clone())
@@ -44,8 +44,8 @@ async fn accounts_round_trip_by_id_and_by_email(store: Opened) {
 async fn accounts_are_found_by_a_list_of_emails(store: Opened) {
     let jane = customer("jane@smith-cpa.com");
     let joe = customer("joe@smith-cpa.com");
-    store.insert_account(&jane).await.expect("jane");
-    store.insert_account(&joe).await.expect("joe");
+    store.insert_account(&jane, &ev()).await.expect("jane");
+    store.insert_account(&joe, &ev()).await.expect("joe");
     let asked = [
         joe.email.clone(),
         Email::parse("nobody@smith-cpa.com").expect("email"),
@@ -63,11 +63,11 @@ async fn accounts_are_found_by_a_list_of_emails(store: Opened) {
 
 async fn a_second_account_with_the_same_email_is_a_conflict(store: Opened) {
     store
-        .insert_account(&customer("jane@smith-cpa.com"))
+        .insert_account(&customer("jane@smith-cpa.com"), &ev())
         .await
         .expect("first");
     let err = store
-        .insert_account(&customer("jane@smith-cpa.com"))
+        .insert_account(&customer("jane@smith-cpa.com"), &ev())
         .await
         .expect_err("second");
     match err {
@@ -91,8 +91,12 @@ async fn a_second_partner_with_the_same_provider_key_is_a_conflict(store: Opened
         "qount".into(),
         Timestamp::now(),
     );
-    store.insert_account(&first).await.expect("first");
-    match store.insert_account(&second).await.expect_err("second") {
+    store.insert_account(&first, &ev()).await.expect("first");
+    match store
+        .insert_account(&second, &ev())
+        .await
+        .expect_err("second")
+    {
         StoreError::Conflict { what } => assert!(what.contains("provider key `qount`"), "{what}"),
         other => panic!("expected a conflict, got {other:?}"),
     }
@@ -100,7 +104,7 @@ async fn a_second_partner_with_the_same_provider_key_is_a_conflict(store: Opened
 
 async fn accounts_can_be_disabled_and_enabled(store: Opened) {
     let account = customer("jane@smith-cpa.com");
-    store.insert_account(&account).await.expect("insert");
+    store.insert_account(&account, &ev()).await.expect("insert");
     let at = Timestamp::from_millis(1_700_000_000_000);
     assert!(store
         .set_account_disabled(&account.id, Some(at))

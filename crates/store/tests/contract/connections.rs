@@ -26,7 +26,10 @@ async fn a_collect_lease_is_held_once_until_released_or_lapsed(store: Opened) {
         created_at: now,
         updated_at: now,
     };
-    store.insert_workspace(&workspace).await.expect("workspace");
+    store
+        .insert_workspace(&workspace, &ev())
+        .await
+        .expect("workspace");
     let connection = Connection {
         id: ConnectionId::generate(),
         workspace_id: workspace.id.clone(),
@@ -42,7 +45,7 @@ async fn a_collect_lease_is_held_once_until_released_or_lapsed(store: Opened) {
         updated_at: now,
     };
     store
-        .insert_connection(&connection)
+        .insert_connection(&connection, &ev())
         .await
         .expect("connection");
     let id = &connection.id;

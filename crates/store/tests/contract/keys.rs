@@ -12,9 +12,12 @@ taxbridge_testkit::per_database!(
 
 async fn keys_are_found_with_their_account_by_hash_and_by_id(store: Opened) {
     let account = customer("jane@smith-cpa.com");
-    store.insert_account(&account).await.expect("account");
+    store
+        .insert_account(&account, &ev())
+        .await
+        .expect("account");
     let key = key_for(&account, "Production Integration", Timestamp::now());
-    store.insert_api_key(&key).await.expect("key");
+    store.insert_api_key(&key, &ev()).await.expect("key");
 
     let by_hash = store
         .grant_by_key_hash(&key.hash)
@@ -49,15 +52,18 @@ async fn keys_are_found_with_their_account_by_hash_and_by_id(store: Opened) {
 async fn an_account_lists_its_keys_oldest_first(store: Opened) {
     let account = customer("jane@smith-cpa.com");
     let other = customer("john@smith-cpa.com");
-    store.insert_account(&account).await.expect("account");
-    store.insert_account(&other).await.expect("other");
+    store
+        .insert_account(&account, &ev())
+        .await
+        .expect("account");
+    store.insert_account(&other, &ev()).await.expect("other");
     let t = Timestamp::from_millis(1_700_000_000_000);
     let newer = key_for(&account, "newer", t.plus_seconds(5));
     let older = key_for(&account, "older", t);
-    store.insert_api_key(&newer).await.expect("newer");
-    store.insert_api_key(&older).await.expect("older");
+    store.insert_api_key(&newer, &ev()).await.expect("newer");
+    store.insert_api_key(&older, &ev()).await.expect("older");
     store
-        .insert_api_key(&key_for(&other, "not mine", t))
+        .insert_api_key(&key_for(&other, "not mine", t), &ev())
         .await
         .expect("other");
     let names: Vec<String> = store
@@ -72,13 +78,19 @@ async fn an_account_lists_its_keys_oldest_first(store: Opened) {
 
 async fn revoking_a_key_happens_once(store: Opened) {
     let account = customer("jane@smith-cpa.com");
-    store.insert_account(&account).await.expect("account");
+    store
+        .insert_account(&account, &ev())
+        .await
+        .expect("account");
     let key = key_for(&account, "ci", Timestamp::now());
-    store.insert_api_key(&key).await.expect("key");
+    store.insert_api_key(&key, &ev()).await.expect("key");
     let at = Timestamp::from_millis(1_700_000_000_000);
-    assert!(store.revoke_api_key(&key.id, at).await.expect("revoke"));
+    assert!(store
+        .revoke_api_key(&key.id, at, &ev())
+        .await
+        .expect("revoke"));
     assert!(!store
-        .revoke_api_key(&key.id, at.plus_seconds(1))
+        .revoke_api_key(&key.id, at.plus_seconds(1), &ev())
         .await
         .expect("again"));
     let grant = store
@@ -88,16 +100,19 @@ async fn revoking_a_key_happens_once(store: Opened) {
         .expect("exists");
     assert_eq!(grant.key.revoked_at, Some(at));
     assert!(!store
-        .revoke_api_key(&ApiKeyId::generate(), at)
+        .revoke_api_key(&ApiKeyId::generate(), at, &ev())
         .await
         .expect("missing"));
 }
 
 async fn using_a_key_is_recorded_at_most_once_a_minute(store: Opened) {
     let account = customer("jane@smith-cpa.com");
-    store.insert_account(&account).await.expect("account");
+    store
+        .insert_account(&account, &ev())
+        .await
+        .expect("account");
     let key = key_for(&account, "ci", Timestamp::now());
-    store.insert_api_key(&key).await.expect("key");
+    store.insert_api_key(&key, &ev()).await.expect("key");
     let t = Timestamp::from_millis(1_700_000_000_000);
     let last_used = |store: Arc<Store>, id: ApiKeyId| async move {
         store

@@ -29,6 +29,11 @@ use taxbridge_domain::{
 
 use taxbridge_store::Store;
 
+/// An event to record with a change (its content is not what these tests check).
+fn ev() -> taxbridge_domain::audit::AuditEvent {
+    taxbridge_domain::audit::AuditEvent::by_system(taxbridge_domain::audit::Action::AccountCreated)
+}
+
 use taxbridge_testkit::{fresh_database, Database, TestDatabase, POSTGRES_ENV};
 
 /// A freshly migrated store, and the database it lives in for as long as the test runs.

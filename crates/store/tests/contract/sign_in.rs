@@ -48,7 +48,7 @@ async fn mailed(outbox: &Outbox, email: &str) -> String {
 async fn a_sign_in_code_signs_in_once_and_wrong_tries_run_out(store: Opened) {
     use taxbridge_domain::sign_in::{SignInError, CODE_TRIES};
     let account = customer("jane@smithcpa.com");
-    store.insert_account(&account).await.expect("insert");
+    store.insert_account(&account, &ev()).await.expect("insert");
     let (service, outbox) = sign_in(&store);
     service.send_code("Jane@SmithCPA.com").await.expect("send");
     let code = mailed(&outbox, "jane@smithcpa.com").await;
@@ -56,17 +56,23 @@ async fn a_sign_in_code_signs_in_once_and_wrong_tries_run_out(store: Opened) {
     assert!(code.chars().all(|c| c.is_ascii_digit()));
     let wrong = if code == "000000" { "000001" } else { "000000" };
     assert_eq!(
-        service.verify("jane@smithcpa.com", wrong).await.err(),
+        service
+            .verify("jane@smithcpa.com", wrong, &Default::default())
+            .await
+            .err(),
         Some(SignInError::WrongCode(CODE_TRIES - 1))
     );
     let session = service
-        .verify("jane@smithcpa.com", &code)
+        .verify("jane@smithcpa.com", &code, &Default::default())
         .await
         .expect("signed in");
     assert_eq!(session.account.id, account.id);
     // Spent: the same code again is no code.
     assert_eq!(
-        service.verify("jane@smithcpa.com", &code).await.err(),
+        service
+            .verify("jane@smithcpa.com", &code, &Default::default())
+            .await
+            .err(),
         Some(SignInError::NoCode)
     );
     // Five wrong tries, then even the right code needs a new one.
@@ -76,20 +82,31 @@ async fn a_sign_in_code_signs_in_once_and_wrong_tries_run_out(store: Opened) {
     let wrong = if code == "000000" { "000001" } else { "000000" };
     for left in (1..CODE_TRIES).rev() {
         assert_eq!(
-            service.verify("jane@smithcpa.com", wrong).await.err(),
+            service
+                .verify("jane@smithcpa.com", wrong, &Default::default())
+                .await
+                .err(),
             Some(SignInError::WrongCode(left))
         );
     }
     assert_eq!(
-        service.verify("jane@smithcpa.com", wrong).await.err(),
+        service
+            .verify("jane@smithcpa.com", wrong, &Default::default())
+            .await
+            .err(),
         Some(SignInError::NoCode)
     );
     assert_eq!(
-        service.verify("jane@smithcpa.com", &code).await.err(),
+        service
+            .verify("jane@smithcpa.com", &code, &Default::default())
+            .await
+            .err(),
         Some(SignInError::NoCode)
     );
     assert!(matches!(
-        service.verify("not an email", "123456").await,
+        service
+            .verify("not an email", "123456", &Default::default())
+            .await,
         Err(SignInError::BadEmail(_))
     ));
 }
@@ -97,7 +114,10 @@ async fn a_sign_in_code_signs_in_once_and_wrong_tries_run_out(store: Opened) {
 async fn unknown_and_disabled_emails_get_codes_that_sign_no_one_in(store: Opened) {
     use taxbridge_domain::sign_in::SignInError;
     let disabled = customer("gone@smithcpa.com");
-    store.insert_account(&disabled).await.expect("insert");
+    store
+        .insert_account(&disabled, &ev())
+        .await
+        .expect("insert");
     store
         .set_account_disabled(&disabled.id, Some(Timestamp::now()))
         .await
@@ -124,7 +144,7 @@ async fn unknown_and_disabled_emails_get_codes_that_sign_no_one_in(store: Opened
     );
     for email in ["nobody@smithcpa.com", "gone@smithcpa.com"] {
         assert!(matches!(
-            service.verify(email, "123456").await,
+            service.verify(email, "123456", &Default::default()).await,
             Err(SignInError::WrongCode(_))
         ));
     }
@@ -132,12 +152,12 @@ async fn unknown_and_disabled_emails_get_codes_that_sign_no_one_in(store: Opened
 
 async fn sessions_end_on_sign_out_and_are_kept_only_as_hashes(store: Opened) {
     let account = customer("sam@smithcpa.com");
-    store.insert_account(&account).await.expect("insert");
+    store.insert_account(&account, &ev()).await.expect("insert");
     let (service, outbox) = sign_in(&store);
     service.send_code("sam@smithcpa.com").await.expect("send");
     let code = mailed(&outbox, "sam@smithcpa.com").await;
     let session = service
-        .verify("sam@smithcpa.com", &code)
+        .verify("sam@smithcpa.com", &code, &Default::default())
         .await
         .expect("signed in");
     let (who, csrf) = service
@@ -160,7 +180,10 @@ async fn sessions_end_on_sign_out_and_are_kept_only_as_hashes(store: Opened) {
         .await
         .expect("read")
         .is_none());
-    service.sign_out(&session.token).await.expect("sign out");
+    service
+        .sign_out(&session.token, &session.account, &Default::default())
+        .await
+        .expect("sign out");
     assert!(service
         .session(&session.token)
         .await
@@ -173,7 +196,7 @@ async fn sessions_end_on_sign_out_and_are_kept_only_as_hashes(store: Opened) {
         expires_at: Timestamp::from_millis(Timestamp::now().as_millis() - 1),
     };
     store
-        .insert_session("stale-hash", &stale, Timestamp::now())
+        .insert_session("stale-hash", &stale, Timestamp::now(), &ev())
         .await
         .expect("insert");
     assert!(service.sweep().await.expect("sweep") >= 1);

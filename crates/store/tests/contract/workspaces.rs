@@ -86,10 +86,10 @@ async fn listed(
 /// it must answer exactly like a shallow one.
 async fn deep_pages_read_the_same_rows_as_shallow_ones(store: Opened) {
     let p = partner("deep");
-    store.insert_account(&p).await.expect("partner");
+    store.insert_account(&p, &ev()).await.expect("partner");
     for i in 0..1_010 {
         store
-            .insert_workspace(&workspace(&format!("firm-{i:04}"), Some(&p), i))
+            .insert_workspace(&workspace(&format!("firm-{i:04}"), Some(&p), i), &ev())
             .await
             .expect("insert");
     }
@@ -119,9 +119,9 @@ async fn deep_pages_read_the_same_rows_as_shallow_ones(store: Opened) {
 
 async fn workspaces_round_trip_and_slugs_are_unique(store: Opened) {
     let p = partner("qount");
-    store.insert_account(&p).await.expect("partner");
+    store.insert_account(&p, &ev()).await.expect("partner");
     let w = workspace("smith-cpa", Some(&p), 1_000);
-    store.insert_workspace(&w).await.expect("insert");
+    store.insert_workspace(&w, &ev()).await.expect("insert");
     let (read, role) = store
         .workspace_with_role(&w.id, &p.id)
         .await
@@ -130,7 +130,7 @@ async fn workspaces_round_trip_and_slugs_are_unique(store: Opened) {
     assert_eq!(read, w);
     assert_eq!(role, None, "the owner is not a member");
     match store
-        .insert_workspace(&workspace("smith-cpa", Some(&p), 2_000))
+        .insert_workspace(&workspace("smith-cpa", Some(&p), 2_000), &ev())
         .await
     {
         Err(StoreError::Conflict { what }) => assert!(what.contains("smith-cpa"), "{what}"),
@@ -145,20 +145,23 @@ async fn workspaces_round_trip_and_slugs_are_unique(store: Opened) {
 
 async fn members_are_added_idempotently_in_order_and_removed(store: Opened) {
     let existing = customer("john@smith-cpa.com");
-    store.insert_account(&existing).await.expect("account");
+    store
+        .insert_account(&existing, &ev())
+        .await
+        .expect("account");
     let w = workspace("smith-cpa", None, 1);
-    store.insert_workspace(&w).await.expect("workspace");
+    store.insert_workspace(&w, &ev()).await.expect("workspace");
     let emails: Vec<Email> = ["jane@smith-cpa.com", "john@smith-cpa.com"]
         .iter()
         .map(|e| Email::parse(e).expect("email"))
         .collect();
     let now = Timestamp::now();
     let first = store
-        .add_members(&w.id, &emails, Role::User, now)
+        .add_members(&w.id, &emails, Role::User, now, &ev())
         .await
         .expect("add");
     let again = store
-        .add_members(&w.id, &emails, Role::Admin, now)
+        .add_members(&w.id, &emails, Role::Admin, now, &ev())
         .await
         .expect("add again");
     assert_eq!(first, again, "adding twice changes nothing, roles included");
@@ -185,11 +188,11 @@ async fn members_are_added_idempotently_in_order_and_removed(store: Opened) {
     assert_eq!(role, Some(Role::User));
 
     assert!(store
-        .remove_member(&w.id, &existing.id)
+        .remove_member(&w.id, &existing.id, &ev())
         .await
         .expect("remove"));
     assert!(!store
-        .remove_member(&w.id, &existing.id)
+        .remove_member(&w.id, &existing.id, &ev())
         .await
         .expect("remove again"));
     let (_, role) = store
@@ -202,16 +205,16 @@ async fn members_are_added_idempotently_in_order_and_removed(store: Opened) {
 
 async fn partners_list_what_they_created_and_customers_their_memberships(store: Opened) {
     let (qount, other) = (partner("qount"), partner("other"));
-    store.insert_account(&qount).await.expect("qount");
-    store.insert_account(&other).await.expect("other");
+    store.insert_account(&qount, &ev()).await.expect("qount");
+    store.insert_account(&other, &ev()).await.expect("other");
     let mine: Vec<Workspace> = (0..5)
         .map(|i| workspace(&format!("firm-{i}"), Some(&qount), 1_000 + i))
         .collect();
     for w in &mine {
-        store.insert_workspace(w).await.expect("insert");
+        store.insert_workspace(w, &ev()).await.expect("insert");
     }
     store
-        .insert_workspace(&workspace("not-mine", Some(&other), 1))
+        .insert_workspace(&workspace("not-mine", Some(&other), 1), &ev())
         .await
         .expect("other's");
     let none = WorkspaceFilters::default();
@@ -251,13 +254,14 @@ async fn partners_list_what_they_created_and_customers_their_memberships(store: 
     assert!(listed(&store, &qount, &empty, page(50, 0)).await.is_empty());
 
     let jane = customer("jane@smith-cpa.com");
-    store.insert_account(&jane).await.expect("jane");
+    store.insert_account(&jane, &ev()).await.expect("jane");
     store
         .add_members(
             &mine[2].id,
             std::slice::from_ref(&jane.email),
             Role::User,
             Timestamp::now(),
+            &ev(),
         )
         .await
         .expect("add");

@@ -149,7 +149,11 @@ async fn a_partner_may_use_only_its_own_provider_key(app: TestApp) {
 async fn a_firms_member_may_use_any_catalog_provider(app: TestApp) {
     let workspaces = taxbridge_domain::workspaces::Workspaces::new(app.store.clone());
     let (workspace, _) = workspaces
-        .create_for_customer("Smith CPA", Some("jane@smith-cpa.com"))
+        .create_for_customer(
+            "Smith CPA",
+            Some("jane@smith-cpa.com"),
+            &taxbridge_domain::audit::Who::operator(),
+        )
         .await
         .expect("customer workspace");
     let token = app.token_of_existing("jane@smith-cpa.com").await;
@@ -250,7 +254,11 @@ async fn providers_lists_the_catalog_and_partners_by_category(app: TestApp) {
 async fn connections_are_listed_with_filters_sorting_and_paging(app: TestApp) {
     let workspaces = taxbridge_domain::workspaces::Workspaces::new(app.store.clone());
     let (workspace, _) = workspaces
-        .create_for_customer("Smith CPA", Some("jane@smith-cpa.com"))
+        .create_for_customer(
+            "Smith CPA",
+            Some("jane@smith-cpa.com"),
+            &taxbridge_domain::audit::Who::operator(),
+        )
         .await
         .expect("workspace");
     let token = app.token_of_existing("jane@smith-cpa.com").await;

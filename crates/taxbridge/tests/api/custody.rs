@@ -234,7 +234,10 @@ async fn stored_credentials_go_only_where_they_were_entered(app: TestApp) {
             .expect("row");
         row.settings
             .insert("baseUrl".into(), Value::String(attacker.base.clone()));
-        app.store.update_connection(&row).await.expect("tamper");
+        app.store
+            .update_connection(&row, &[])
+            .await
+            .expect("tamper");
     }
     let heard = attacker.requests().len();
     let after_tamper = collect(&app, &token, &second, Value::Null).await;

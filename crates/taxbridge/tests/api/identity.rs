@@ -50,25 +50,33 @@ async fn login_rejects_wrong_expired_and_revoked_keys_with_one_message(app: Test
     let (account_id, revoked_secret, revoked_id) =
         app.customer_with_key("jane@smith-cpa.com").await;
     app.identity
-        .revoke_key(&ApiKeyId::from_string(revoked_id))
+        .revoke_key(
+            &ApiKeyId::from_string(revoked_id),
+            &taxbridge_domain::audit::Who::operator(),
+        )
         .await
         .expect("revoke");
 
     let expired = api_keys::generate(KeyKind::Personal);
     let past = Timestamp::now().plus_days(-2);
     app.store
-        .insert_api_key(&ApiKey {
-            id: ApiKeyId::generate(),
-            account_id: AccountId::from_string(account_id),
-            name: "old".into(),
-            kind: KeyKind::Personal,
-            hash: expired.hash,
-            display_prefix: expired.display_prefix,
-            created_at: past,
-            last_used_at: None,
-            expires_at: Some(past.plus_days(1)),
-            revoked_at: None,
-        })
+        .insert_api_key(
+            &ApiKey {
+                id: ApiKeyId::generate(),
+                account_id: AccountId::from_string(account_id),
+                name: "old".into(),
+                kind: KeyKind::Personal,
+                hash: expired.hash,
+                display_prefix: expired.display_prefix,
+                created_at: past,
+                last_used_at: None,
+                expires_at: Some(past.plus_days(1)),
+                revoked_at: None,
+            },
+            &taxbridge_domain::audit::AuditEvent::by_system(
+                taxbridge_domain::audit::Action::ApiKeyCreated,
+            ),
+        )
         .await
         .expect("expired key");
     let well_formed_unknown = api_keys::generate(KeyKind::Personal);
@@ -193,7 +201,10 @@ async fn a_revoked_keys_tokens_stop_at_once_on_the_revoking_node(app: TestApp) {
     let token = app.token_for(&secret).await;
     app.me(Some(&token)).await.assert_ok();
     app.identity
-        .revoke_key(&ApiKeyId::from_string(key_id))
+        .revoke_key(
+            &ApiKeyId::from_string(key_id),
+            &taxbridge_domain::audit::Who::operator(),
+        )
         .await
         .expect("revoke");
     let response = app.me(Some(&token)).await;
@@ -232,7 +243,10 @@ async fn a_key_revoked_by_another_process_stops_within_the_promised_seconds(app:
             tokio::time::sleep(Duration::from_millis(50 * trial)).await;
             app.me(Some(&token)).await.assert_ok();
             assert!(elsewhere
-                .revoke_key(&ApiKeyId::from_string(key_id))
+                .revoke_key(
+                    &ApiKeyId::from_string(key_id),
+                    &taxbridge_domain::audit::Who::operator()
+                )
                 .await
                 .expect("revoke"));
             let revoked_at = Instant::now();
@@ -260,24 +274,33 @@ async fn a_key_revoked_by_another_process_stops_within_the_promised_seconds(app:
 async fn a_key_that_expires_stops_its_tokens(app: TestApp) {
     let account = app
         .identity
-        .create_customer("jane@smith-cpa.com", None)
+        .create_customer(
+            "jane@smith-cpa.com",
+            None,
+            &taxbridge_domain::audit::Who::operator(),
+        )
         .await
         .expect("account");
     let generated = api_keys::generate(KeyKind::Personal);
     let now = Timestamp::now();
     app.store
-        .insert_api_key(&ApiKey {
-            id: ApiKeyId::generate(),
-            account_id: account.id.clone(),
-            name: "short-lived".into(),
-            kind: KeyKind::Personal,
-            hash: generated.hash,
-            display_prefix: generated.display_prefix,
-            created_at: now,
-            last_used_at: None,
-            expires_at: Some(now.plus_seconds(2)),
-            revoked_at: None,
-        })
+        .insert_api_key(
+            &ApiKey {
+                id: ApiKeyId::generate(),
+                account_id: account.id.clone(),
+                name: "short-lived".into(),
+                kind: KeyKind::Personal,
+                hash: generated.hash,
+                display_prefix: generated.display_prefix,
+                created_at: now,
+                last_used_at: None,
+                expires_at: Some(now.plus_seconds(2)),
+                revoked_at: None,
+            },
+            &taxbridge_domain::audit::AuditEvent::by_system(
+                taxbridge_domain::audit::Action::ApiKeyCreated,
+            ),
+        )
         .await
         .expect("key");
     let token = app
@@ -334,7 +357,12 @@ async fn login_records_when_a_key_was_last_used(app: TestApp) {
 async fn partners_log_in_with_their_partner_key(app: TestApp) {
     let (account, _, secret) = app
         .identity
-        .create_partner("Qount", "qount", "eng@qount.io")
+        .create_partner(
+            "Qount",
+            "qount",
+            "eng@qount.io",
+            &taxbridge_domain::audit::Who::operator(),
+        )
         .await
         .expect("partner");
     let secret = secrecy::ExposeSecret::expose_secret(&secret).to_owned();

@@ -4,7 +4,31 @@
 
 use crate::support::{Gql, TestApp};
 use serde_json::{json, Value};
+use taxbridge_domain::audit::{Action, AuditEvent};
 use taxbridge_testkit::per_database;
+
+/// Records an artifact's outcome straight through the store, as the worker's service does.
+async fn finish(
+    store: &taxbridge_store::Store,
+    id: &taxbridge_domain::ids::ArtifactId,
+    outcome: &taxbridge_domain::imports::ArtifactOutcome,
+) -> taxbridge_domain::store::StoreResult<bool> {
+    use taxbridge_domain::imports::{ImportStore, JobEvents};
+    let artifact = store.artifact_by_id(id).await?.expect("artifact");
+    let events = JobEvents {
+        done: AuditEvent::by_system(Action::ArtifactStored).in_workspace(&artifact.workspace_id),
+        completed: AuditEvent::by_system(Action::JobCompleted).in_workspace(&artifact.workspace_id),
+    };
+    store
+        .finish_artifact(
+            &artifact,
+            outcome,
+            None,
+            taxbridge_domain::time::Timestamp::now(),
+            &events,
+        )
+        .await
+}
 
 per_database!(
     crate::imports::spawn;
@@ -1258,7 +1282,7 @@ async fn job_state(app: &TestApp, token: &str, job: &str) -> (String, Vec<(Strin
 /// settles a work does. Every outcome recorded at once (PostgreSQL runs them on many
 /// connections) must still leave each work and the job settled exactly as the rule says.
 async fn artifacts_finished_side_by_side_settle_every_work_and_the_job(app: TestApp) {
-    use taxbridge_domain::{ids::ArtifactId, imports::ImportStore, time::Timestamp};
+    use taxbridge_domain::ids::ArtifactId;
     let (token, connection) = active_connection(&app).await;
     for round in 0..5 {
         let (job, artifacts) = job_of_bare_artifacts(&app, &token, &connection, round, 12).await;
@@ -1284,11 +1308,7 @@ async fn artifacts_finished_side_by_side_settle_every_work_and_the_job(app: Test
                 stored(w * 3 + k)
             };
             let id = ArtifactId::from_string(id.clone());
-            async move {
-                store
-                    .finish_artifact(&id, &outcome, None, Timestamp::now())
-                    .await
-            }
+            async move { finish(&store, &id, &outcome).await }
         });
         let results = futures_util::future::join_all(finishing).await;
         for result in &results {
@@ -1322,12 +1342,7 @@ async fn a_cancel_racing_the_last_artifacts_ends_in_one_consistent_state(app: Te
         let finishing = artifacts.iter().flatten().enumerate().map(|(n, id)| {
             let store = app.store.clone();
             let id = ArtifactId::from_string(id.clone());
-            async move {
-                store
-                    .finish_artifact(&id, &stored(n), None, Timestamp::now())
-                    .await
-                    .map(|_| ())
-            }
+            async move { finish(&store, &id, &stored(n)).await.map(|_| ()) }
         });
         let store = app.store.clone();
         let job_id = JobId::from_string(job.clone());
@@ -1335,7 +1350,11 @@ async fn a_cancel_racing_the_last_artifacts_ends_in_one_consistent_state(app: Te
             // Into the middle of the finishes, a little later each round.
             tokio::time::sleep(std::time::Duration::from_millis(round * 2)).await;
             store
-                .cancel_job(&job_id, Timestamp::now())
+                .cancel_job(
+                    &job_id,
+                    Timestamp::now(),
+                    &AuditEvent::by_system(Action::JobCancelled),
+                )
                 .await
                 .map(|_| ())
         };

@@ -2,6 +2,7 @@
 //! database, once on SQLite and once on PostgreSQL for every test. One test binary, so the
 //! harness is built once.
 
+mod audit;
 mod bad_input;
 mod browser;
 mod connections;

@@ -1075,7 +1075,14 @@ async fn a_work_page_shows_an_error_only_for_a_document_in_error(app: TestApp) {
         "the file's server answered HTTP 404",
     );
     app.store
-        .insert_artifacts(&stored.job_id, &[waiting, failed], &[])
+        .insert_artifacts(
+            &stored.job_id,
+            &[waiting, failed],
+            &[],
+            &taxbridge_domain::audit::AuditEvent::by_system(
+                taxbridge_domain::audit::Action::JobArtifactsAdded,
+            ),
+        )
         .await
         .expect("insert");
     let (mut browser, _) = signed_in(&app, &email).await;

@@ -200,12 +200,21 @@ impl TestApp {
     pub async fn customer_with_key(&self, email: &str) -> (String, String, String) {
         let account = self
             .identity
-            .create_customer(email, Some("Jane Doe".into()))
+            .create_customer(
+                email,
+                Some("Jane Doe".into()),
+                &taxbridge_domain::audit::Who::operator(),
+            )
             .await
             .expect("customer");
         let (key, secret) = self
             .identity
-            .create_key(&account, "Production Integration", None)
+            .create_key(
+                &account,
+                "Production Integration",
+                None,
+                &taxbridge_domain::audit::Who::operator(),
+            )
             .await
             .expect("key");
         (
@@ -272,7 +281,7 @@ impl TestApp {
         connection.status = ConnectionStatus::Active;
         assert!(self
             .store
-            .update_connection(&connection)
+            .update_connection(&connection, &[])
             .await
             .expect("update"));
     }
@@ -285,6 +294,7 @@ impl TestApp {
                 provider_key,
                 provider_key,
                 &format!("eng@{provider_key}.io"),
+                &taxbridge_domain::audit::Who::operator(),
             )
             .await
             .expect("partner");
@@ -306,7 +316,12 @@ impl TestApp {
             .expect("the account exists");
         let (_, secret) = self
             .identity
-            .create_key(&account, "test", None)
+            .create_key(
+                &account,
+                "test",
+                None,
+                &taxbridge_domain::audit::Who::operator(),
+            )
             .await
             .expect("key");
         self.token_for(reveal(&secret)).await

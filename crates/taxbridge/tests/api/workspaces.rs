@@ -246,7 +246,11 @@ async fn a_member_removed_on_another_node_loses_the_workspace_within_the_promise
     let here = Workspaces::trusting_reach_for(app.store.clone(), promise);
     let there = Workspaces::trusting_reach_for(app.store.clone(), promise);
     let (ws, _) = here
-        .create_for_customer("Two Node Firm", Some("boss@twonode.com"))
+        .create_for_customer(
+            "Two Node Firm",
+            Some("boss@twonode.com"),
+            &taxbridge_domain::audit::Who::operator(),
+        )
         .await
         .expect("workspace");
     let boss = app
@@ -255,9 +259,13 @@ async fn a_member_removed_on_another_node_loses_the_workspace_within_the_promise
         .await
         .expect("boss");
     let boss_access = here.reach_as(&boss, ws.id.as_str()).await.expect("boss");
-    here.add_users(&boss_access, &["amy@twonode.com".to_owned()])
-        .await
-        .expect("add");
+    here.add_users(
+        &boss_access,
+        &["amy@twonode.com".to_owned()],
+        &taxbridge_domain::audit::Who::operator(),
+    )
+    .await
+    .expect("add");
     let amy = app
         .identity
         .account_by_email("amy@twonode.com")
@@ -271,7 +279,11 @@ async fn a_member_removed_on_another_node_loses_the_workspace_within_the_promise
 
     let removed_at = std::time::Instant::now();
     assert!(here
-        .remove_user(&boss_access, amy.id.as_str())
+        .remove_user(
+            &boss_access,
+            amy.id.as_str(),
+            &taxbridge_domain::audit::Who::operator()
+        )
         .await
         .expect("remove"));
     assert!(
@@ -304,7 +316,11 @@ async fn a_member_removed_on_another_node_loses_the_workspace_within_the_promise
 async fn only_admins_and_the_owning_partner_manage_members(app: TestApp) {
     let workspaces = taxbridge_domain::workspaces::Workspaces::new(app.store.clone());
     let (ws, _) = workspaces
-        .create_for_customer("Direct Firm", Some("boss@firm.com"))
+        .create_for_customer(
+            "Direct Firm",
+            Some("boss@firm.com"),
+            &taxbridge_domain::audit::Who::operator(),
+        )
         .await
         .expect("workspace");
     let boss_token = app.token_of_existing("boss@firm.com").await;
@@ -536,7 +552,7 @@ const MISSING: Ids<'static> = Ids {
     job_work: "jwk_does_not_exist",
 };
 
-fn id_operations(ids: &Ids<'_>) -> Vec<(&'static str, Value)> {
+pub(crate) fn id_operations(ids: &Ids<'_>) -> Vec<(&'static str, Value)> {
     let (workspace_id, member_id, connection_id) = (ids.workspace, ids.member, ids.connection);
     vec![
         (

@@ -19,7 +19,7 @@
 use crate::{
     identity::Caller,
     ids::{AuditEventId, WorkspaceId},
-    lists::{check_filter, parse_limit, parse_offset, InvalidPage},
+    lists::{check_filter, parse_limit, parse_offset, InvalidPage, MAX_LIMIT},
     store::{StoreError, StoreResult},
     time::Timestamp,
     words::Word,
@@ -600,6 +600,9 @@ pub trait AuditStore: Send + Sync + 'static {
         filters: &AuditFilters,
         page: AuditPage,
     ) -> StoreResult<Vec<StoredEvent>>;
+    /// The newest `limit` events of any chain about any of `targets` (or done by them, for an
+    /// account or an API key).
+    async fn events_about(&self, targets: &[String], limit: u32) -> StoreResult<Vec<StoredEvent>>;
     /// Every chain's head, by chain.
     async fn chain_heads(&self) -> StoreResult<Vec<ChainHead>>;
     /// Up to `limit` events of a chain after `after_seq`, by seq.
@@ -699,6 +702,23 @@ impl Audit {
             .store
             .account_events(caller.account().id.as_str(), filters, page)
             .await?;
+        read(&rows)
+    }
+
+    /// What the caller's own API keys did, newest first (Developer Settings). Keys of another
+    /// account among `keys` are ignored.
+    pub async fn of_keys(
+        &self,
+        caller: &Caller,
+        keys: &[crate::api_keys::ApiKey],
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, AuditError> {
+        let own: Vec<String> = keys
+            .iter()
+            .filter(|key| key.account_id == caller.account().id)
+            .map(|key| key.id.to_string())
+            .collect();
+        let rows = self.store.events_about(&own, limit.min(MAX_LIMIT)).await?;
         read(&rows)
     }
 

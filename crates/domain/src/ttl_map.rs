@@ -53,6 +53,26 @@ impl<K: Hash + Eq, V: Clone> TtlMap<K, V> {
         entries.insert(key, (value, Instant::now()));
     }
 
+    /// Inserts `key` unless a live entry holds it; whether this call inserted it (of many
+    /// callers at once, exactly one claims a key).
+    pub fn claim(&self, key: K, value: V) -> bool {
+        {
+            let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+            if entries
+                .get(&key)
+                .is_some_and(|(_, at)| at.elapsed() < self.ttl)
+            {
+                return false;
+            }
+            if entries.len() < self.capacity {
+                entries.insert(key, (value, Instant::now()));
+                return true;
+            }
+        }
+        self.insert(key, value);
+        true
+    }
+
     pub fn invalidate(&self, key: &K) {
         self.entries
             .write()
@@ -71,6 +91,21 @@ impl<K: Hash + Eq, V: Clone> TtlMap<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_of_many_claims_a_key() {
+        let map = std::sync::Arc::new(TtlMap::new(Duration::from_secs(60), 10));
+        let claimed: usize = (0..8)
+            .map(|_| {
+                let map = map.clone();
+                std::thread::spawn(move || map.claim("job", ()))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| usize::from(t.join().unwrap_or(false)))
+            .sum();
+        assert_eq!(claimed, 1);
+    }
 
     #[test]
     fn entries_expire_after_the_ttl() {

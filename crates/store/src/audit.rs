@@ -113,8 +113,12 @@ pub(crate) async fn record(tx: &mut Tx, events: &[AuditEvent]) -> StoreResult<()
             .await?;
             let mut ids: Vec<&str> = event.targets.iter().map(|t| t.id.as_str()).collect();
             if !matches!(event.actor.kind, taxbridge_domain::audit::ActorType::System) {
-                // An account finds its own doings among its events, not only what was done to it.
+                // An account finds its own doings among its events, not only what was done to
+                // it; a key's page finds what the key did.
                 ids.push(event.actor.id.as_str());
+            }
+            if let Some(key) = &event.actor.api_key_id {
+                ids.push(key.as_str());
             }
             ids.sort_unstable();
             ids.dedup();
@@ -263,6 +267,27 @@ impl AuditStore for Store {
             page,
         )
         .await
+    }
+
+    async fn events_about(&self, targets: &[String], limit: u32) -> StoreResult<Vec<StoredEvent>> {
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut binds = Vec::new();
+        let mut inner = String::new();
+        any_of(
+            &mut inner,
+            &mut binds,
+            "t.target_id",
+            &Some(targets.to_vec()),
+        );
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events e WHERE e.id IN \
+             (SELECT t.event_id FROM audit_targets t WHERE 1 = 1{inner}) \
+             ORDER BY e.occurred_at DESC, e.id DESC LIMIT {limit}"
+        );
+        let rows: Vec<EventRow> = self.db.fetch(&sql, &args(&binds)).await?;
+        Ok(rows.into_iter().map(|row| row.0).collect())
     }
 
     async fn chain_heads(&self) -> StoreResult<Vec<ChainHead>> {

@@ -195,6 +195,7 @@ fn settings_page(
     usage: &Usage,
     created: Option<(&ApiKey, &SecretString)>,
     alert: Option<&str>,
+    activity: &[taxbridge_domain::audit::AuditEvent],
 ) -> Markup {
     let now = Timestamp::now();
     let body = html! {
@@ -262,6 +263,11 @@ fn settings_page(
             h2 { "Usage by source platform" }
             (chart(usage))
         }
+        section.card {
+            h2 { "Recent activity of your keys" }
+            p.hint { "What your keys did, newest first: the audit log's events in every workspace." }
+            (crate::activity::events_table(activity))
+        }
     };
     layout("Developer Settings", Some(session), body)
 }
@@ -287,11 +293,20 @@ async fn render(
             .map_err(|err| OtherPage::from(unavailable("read your keys' usage", &err)))?
     };
     let usage = usage_of(&rows, Timestamp::now());
+    let activity = state
+        .services
+        .audit
+        .of_keys(&session.caller, &keys, KEY_EVENTS_SHOWN)
+        .await
+        .map_err(|err| OtherPage::from(unavailable("read your keys' activity", &err)))?;
     Ok(page(
         status,
-        settings_page(session, &keys, &usage, created, alert),
+        settings_page(session, &keys, &usage, created, alert, &activity),
     ))
 }
+
+/// How many of the keys' recent events Developer Settings shows.
+const KEY_EVENTS_SHOWN: u32 = 20;
 
 async fn keys_of(state: &AppState, session: &Session) -> Result<Vec<ApiKey>, OtherPage> {
     state

@@ -15,6 +15,7 @@
 //! security headers: a CSP that allows scripts and styles from this origin only (no inline
 //! script), and no framing. A workspace or object out of the user's reach is 404, like the API.
 
+mod activity;
 mod connect;
 mod developer;
 mod sign_in;
@@ -53,6 +54,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/w/redirect/{*rest}", get(workspace::choose))
         .route("/w/{slug}", get(workspace::dashboard))
         .route("/w/{slug}/works/{work_id}", get(workspace::work))
+        .route("/w/{slug}/activity", get(activity::activity))
         .route(
             "/w/{slug}/connect/tax-software",
             get(connect::form).post(connect::connect),

@@ -20,7 +20,7 @@ use taxbridge_domain::{
     imports::{ArtifactStatus, Job, JobProgress, JobWork},
     lists::{Page, SortField},
     web::safe_landing,
-    workspaces::{WorkspaceAccess, WorkspaceFilters},
+    workspaces::{Reach, Role, WorkspaceAccess, WorkspaceFilters},
 };
 
 /// How many connections, jobs and works the dashboard shows.
@@ -127,9 +127,14 @@ fn dashboard_body(
         .map(|v| (v.connection.id.as_str(), v.provider.name.as_str()))
         .collect();
     let provider_of = |id: &str| providers.get(id).copied().unwrap_or("a connection");
+    let reads_activity = !matches!(access.reach(), Reach::Member(Role::User));
     html! {
         h1 { (workspace.display_name) }
-        p.hint { "Workspace " code { (workspace.slug) } }
+        p.hint { "Workspace " code { (workspace.slug) }
+            @if reads_activity {
+                " · " a href={ "/w/" (workspace.slug) "/activity" } { "Activity" }
+            }
+        }
         section.card {
             div.heading {
                 h2 { "Connections" }

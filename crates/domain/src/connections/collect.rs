@@ -240,10 +240,11 @@ impl Connections {
             // A job's downloads are one use: recorded by each node once an hour at most,
             // rather than once per file.
             let key = format!("{} {purpose} {}", connection.id, job.unwrap_or_default());
-            if job.is_none() || self.recorded_uses.get(&key).is_none() {
-                self.used_credentials(&connection, who, purpose, job)
-                    .await?;
-                self.recorded_uses.insert(key, ());
+            if job.is_none() || self.recorded_uses.claim(key.clone(), ()) {
+                if let Err(err) = self.used_credentials(&connection, who, purpose, job).await {
+                    self.recorded_uses.invalidate(&key);
+                    return Err(err);
+                }
             }
         }
         self.access_of(&connection).await.map(Some)

@@ -500,7 +500,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 async fn downloads_succeed_fail_recover_use_credentials_and_bytes_are_served(app: TestApp) {
     let (server, base) = files::start().await;
-    let (token, _, connection) = connection_to_files(&app, &base).await;
+    let (token, ws, connection) = connection_to_files(&app, &base).await;
     let (job, work) = job_with_a_work_on(&app, &token, &connection).await;
     let artifact = |external_id: &str, url: Option<String>| json!({ "name": external_id, "type": "document", "externalId": external_id, "url": url, "metadata": { "source": "test" } });
     let created = call(
@@ -740,6 +740,43 @@ async fn downloads_succeed_fail_recover_use_credentials_and_bytes_are_served(app
     assert!(authorizations
         .iter()
         .all(|a| a.as_deref() == Some(&format!("Bearer {}", files::KEY))));
+
+    // The audit log: the job's downloads are one use of the credentials (not one per file),
+    // by the worker; each outcome is an event; the job completed once.
+    use taxbridge_domain::audit::{AuditFilters, AuditPage, AuditStore};
+    let logged: Vec<taxbridge_domain::audit::AuditEvent> = app
+        .store
+        .chain_events(
+            &ws,
+            &AuditFilters::default(),
+            AuditPage::parse(Some(500), None, None).expect("page"),
+        )
+        .await
+        .expect("events")
+        .iter()
+        .map(|e| e.event().expect("readable"))
+        .collect();
+    let of = |action: &str| {
+        logged
+            .iter()
+            .filter(|e| e.action == action)
+            .collect::<Vec<_>>()
+    };
+    let uses = of("credentials.used");
+    assert_eq!(uses.len(), 1, "{uses:#?}");
+    assert_eq!(uses[0].metadata["purpose"], "download");
+    assert_eq!(uses[0].actor.id, "worker");
+    assert!(uses[0].targets.iter().any(|t| t.id == job));
+    assert_eq!(of("artifact.failed").len(), 2, "{logged:#?}");
+    assert!(of("artifact.stored").len() >= 3, "{logged:#?}");
+    assert!(of("artifact.stored")
+        .iter()
+        .all(|e| e.targets.iter().any(|t| t.id == job)));
+    let completed = of("job.completed");
+    assert!(completed.len() <= 1, "{completed:#?}");
+    assert!(completed
+        .iter()
+        .all(|e| e.actor.kind == taxbridge_domain::audit::ActorType::System));
 }
 
 /// A job with one work on a fresh active connection: (token, job id, job work id).

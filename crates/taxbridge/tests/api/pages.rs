@@ -18,6 +18,7 @@ taxbridge_testkit::per_database!(
     connecting_tax_software_checks_the_form_and_keeps_secrets_out_of_the_page,
     developer_settings_show_a_key_once_and_revoke_only_the_users_own,
     a_work_page_shows_an_error_only_for_a_document_in_error,
+    the_activity_page_is_for_admins_and_records_every_page_form,
 );
 
 mod limits {
@@ -1098,5 +1099,218 @@ async fn a_work_page_shows_an_error_only_for_a_document_in_error(app: TestApp) {
             || page.body.contains("the file's server answered HTTP 404"),
         "{}",
         page.body
+    );
+}
+
+/// Global events (sign-ins, keys) of one account, oldest first, straight from the log.
+async fn account_actions(app: &TestApp, account: &str) -> Vec<taxbridge_domain::audit::AuditEvent> {
+    use taxbridge_domain::audit::AuditStore;
+    let mut events: Vec<_> = app
+        .store
+        .events_about(&[account.to_owned()], 500)
+        .await
+        .expect("events")
+        .iter()
+        .map(|stored| stored.event().expect("readable"))
+        .collect();
+    events.reverse();
+    events
+}
+
+async fn the_activity_page_is_for_admins_and_records_every_page_form(app: TestApp) {
+    let workspaces = taxbridge_domain::workspaces::Workspaces::new(app.store.clone());
+    let (ws, _) = workspaces
+        .create_for_customer(
+            "Activity CPA",
+            Some("boss@activity.example"),
+            &taxbridge_domain::audit::Who::operator(),
+        )
+        .await
+        .expect("workspace");
+    let slug = ws.slug.clone();
+    let boss = app
+        .identity
+        .account_by_email("boss@activity.example")
+        .await
+        .expect("boss");
+
+    // A wrong code, then the right one: one failed and one signed-in event, from this client.
+    let mut browser = Browser::new(&app);
+    let form = browser.get("/sign-in").await;
+    let csrf = form.field("csrf_token");
+    let landing = form.field("deep_link");
+    let asked = browser
+        .post(
+            "/sign-in",
+            &[
+                ("email", "boss@activity.example"),
+                ("csrf_token", &csrf),
+                ("deep_link", &landing),
+            ],
+        )
+        .await;
+    assert_eq!(asked.status, 200);
+    let code = mailed(&app, "boss@activity.example").await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let refused = browser
+        .post(
+            "/sign-in/code",
+            &[
+                ("email", "boss@activity.example"),
+                ("code", wrong),
+                ("csrf_token", &csrf),
+                ("deep_link", &landing),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 422);
+    let signed = browser
+        .post(
+            "/sign-in/code",
+            &[
+                ("email", "boss@activity.example"),
+                ("code", &code),
+                ("csrf_token", &csrf),
+                ("deep_link", &landing),
+            ],
+        )
+        .await;
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    let session_csrf = browser.get("/settings/developer").await.field("csrf_token");
+
+    // A key made on Developer Settings, then used through the API to add a member.
+    let made = browser
+        .post(
+            "/settings/developer/keys",
+            &[
+                ("name", "Audit CI"),
+                ("expires_in_days", ""),
+                ("csrf_token", &session_csrf),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let secret = new_key(&made.body);
+    let token = app.token_for(&secret).await;
+    let hostile_agent = "<script>alert('agent')</script>";
+    let added = app
+        .http
+        .post(&app.endpoint)
+        .bearer_auth(&token)
+        .header("user-agent", hostile_agent)
+        .header("source-platform", "<b>bold</b>")
+        .json(&json!({ "query": "mutation($w: ID!) { addUsersToTheWorkspace(workspaceId: $w, userEmails: [\"staff@activity.example\"]) { id } }", "variables": { "w": ws.id.as_str() } }))
+        .send()
+        .await
+        .expect("add");
+    assert_eq!(added.status(), 200);
+
+    let actions: Vec<String> = account_actions(&app, boss.id.as_str())
+        .await
+        .into_iter()
+        .filter(|e| e.actor.id == boss.id.as_str())
+        .map(|e| {
+            assert_eq!(
+                e.context.client_address.as_deref(),
+                Some("127.0.0.1"),
+                "{e:?}"
+            );
+            e.action
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "session.sign_in_failed",
+            "session.signed_in",
+            "api_key.created",
+            "member.added"
+        ],
+        "the account's own events, oldest first"
+    );
+
+    // The activity page: the workspace's events, newest first, with the key that acted,
+    // every outside text escaped.
+    let page = browser.get(&format!("/w/{slug}/activity")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let added_at = page
+        .body
+        .find("<code>member.added</code>")
+        .expect("member.added shown");
+    let created_at = page
+        .body
+        .find("<code>workspace.created</code>")
+        .expect("workspace.created shown");
+    assert!(added_at < created_at, "newest first");
+    assert!(
+        page.body.contains(&secret[..11]),
+        "the key's prefix: {}",
+        page.body
+    );
+    assert!(!page.body.contains("<b>bold</b>") && page.body.contains("&lt;b&gt;bold&lt;/b&gt;"));
+    let dashboard = browser.get(&format!("/w/{slug}")).await;
+    assert!(dashboard.body.contains(&format!("/w/{slug}/activity")));
+
+    // Filters: one action; an unknown action or page is refused with a page.
+    let only = browser
+        .get(&format!(
+            "/w/{slug}/activity?action=workspace.created&actor=&page=0"
+        ))
+        .await;
+    assert_eq!(only.status, 200);
+    assert!(only.body.contains("<code>workspace.created</code>"));
+    assert!(!only.body.contains("<code>member.added</code>"));
+    let actor = browser
+        .get(&format!(
+            "/w/{slug}/activity?action=&actor={}&page=0",
+            boss.id
+        ))
+        .await;
+    assert!(actor.body.contains("<code>member.added</code>"));
+    assert!(
+        !actor.body.contains("<code>workspace.created</code>"),
+        "the operator's event is not the boss's"
+    );
+    for bad in ["action=api_key.stolen", "page=abc", "page=-1"] {
+        let refused = browser.get(&format!("/w/{slug}/activity?{bad}")).await;
+        assert_eq!(refused.status, 422, "{bad}: {}", refused.body);
+    }
+
+    // Developer Settings lists what the key did.
+    let settings = browser.get("/settings/developer").await;
+    assert!(settings.body.contains("Recent activity of your keys"));
+    assert!(
+        settings.body.contains("<code>member.added</code>"),
+        "{}",
+        settings.body
+    );
+
+    // A member with role `user` is refused the page; another firm's slug is not found.
+    let (mut staff, _) = signed_in(&app, "staff@activity.example").await;
+    let refused = staff.get(&format!("/w/{slug}/activity")).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(!staff
+        .get(&format!("/w/{slug}"))
+        .await
+        .body
+        .contains(&format!("/w/{slug}/activity")));
+    let (other_slug, other_email) = firm(&app, "Elsewhere LLP").await;
+    let (mut other, _) = signed_in(&app, &other_email).await;
+    assert_eq!(other.get(&format!("/w/{slug}/activity")).await.status, 404);
+    assert_eq!(
+        other.get(&format!("/w/{other_slug}/activity")).await.status,
+        403,
+        "a plain member there"
+    );
+
+    // Sign-out is recorded too.
+    let out = browser
+        .post("/sign-out", &[("csrf_token", &session_csrf)])
+        .await;
+    assert_eq!(out.status, 303);
+    let last = account_actions(&app, boss.id.as_str()).await;
+    assert_eq!(
+        last.last().map(|e| e.action.as_str()),
+        Some("session.signed_out")
     );
 }

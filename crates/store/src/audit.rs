@@ -91,26 +91,14 @@ pub(crate) async fn record(tx: &mut Tx, events: &[AuditEvent]) -> StoreResult<()
             seq: 0,
             hash: String::new(),
         });
+        // Every event's link is computed here, so the chain's rows go in a few multi-row
+        // statements rather than one round trip each.
+        let mut rows: Vec<(&AuditEvent, i64, String, String, String)> = Vec::new();
+        let mut targets: Vec<(String, &str)> = Vec::new();
         for event in events {
             seq += 1;
             let body = event.body();
             let linked = link_hash(&chain, seq, &hash, &body);
-            tx.execute(
-                "INSERT INTO audit_events (id, chain, seq, occurred_at, action, actor_id, body, \
-                 prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                &[
-                    event.id.as_str().into(),
-                    chain.as_str().into(),
-                    Arg::Int(Some(seq)),
-                    Arg::Int(Some(event.occurred_at.as_millis())),
-                    event.action.as_str().into(),
-                    event.actor.id.as_str().into(),
-                    body.as_str().into(),
-                    hash.as_str().into(),
-                    linked.as_str().into(),
-                ],
-            )
-            .await?;
             let mut ids: Vec<&str> = event.targets.iter().map(|t| t.id.as_str()).collect();
             if !matches!(event.actor.kind, taxbridge_domain::audit::ActorType::System) {
                 // An account finds its own doings among its events, not only what was done to
@@ -122,15 +110,42 @@ pub(crate) async fn record(tx: &mut Tx, events: &[AuditEvent]) -> StoreResult<()
             }
             ids.sort_unstable();
             ids.dedup();
-            for id in ids {
-                tx.execute(
-                    "INSERT INTO audit_targets (target_id, event_id) VALUES ($1, $2) \
-                     ON CONFLICT DO NOTHING",
-                    &[id.into(), event.id.as_str().into()],
-                )
-                .await?;
-            }
+            targets.extend(ids.into_iter().map(|id| (id.to_owned(), event.id.as_str())));
+            rows.push((event, seq, body, hash.clone(), linked.clone()));
             hash = linked;
+        }
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut args: Vec<Arg<'_>> = Vec::with_capacity(chunk.len() * 9);
+            for (event, seq, body, prev, linked) in chunk {
+                args.extend([
+                    event.id.as_str().into(),
+                    chain.as_str().into(),
+                    Arg::Int(Some(*seq)),
+                    Arg::Int(Some(event.occurred_at.as_millis())),
+                    event.action.as_str().into(),
+                    event.actor.id.as_str().into(),
+                    body.as_str().into(),
+                    prev.as_str().into(),
+                    linked.as_str().into(),
+                ]);
+            }
+            let sql = format!(
+                "INSERT INTO audit_events (id, chain, seq, occurred_at, action, actor_id, body, \
+                 prev_hash, hash) VALUES {}",
+                placeholders(chunk.len(), 9)
+            );
+            tx.execute(&sql, &args).await?;
+        }
+        for chunk in targets.chunks(ROWS_PER_STATEMENT) {
+            let args: Vec<Arg<'_>> = chunk
+                .iter()
+                .flat_map(|(target, event)| [target.as_str().into(), (*event).into()])
+                .collect();
+            let sql = format!(
+                "INSERT INTO audit_targets (target_id, event_id) VALUES {} ON CONFLICT DO NOTHING",
+                placeholders(chunk.len(), 2)
+            );
+            tx.execute(&sql, &args).await?;
         }
         tx.execute(
             "UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1",
@@ -143,6 +158,23 @@ pub(crate) async fn record(tx: &mut Tx, events: &[AuditEvent]) -> StoreResult<()
         .await?;
     }
     Ok(())
+}
+
+/// Rows one multi-row `INSERT` carries at most (9 binds each: far below either database's
+/// limit on binds per statement).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// `($1, $2), ($3, $4)` for `rows` rows of `width` binds.
+fn placeholders(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let marks: Vec<String> = (1..=width)
+                .map(|col| format!("${}", row * width + col))
+                .collect();
+            format!("({})", marks.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A bind of a built query: text or integer.

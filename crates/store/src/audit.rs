@@ -11,6 +11,7 @@
 use crate::{
     db::{Arg, Tx},
     read::{Columns, FromColumns},
+    row::{run_statement, OwnedArg},
     Store,
 };
 use async_trait::async_trait;
@@ -42,6 +43,7 @@ impl FromColumns for EventRow {
     }
 }
 
+#[derive(Default)]
 struct HeadRow {
     seq: i64,
     hash: String,
@@ -70,94 +72,132 @@ impl FromColumns for FullHead {
     }
 }
 
-/// Appends `events` to their chains inside `tx`, chains in name order (so two transactions
-/// that touch the same chains lock their heads in the same order).
-pub(crate) async fn record(tx: &mut Tx, events: &[AuditEvent]) -> StoreResult<()> {
+/// Reads a chain's head, creating it if needed, and locks it until the transaction ends (on
+/// PostgreSQL `ON CONFLICT DO UPDATE` takes the row lock; on SQLite the writer is alone).
+const LOCK_HEAD: &str = "INSERT INTO audit_heads (chain, seq, hash, base_seq, base_hash) \
+     VALUES ($1, 0, '', 0, '') ON CONFLICT (chain) DO UPDATE SET seq = audit_heads.seq \
+     RETURNING seq, hash";
+
+/// One statement of an append, its binds owned.
+type Statement = (String, Vec<OwnedArg>);
+
+/// Events by chain, chains in name order (so two transactions that touch the same chains lock
+/// their heads in the same order).
+fn by_chain(events: &[AuditEvent]) -> BTreeMap<String, Vec<&AuditEvent>> {
     let mut chains: BTreeMap<String, Vec<&AuditEvent>> = BTreeMap::new();
     for event in events {
         chains.entry(event.chain()).or_default().push(event);
     }
-    for (chain, events) in chains {
+    chains
+}
+
+/// Appends `events` to their chains inside `tx`: the async twin of [`record_on`], running the
+/// same [`plan`].
+pub(crate) async fn record(tx: &mut Tx, events: &[AuditEvent]) -> StoreResult<()> {
+    for (chain, events) in by_chain(events) {
         let head: Option<HeadRow> = tx
-            .fetch_optional(
-                "INSERT INTO audit_heads (chain, seq, hash, base_seq, base_hash) \
-                 VALUES ($1, 0, '', 0, '') \
-                 ON CONFLICT (chain) DO UPDATE SET seq = audit_heads.seq \
-                 RETURNING seq, hash",
-                &[chain.as_str().into()],
-            )
+            .fetch_optional(LOCK_HEAD, &[chain.as_str().into()])
             .await?;
-        let HeadRow { mut seq, mut hash } = head.unwrap_or(HeadRow {
-            seq: 0,
-            hash: String::new(),
-        });
-        // Every event's link is computed here, so the chain's rows go in a few multi-row
-        // statements rather than one round trip each.
-        let mut rows: Vec<(&AuditEvent, i64, String, String, String)> = Vec::new();
-        let mut targets: Vec<(String, &str)> = Vec::new();
-        for event in events {
-            seq += 1;
-            let body = event.body();
-            let linked = link_hash(&chain, seq, &hash, &body);
-            let mut ids: Vec<&str> = event.targets.iter().map(|t| t.id.as_str()).collect();
-            if !matches!(event.actor.kind, taxbridge_domain::audit::ActorType::System) {
-                // An account finds its own doings among its events, not only what was done to
-                // it; a key's page finds what the key did.
-                ids.push(event.actor.id.as_str());
-            }
-            if let Some(key) = &event.actor.api_key_id {
-                ids.push(key.as_str());
-            }
-            ids.sort_unstable();
-            ids.dedup();
-            targets.extend(ids.into_iter().map(|id| (id.to_owned(), event.id.as_str())));
-            rows.push((event, seq, body, hash.clone(), linked.clone()));
-            hash = linked;
+        let head = head.unwrap_or_default();
+        for (sql, args) in plan(&chain, head.seq, head.hash, &events) {
+            let args: Vec<Arg<'_>> = args.iter().map(OwnedArg::as_arg).collect();
+            tx.execute(&sql, &args).await?;
         }
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut args: Vec<Arg<'_>> = Vec::with_capacity(chunk.len() * 9);
-            for (event, seq, body, prev, linked) in chunk {
-                args.extend([
-                    event.id.as_str().into(),
-                    chain.as_str().into(),
-                    Arg::Int(Some(*seq)),
-                    Arg::Int(Some(event.occurred_at.as_millis())),
-                    event.action.as_str().into(),
-                    event.actor.id.as_str().into(),
-                    body.as_str().into(),
-                    prev.as_str().into(),
-                    linked.as_str().into(),
-                ]);
-            }
-            let sql = format!(
+    }
+    Ok(())
+}
+
+/// [`record`] on the SQLite writer's connection, inside the transaction it holds: how a
+/// recorded write joins the writer's group commit (see `write::SqliteWriter::execute_then`).
+pub(crate) fn record_on(conn: &rusqlite::Connection, events: &[AuditEvent]) -> StoreResult<()> {
+    for (chain, events) in by_chain(events) {
+        let head: Vec<HeadRow> = run_statement(conn, LOCK_HEAD, &[chain.as_str().into()])?;
+        let head = head.into_iter().next().unwrap_or_default();
+        for (sql, args) in plan(&chain, head.seq, head.hash, &events) {
+            let args: Vec<Arg<'_>> = args.iter().map(OwnedArg::as_arg).collect();
+            run_statement::<Nothing>(conn, &sql, &args)?;
+        }
+    }
+    Ok(())
+}
+
+/// A row nobody reads.
+struct Nothing;
+
+impl FromColumns for Nothing {
+    fn from_columns(_: &mut dyn Columns) -> StoreResult<Self> {
+        Ok(Nothing)
+    }
+}
+
+/// The statements that append one chain's `events` after its head (`seq`, `hash`): the events
+/// linked one to the next, their targets, and the head moved to the last. Every link is
+/// computed here, so the rows go in a few multi-row statements rather than a round trip each.
+fn plan(chain: &str, mut seq: i64, mut hash: String, events: &[&AuditEvent]) -> Vec<Statement> {
+    let mut rows: Vec<Vec<OwnedArg>> = Vec::new();
+    let mut targets: Vec<Vec<OwnedArg>> = Vec::new();
+    let text = |value: &str| OwnedArg::Text(Some(value.to_owned()));
+    for event in events {
+        seq += 1;
+        let body = event.body();
+        let linked = link_hash(chain, seq, &hash, &body);
+        let mut ids: Vec<&str> = event.targets.iter().map(|t| t.id.as_str()).collect();
+        if !matches!(event.actor.kind, taxbridge_domain::audit::ActorType::System) {
+            // An account finds its own doings among its events, not only what was done to
+            // it; a key's page finds what the key did.
+            ids.push(event.actor.id.as_str());
+        }
+        if let Some(key) = &event.actor.api_key_id {
+            ids.push(key.as_str());
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        targets.extend(
+            ids.into_iter()
+                .map(|id| vec![text(id), text(event.id.as_str())]),
+        );
+        rows.push(vec![
+            text(event.id.as_str()),
+            text(chain),
+            OwnedArg::Int(Some(seq)),
+            OwnedArg::Int(Some(event.occurred_at.as_millis())),
+            text(&event.action),
+            text(&event.actor.id),
+            OwnedArg::Text(Some(body)),
+            text(&hash),
+            text(&linked),
+        ]);
+        hash = linked;
+    }
+    let mut statements = Vec::new();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        statements.push((
+            format!(
                 "INSERT INTO audit_events (id, chain, seq, occurred_at, action, actor_id, body, \
                  prev_hash, hash) VALUES {}",
                 placeholders(chunk.len(), 9)
-            );
-            tx.execute(&sql, &args).await?;
-        }
-        for chunk in targets.chunks(ROWS_PER_STATEMENT) {
-            let args: Vec<Arg<'_>> = chunk
-                .iter()
-                .flat_map(|(target, event)| [target.as_str().into(), (*event).into()])
-                .collect();
-            let sql = format!(
+            ),
+            chunk.concat(),
+        ));
+    }
+    for chunk in targets.chunks(ROWS_PER_STATEMENT) {
+        statements.push((
+            format!(
                 "INSERT INTO audit_targets (target_id, event_id) VALUES {} ON CONFLICT DO NOTHING",
                 placeholders(chunk.len(), 2)
-            );
-            tx.execute(&sql, &args).await?;
-        }
-        tx.execute(
-            "UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1",
-            &[
-                chain.as_str().into(),
-                Arg::Int(Some(seq)),
-                hash.as_str().into(),
-            ],
-        )
-        .await?;
+            ),
+            chunk.concat(),
+        ));
     }
-    Ok(())
+    statements.push((
+        "UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1".to_owned(),
+        vec![
+            text(chain),
+            OwnedArg::Int(Some(seq)),
+            OwnedArg::Text(Some(hash)),
+        ],
+    ));
+    statements
 }
 
 /// Rows one multi-row `INSERT` carries at most (9 binds each: far below either database's

@@ -111,6 +111,16 @@ impl Db {
         args: &[Arg<'_>],
         events: &[AuditEvent],
     ) -> StoreResult<u64> {
+        if let Db::Sqlite { writer, .. } = self {
+            let events = events.to_vec();
+            return writer
+                .execute_then(
+                    sql,
+                    args,
+                    Box::new(move |conn| crate::audit::record_on(conn, &events)),
+                )
+                .await;
+        }
         let mut tx = self.begin().await?;
         let changed = tx.execute(sql, args).await?;
         if changed > 0 {

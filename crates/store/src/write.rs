@@ -40,10 +40,13 @@ pub(crate) struct SqliteWriter {
 }
 
 enum Job {
-    /// One statement in autocommit terms: it is grouped with others into one commit.
+    /// One statement in autocommit terms: it is grouped with others into one commit. With
+    /// `then`, more statements that must stand or fall with it (see
+    /// [`SqliteWriter::execute_then`]).
     Execute {
         sql: String,
         args: Vec<OwnedArg>,
+        then: Option<Then>,
         reply: oneshot::Sender<StoreResult<u64>>,
     },
     /// A transaction: the writer serves this session alone until it ends.
@@ -51,6 +54,9 @@ enum Job {
 }
 
 type Work = Box<dyn FnOnce(&rusqlite::Connection) + Send>;
+
+/// What follows a write that changed rows, on the writer's connection (recording it).
+pub(crate) type Then = Box<dyn FnOnce(&rusqlite::Connection) -> StoreResult<()> + Send>;
 
 enum SessionCall {
     Run(Work),
@@ -87,6 +93,27 @@ impl SqliteWriter {
         self.send(Job::Execute {
             sql: sql.to_owned(),
             args: args.iter().map(OwnedArg::from).collect(),
+            then: None,
+            reply,
+        })?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Runs one write and, when it changed rows, `then` (the statements that record it), all
+    /// or none, as one member of a group commit: a write that carries its audit event still
+    /// shares its commit with the writes waiting beside it. A savepoint around the two undoes
+    /// the write should recording it fail.
+    pub(crate) async fn execute_then(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+        then: Then,
+    ) -> StoreResult<u64> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Execute {
+            sql: sql.to_owned(),
+            args: args.iter().map(OwnedArg::from).collect(),
+            then: Some(then),
             reply,
         })?;
         answer.await.map_err(|_| stopped())?
@@ -186,7 +213,12 @@ impl Writer {
         let mut next = self.jobs.recv().ok();
         while let Some(job) = next.take() {
             next = match job {
-                Job::Execute { sql, args, reply } => self.group(sql, args, reply),
+                Job::Execute {
+                    sql,
+                    args,
+                    then,
+                    reply,
+                } => self.group(sql, args, then, reply),
                 Job::Session(calls) => {
                     self.session(calls);
                     None
@@ -205,6 +237,7 @@ impl Writer {
         &self,
         sql: String,
         args: Vec<OwnedArg>,
+        then: Option<Then>,
         reply: oneshot::Sender<StoreResult<u64>>,
     ) -> Option<Job> {
         if let Err(err) = self.control("BEGIN IMMEDIATE") {
@@ -212,10 +245,13 @@ impl Writer {
             return None;
         }
         let mut done: Vec<(oneshot::Sender<StoreResult<u64>>, StoreResult<u64>)> = Vec::new();
-        let mut next = Some((sql, args, reply));
+        let mut next = Some((sql, args, then, reply));
         let mut after = None;
-        while let Some((sql, args, reply)) = next.take() {
-            let result = execute_on(&self.conn, &sql, &args);
+        while let Some((sql, args, then, reply)) = next.take() {
+            let result = match then {
+                None => execute_on(&self.conn, &sql, &args),
+                Some(then) => self.execute_then(&sql, &args, then),
+            };
             if result.is_err() && self.conn.is_autocommit() {
                 // SQLite rolled the whole transaction back (a full disk, an I/O error): the
                 // writes before this one are lost with it, so they fail too.
@@ -229,7 +265,12 @@ impl Writer {
             done.push((reply, result));
             if done.len() < MAX_GROUP {
                 match self.jobs.try_recv() {
-                    Ok(Job::Execute { sql, args, reply }) => next = Some((sql, args, reply)),
+                    Ok(Job::Execute {
+                        sql,
+                        args,
+                        then,
+                        reply,
+                    }) => next = Some((sql, args, then, reply)),
                     Ok(session) => after = Some(session),
                     Err(_) => {}
                 }
@@ -250,6 +291,30 @@ impl Writer {
             }
         }
         after
+    }
+
+    /// A write and what records it, under a savepoint: both stand, or neither.
+    fn execute_then(&self, sql: &str, args: &[OwnedArg], then: Then) -> StoreResult<u64> {
+        self.control("SAVEPOINT recorded").map_err(backend)?;
+        let outcome = execute_on(&self.conn, sql, args).and_then(|changed| {
+            if changed > 0 {
+                then(&self.conn)?;
+            }
+            Ok(changed)
+        });
+        match outcome {
+            Ok(changed) => {
+                self.control("RELEASE recorded").map_err(backend)?;
+                Ok(changed)
+            }
+            Err(err) => {
+                if !self.conn.is_autocommit() {
+                    let _ = self.control("ROLLBACK TO recorded");
+                    let _ = self.control("RELEASE recorded");
+                }
+                Err(err)
+            }
+        }
     }
 
     /// A transaction-control statement, prepared once: `execute_batch` would parse it again
@@ -322,6 +387,42 @@ mod tests {
             .fetch_all("SELECT name FROM t ORDER BY name", &[])
             .expect("read");
         rows.into_iter().map(|n| n.0).collect()
+    }
+
+    /// A write whose recording fails is undone with it; one recorded keeps both; one that
+    /// changes nothing runs nothing after it; all beside plain writes of the same group.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_write_and_its_record_stand_or_fall_together() {
+        let (_dir, writer, readers) = database();
+        let record = |name: &'static str| -> Then {
+            Box::new(move |conn| {
+                execute_on(
+                    conn,
+                    "INSERT INTO t (name) VALUES ($1)",
+                    &[OwnedArg::Text(Some(name.into()))],
+                )
+                .map(|_| ())
+            })
+        };
+        let kept = writer.execute_then(
+            "INSERT INTO t (name) VALUES ('a')",
+            &[],
+            record("a-recorded"),
+        );
+        let plain = writer.execute("INSERT INTO t (name) VALUES ('b')", &[]);
+        // Its record collides with `a-recorded`: the write goes too.
+        let undone = writer.execute_then(
+            "INSERT INTO t (name) VALUES ('c')",
+            &[],
+            record("a-recorded"),
+        );
+        let nothing = writer.execute_then("DELETE FROM t WHERE name = 'zzz'", &[], record("never"));
+        let (kept, plain, undone, nothing) = tokio::join!(kept, plain, undone, nothing);
+        assert_eq!(kept.expect("kept"), 1);
+        assert_eq!(plain.expect("plain"), 1);
+        assert!(undone.is_err());
+        assert_eq!(nothing.expect("nothing"), 0);
+        assert_eq!(names(&readers), ["a", "a-recorded", "b"]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

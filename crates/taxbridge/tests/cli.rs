@@ -377,6 +377,32 @@ fn rotating_the_key_while_serving_loses_nothing() {
     let retired = stdout(&taxbridge(&data, &["encryption", "retire"]));
     assert_eq!(retired.matches("retired key").count(), 2, "{retired}");
     assert_eq!(ring().lines().count(), 1);
+    // Each rotation and each retired key is in the audit log, by the operator.
+    let logged = stdout(&taxbridge(
+        &data,
+        &[
+            "audit",
+            "list",
+            "--action",
+            "encryption_key.rotated",
+            "--action",
+            "encryption_key.retired",
+            "--limit",
+            "10",
+        ],
+    ));
+    assert_eq!(
+        logged.matches("encryption_key.rotated").count(),
+        2,
+        "{logged}"
+    );
+    assert_eq!(
+        logged.matches("encryption_key.retired").count(),
+        2,
+        "{logged}"
+    );
+    assert!(logged.lines().all(|l| l.contains("operator")), "{logged}");
+    assert!(stdout(&taxbridge(&data, &["audit", "verify"])).starts_with("ok:"));
     let again = post(
         &server.endpoint,
         json!({ "query": "mutation C($c: ID!) { collectProviderConnection(connectionId: $c) { status } }", "variables": { "c": ids[0] } }),

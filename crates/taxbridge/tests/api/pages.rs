@@ -1205,6 +1205,37 @@ async fn the_activity_page_is_for_admins_and_records_every_page_form(app: TestAp
         .expect("add");
     assert_eq!(added.status(), 200);
 
+    // The connect page's form (start and collect against a platform that does not answer),
+    // then the key revoked on Developer Settings.
+    let connected = browser
+        .post(
+            &format!("/w/{slug}/connect/tax-software"),
+            &[
+                ("provider", "drake"),
+                ("csrf_token", &session_csrf),
+                ("baseUrl", "http://127.0.0.1:9"),
+                ("apiKey", "s3cret-drake-key"),
+            ],
+        )
+        .await;
+    assert_eq!(connected.status, 200, "{}", connected.body);
+    let listed = browser.get("/settings/developer").await;
+    let key_id = listed
+        .body
+        .split("action=\"/settings/developer/keys/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(key_id.starts_with("key_"), "{}", listed.body);
+    let revoked = browser
+        .post(
+            &format!("/settings/developer/keys/{key_id}/revoke"),
+            &[("csrf_token", &session_csrf)],
+        )
+        .await;
+    assert_eq!(revoked.status, 303);
+
     let actions: Vec<String> = account_actions(&app, boss.id.as_str())
         .await
         .into_iter()
@@ -1224,7 +1255,11 @@ async fn the_activity_page_is_for_admins_and_records_every_page_form(app: TestAp
             "session.sign_in_failed",
             "session.signed_in",
             "api_key.created",
-            "member.added"
+            "member.added",
+            "connection.started",
+            "credentials.used",
+            "connection.collected",
+            "api_key.revoked",
         ],
         "the account's own events, oldest first"
     );

@@ -448,6 +448,36 @@ async fn rejected_credentials_fail_the_connection(app: TestApp) {
     let next = clients(&app, &partner, &id, json!(null)).await;
     assert_eq!(next.code(), "CONFLICT");
     assert!(next.message().contains("reconnect"), "{}", next.message());
+
+    // The audit log: the pull used the stored credentials (recorded before the call, by the
+    // partner's key), and the rejection failed the connection in the partner's name.
+    use taxbridge_domain::audit::{AuditFilters, AuditPage, AuditStore};
+    let logged: Vec<taxbridge_domain::audit::AuditEvent> = app
+        .store
+        .chain_events(
+            &partner.1,
+            &AuditFilters::default(),
+            AuditPage::parse(Some(500), None, None).expect("page"),
+        )
+        .await
+        .expect("events")
+        .iter()
+        .map(|e| e.event().expect("readable"))
+        .collect();
+    let pulls: Vec<_> = logged
+        .iter()
+        .filter(|e| e.action == "credentials.used" && e.metadata["purpose"] == "pull")
+        .collect();
+    assert_eq!(pulls.len(), 1, "one pull request, one use: {logged:#?}");
+    assert!(pulls[0].actor.api_key_id.is_some());
+    assert!(pulls[0].targets.iter().any(|t| t.id == id));
+    let failed = logged
+        .iter()
+        .find(|e| e.action == "connection.collected" && e.metadata["status"] == "failed")
+        .expect("the rejection is recorded");
+    assert!(failed.metadata["cause"]
+        .as_str()
+        .is_some_and(|c| c.contains("rejected")));
 }
 
 async fn only_an_active_connection_pulls(app: TestApp) {

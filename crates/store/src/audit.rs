@@ -141,19 +141,9 @@ fn plan(chain: &str, mut seq: i64, mut hash: String, events: &[&AuditEvent]) -> 
         seq += 1;
         let body = event.body();
         let linked = link_hash(chain, seq, &hash, &body);
-        let mut ids: Vec<&str> = event.targets.iter().map(|t| t.id.as_str()).collect();
-        if !matches!(event.actor.kind, taxbridge_domain::audit::ActorType::System) {
-            // An account finds its own doings among its events, not only what was done to
-            // it; a key's page finds what the key did.
-            ids.push(event.actor.id.as_str());
-        }
-        if let Some(key) = &event.actor.api_key_id {
-            ids.push(key.as_str());
-        }
-        ids.sort_unstable();
-        ids.dedup();
         targets.extend(
-            ids.into_iter()
+            indexed_ids(event)
+                .into_iter()
                 .map(|id| vec![text(id), text(event.id.as_str())]),
         );
         rows.push(vec![
@@ -198,6 +188,22 @@ fn plan(chain: &str, mut seq: i64, mut hash: String, events: &[&AuditEvent]) -> 
         ],
     ));
     statements
+}
+
+/// The ids an event is found by in `audit_targets`: its targets, its acting account (an
+/// account finds its own doings, not only what was done to it) and its API key (a key's page
+/// finds what the key did).
+fn indexed_ids(event: &AuditEvent) -> Vec<&str> {
+    let mut ids: Vec<&str> = event.targets.iter().map(|t| t.id.as_str()).collect();
+    if !matches!(event.actor.kind, taxbridge_domain::audit::ActorType::System) {
+        ids.push(event.actor.id.as_str());
+    }
+    if let Some(key) = &event.actor.api_key_id {
+        ids.push(key.as_str());
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// Rows one multi-row `INSERT` carries at most (9 binds each: far below either database's
@@ -457,29 +463,33 @@ impl AuditStore for Store {
                 &[head.chain.as_str().into()],
             )
             .await?;
+            // The chain's oldest events in order, as far as they are past the retention: the
+            // checkpoint cuts the chain at one place, so nothing newer goes before it.
             let sql = format!(
                 "SELECT {EVENT_COLUMNS} FROM audit_events e WHERE e.chain = $1 \
-                 AND e.occurred_at < $2 ORDER BY e.seq LIMIT {batch}"
+                 ORDER BY e.seq LIMIT {batch}"
             );
-            let old: Vec<EventRow> = tx
-                .fetch(
-                    &sql,
-                    &[
-                        head.chain.as_str().into(),
-                        Arg::Int(Some(before.as_millis())),
-                    ],
-                )
-                .await?;
+            let first: Vec<EventRow> = tx.fetch(&sql, &[head.chain.as_str().into()]).await?;
+            let old: Vec<&StoredEvent> = first
+                .iter()
+                .map(|row| &row.0)
+                .take_while(|event| event.occurred_at < before.as_millis())
+                .collect();
             let Some(last) = old.last() else {
                 return Ok(0);
             };
-            let (last_seq, last_hash) = (last.0.seq, last.0.hash.clone());
-            tx.execute(
-                "DELETE FROM audit_targets WHERE event_id IN \
-                 (SELECT id FROM audit_events WHERE chain = $1 AND seq <= $2)",
-                &[head.chain.as_str().into(), Arg::Int(Some(last_seq))],
-            )
-            .await?;
+            let (last_seq, last_hash) = (last.seq, last.hash.clone());
+            for stored in &old {
+                // An unreadable body (changed by hand) leaves its rows behind, found by nothing.
+                let Ok(event) = stored.event() else { continue };
+                for id in indexed_ids(&event) {
+                    tx.execute(
+                        "DELETE FROM audit_targets WHERE target_id = $1 AND event_id = $2",
+                        &[id.into(), stored.id.as_str().into()],
+                    )
+                    .await?;
+                }
+            }
             let removed = tx
                 .execute(
                     "DELETE FROM audit_events WHERE chain = $1 AND seq <= $2",

@@ -293,28 +293,22 @@ impl Writer {
         after
     }
 
-    /// A write and what records it, under a savepoint: both stand, or neither.
+    /// A write and what records it: both stand, or neither. A write that fails undoes
+    /// itself alone (as any write of a group); should its record fail once the write stood,
+    /// the whole group's transaction is rolled back and every write of it fails (none was
+    /// answered yet). A record fails only with the database itself (its rows are new), and a
+    /// savepoint per write to undo it alone cost more than the rest of the write.
     fn execute_then(&self, sql: &str, args: &[OwnedArg], then: Then) -> StoreResult<u64> {
-        self.control("SAVEPOINT recorded").map_err(backend)?;
-        let outcome = execute_on(&self.conn, sql, args).and_then(|changed| {
-            if changed > 0 {
-                then(&self.conn)?;
-            }
-            Ok(changed)
-        });
-        match outcome {
-            Ok(changed) => {
-                self.control("RELEASE recorded").map_err(backend)?;
-                Ok(changed)
-            }
-            Err(err) => {
+        let changed = execute_on(&self.conn, sql, args)?;
+        if changed > 0 {
+            if let Err(err) = then(&self.conn) {
                 if !self.conn.is_autocommit() {
-                    let _ = self.control("ROLLBACK TO recorded");
-                    let _ = self.control("RELEASE recorded");
+                    let _ = self.control("ROLLBACK");
                 }
-                Err(err)
+                return Err(err);
             }
         }
+        Ok(changed)
     }
 
     /// A transaction-control statement, prepared once: `execute_batch` would parse it again
@@ -390,7 +384,7 @@ mod tests {
     }
 
     /// A write whose recording fails is undone with it; one recorded keeps both; one that
-    /// changes nothing runs nothing after it; all beside plain writes of the same group.
+    /// changes nothing runs nothing after it; a failing write fails alone.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_write_and_its_record_stand_or_fall_together() {
         let (_dir, writer, readers) = database();
@@ -404,24 +398,34 @@ mod tests {
                 .map(|_| ())
             })
         };
-        let kept = writer.execute_then(
-            "INSERT INTO t (name) VALUES ('a')",
-            &[],
-            record("a-recorded"),
-        );
-        let plain = writer.execute("INSERT INTO t (name) VALUES ('b')", &[]);
-        // Its record collides with `a-recorded`: the write goes too.
-        let undone = writer.execute_then(
-            "INSERT INTO t (name) VALUES ('c')",
-            &[],
-            record("a-recorded"),
-        );
-        let nothing = writer.execute_then("DELETE FROM t WHERE name = 'zzz'", &[], record("never"));
-        let (kept, plain, undone, nothing) = tokio::join!(kept, plain, undone, nothing);
+        let kept = writer
+            .execute_then(
+                "INSERT INTO t (name) VALUES ('a')",
+                &[],
+                record("a-recorded"),
+            )
+            .await;
         assert_eq!(kept.expect("kept"), 1);
-        assert_eq!(plain.expect("plain"), 1);
+        // Its record collides with `a-recorded`: the write goes too.
+        let undone = writer
+            .execute_then(
+                "INSERT INTO t (name) VALUES ('c')",
+                &[],
+                record("a-recorded"),
+            )
+            .await;
         assert!(undone.is_err());
+        let nothing = writer
+            .execute_then("DELETE FROM t WHERE name = 'zzz'", &[], record("never"))
+            .await;
         assert_eq!(nothing.expect("nothing"), 0);
+        // A write that fails (a duplicate) fails alone, its record never run, beside others.
+        let (duplicate, plain) = tokio::join!(
+            writer.execute_then("INSERT INTO t (name) VALUES ('a')", &[], record("never")),
+            writer.execute("INSERT INTO t (name) VALUES ('b')", &[]),
+        );
+        assert!(duplicate.is_err());
+        assert_eq!(plain.expect("plain"), 1);
         assert_eq!(names(&readers), ["a", "a-recorded", "b"]);
     }
 

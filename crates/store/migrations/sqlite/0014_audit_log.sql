@@ -24,13 +24,15 @@ CREATE TABLE audit_events (
     hash TEXT NOT NULL,
     UNIQUE (chain, seq)
 );
+-- The export's walk and the retention sweep. Filters by actor read within a chain (by seq):
+-- every index here is one more write per event.
 CREATE INDEX audit_events_by_time ON audit_events (occurred_at, id);
-CREATE INDEX audit_events_by_actor ON audit_events (actor_id, occurred_at);
 
--- Each event's targets, for `filters.targetIds` and an account's own events.
+-- Each event's targets, its acting account and its API key: for `filters.targetIds`, an
+-- account's own events and a key's. The sweep removes a removed event's rows by the ids its
+-- body names, so no second index is kept.
 CREATE TABLE audit_targets (
     target_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
     PRIMARY KEY (target_id, event_id)
 );
-CREATE INDEX audit_targets_by_event ON audit_targets (event_id);

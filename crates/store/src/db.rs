@@ -112,14 +112,7 @@ impl Db {
         events: &[AuditEvent],
     ) -> StoreResult<u64> {
         if let Db::Sqlite { writer, .. } = self {
-            let events = events.to_vec();
-            return writer
-                .execute_then(
-                    sql,
-                    args,
-                    Box::new(move |conn| crate::audit::record_on(conn, &events)),
-                )
-                .await;
+            return writer.execute_recorded(sql, args, events.to_vec()).await;
         }
         let mut tx = self.begin().await?;
         let changed = tx.execute(sql, args).await?;

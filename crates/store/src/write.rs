@@ -26,6 +26,7 @@
 
 use crate::row::{backend, run_statement, Arg, FromColumns, OwnedArg};
 use std::sync::mpsc;
+use taxbridge_domain::audit::AuditEvent;
 use taxbridge_domain::store::{StoreError, StoreResult};
 use tokio::sync::oneshot;
 
@@ -40,13 +41,12 @@ pub(crate) struct SqliteWriter {
 }
 
 enum Job {
-    /// One statement in autocommit terms: it is grouped with others into one commit. With
-    /// `then`, more statements that must stand or fall with it (see
-    /// [`SqliteWriter::execute_then`]).
+    /// One statement in autocommit terms: it is grouped with others into one commit, with
+    /// the audit events that record it (see [`SqliteWriter::execute_recorded`]).
     Execute {
         sql: String,
         args: Vec<OwnedArg>,
-        then: Option<Then>,
+        events: Vec<AuditEvent>,
         reply: oneshot::Sender<StoreResult<u64>>,
     },
     /// A transaction: the writer serves this session alone until it ends.
@@ -54,9 +54,6 @@ enum Job {
 }
 
 type Work = Box<dyn FnOnce(&rusqlite::Connection) + Send>;
-
-/// What follows a write that changed rows, on the writer's connection (recording it).
-pub(crate) type Then = Box<dyn FnOnce(&rusqlite::Connection) -> StoreResult<()> + Send>;
 
 enum SessionCall {
     Run(Work),
@@ -93,27 +90,27 @@ impl SqliteWriter {
         self.send(Job::Execute {
             sql: sql.to_owned(),
             args: args.iter().map(OwnedArg::from).collect(),
-            then: None,
+            events: Vec::new(),
             reply,
         })?;
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Runs one write and, when it changed rows, `then` (the statements that record it), all
-    /// or none, as one member of a group commit: a write that carries its audit event still
-    /// shares its commit with the writes waiting beside it. A savepoint around the two undoes
-    /// the write should recording it fail.
-    pub(crate) async fn execute_then(
+    /// Runs one write and, when it changed rows, records `events` in the same commit: a
+    /// write that carries its audit events still shares its commit with the writes waiting
+    /// beside it, and the group appends all its writes' events at once before it commits (one
+    /// head read and a few multi-row statements per chain, however many writes).
+    pub(crate) async fn execute_recorded(
         &self,
         sql: &str,
         args: &[Arg<'_>],
-        then: Then,
+        events: Vec<AuditEvent>,
     ) -> StoreResult<u64> {
         let (reply, answer) = oneshot::channel();
         self.send(Job::Execute {
             sql: sql.to_owned(),
             args: args.iter().map(OwnedArg::from).collect(),
-            then: Some(then),
+            events,
             reply,
         })?;
         answer.await.map_err(|_| stopped())?
@@ -216,9 +213,9 @@ impl Writer {
                 Job::Execute {
                     sql,
                     args,
-                    then,
+                    events,
                     reply,
-                } => self.group(sql, args, then, reply),
+                } => self.group(sql, args, events, reply),
                 Job::Session(calls) => {
                     self.session(calls);
                     None
@@ -237,7 +234,7 @@ impl Writer {
         &self,
         sql: String,
         args: Vec<OwnedArg>,
-        then: Option<Then>,
+        events: Vec<AuditEvent>,
         reply: oneshot::Sender<StoreResult<u64>>,
     ) -> Option<Job> {
         if let Err(err) = self.control("BEGIN IMMEDIATE") {
@@ -245,13 +242,15 @@ impl Writer {
             return None;
         }
         let mut done: Vec<(oneshot::Sender<StoreResult<u64>>, StoreResult<u64>)> = Vec::new();
-        let mut next = Some((sql, args, then, reply));
+        let mut next = Some((sql, args, events, reply));
         let mut after = None;
-        while let Some((sql, args, then, reply)) = next.take() {
-            let result = match then {
-                None => execute_on(&self.conn, &sql, &args),
-                Some(then) => self.execute_then(&sql, &args, then),
-            };
+        // The events of the writes that changed rows, appended just before the commit.
+        let mut recorded: Vec<AuditEvent> = Vec::new();
+        while let Some((sql, args, events, reply)) = next.take() {
+            let result = execute_on(&self.conn, &sql, &args);
+            if matches!(result, Ok(changed) if changed > 0) {
+                recorded.extend(events);
+            }
             if result.is_err() && self.conn.is_autocommit() {
                 // SQLite rolled the whole transaction back (a full disk, an I/O error): the
                 // writes before this one are lost with it, so they fail too.
@@ -268,13 +267,25 @@ impl Writer {
                     Ok(Job::Execute {
                         sql,
                         args,
-                        then,
+                        events,
                         reply,
-                    }) => next = Some((sql, args, then, reply)),
+                    }) => next = Some((sql, args, events, reply)),
                     Ok(session) => after = Some(session),
                     Err(_) => {}
                 }
             }
+        }
+        // The writes stood; their events go in the same transaction, or none of it commits:
+        // a record fails only with the database itself (its rows are new).
+        if let Err(err) = crate::audit::record_on(&self.conn, &recorded) {
+            if !self.conn.is_autocommit() {
+                let _ = self.control("ROLLBACK");
+            }
+            let message = format!("the write could not be recorded: {err}");
+            for (reply, _) in done {
+                let _ = reply.send(Err(StoreError::Backend(message.clone().into())));
+            }
+            return after;
         }
         match self.control("COMMIT") {
             Ok(()) => {
@@ -291,24 +302,6 @@ impl Writer {
             }
         }
         after
-    }
-
-    /// A write and what records it: both stand, or neither. A write that fails undoes
-    /// itself alone (as any write of a group); should its record fail once the write stood,
-    /// the whole group's transaction is rolled back and every write of it fails (none was
-    /// answered yet). A record fails only with the database itself (its rows are new), and a
-    /// savepoint per write to undo it alone cost more than the rest of the write.
-    fn execute_then(&self, sql: &str, args: &[OwnedArg], then: Then) -> StoreResult<u64> {
-        let changed = execute_on(&self.conn, sql, args)?;
-        if changed > 0 {
-            if let Err(err) = then(&self.conn) {
-                if !self.conn.is_autocommit() {
-                    let _ = self.control("ROLLBACK");
-                }
-                return Err(err);
-            }
-        }
-        Ok(changed)
     }
 
     /// A transaction-control statement, prepared once: `execute_batch` would parse it again
@@ -383,50 +376,97 @@ mod tests {
         rows.into_iter().map(|n| n.0).collect()
     }
 
-    /// A write whose recording fails is undone with it; one recorded keeps both; one that
-    /// changes nothing runs nothing after it; a failing write fails alone.
+    /// Recorded writes side by side: each write that changed rows has its event, in one
+    /// unbroken chain; a write that changed nothing or failed records nothing; and a group
+    /// whose events cannot be recorded commits none of its writes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn a_write_and_its_record_stand_or_fall_together() {
-        let (_dir, writer, readers) = database();
-        let record = |name: &'static str| -> Then {
-            Box::new(move |conn| {
-                execute_on(
-                    conn,
-                    "INSERT INTO t (name) VALUES ($1)",
-                    &[OwnedArg::Text(Some(name.into()))],
-                )
-                .map(|_| ())
-            })
+    async fn writes_and_their_events_commit_together() {
+        use taxbridge_domain::audit::{Action, ChainCheck, ChainHead, StoredEvent};
+        let (dir, writer, readers) = database();
+        rusqlite::Connection::open(dir.path().join("write.db"))
+            .and_then(|c| c.execute_batch(include_str!("../migrations/sqlite/0014_audit_log.sql")))
+            .expect("audit tables");
+        let event = |n: usize| {
+            vec![AuditEvent::by_system(Action::JobCreated).target("job", format!("job_{n}"))]
         };
-        let kept = writer
-            .execute_then(
-                "INSERT INTO t (name) VALUES ('a')",
-                &[],
-                record("a-recorded"),
+        let writes: Vec<_> = (0..40)
+            .map(|n| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    let sql = if n % 10 == 9 {
+                        // A duplicate of the write before it, or a write that changes nothing.
+                        format!("INSERT INTO t (name) VALUES ('n{}')", n - 1)
+                    } else if n % 10 == 5 {
+                        "DELETE FROM t WHERE name = 'none'".to_owned()
+                    } else {
+                        format!("INSERT INTO t (name) VALUES ('n{n}')")
+                    };
+                    writer.execute_recorded(&sql, &[], event(n)).await
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for write in writes {
+            results.push(write.await.expect("joined"));
+        }
+        let changed = results.iter().filter(|r| matches!(r, Ok(1))).count();
+        assert_eq!(changed, 32, "{results:?}");
+        let file = rusqlite::Connection::open(dir.path().join("write.db")).expect("open");
+        let stored: Vec<StoredEvent> = file
+            .prepare(
+                "SELECT chain, seq, id, occurred_at, action, actor_id, body, prev_hash, hash \
+                 FROM audit_events ORDER BY seq",
             )
-            .await;
-        assert_eq!(kept.expect("kept"), 1);
-        // Its record collides with `a-recorded`: the write goes too.
-        let undone = writer
-            .execute_then(
-                "INSERT INTO t (name) VALUES ('c')",
-                &[],
-                record("a-recorded"),
-            )
-            .await;
-        assert!(undone.is_err());
-        let nothing = writer
-            .execute_then("DELETE FROM t WHERE name = 'zzz'", &[], record("never"))
-            .await;
-        assert_eq!(nothing.expect("nothing"), 0);
-        // A write that fails (a duplicate) fails alone, its record never run, beside others.
-        let (duplicate, plain) = tokio::join!(
-            writer.execute_then("INSERT INTO t (name) VALUES ('a')", &[], record("never")),
-            writer.execute("INSERT INTO t (name) VALUES ('b')", &[]),
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |r| {
+                        Ok(StoredEvent {
+                            chain: r.get(0)?,
+                            seq: r.get(1)?,
+                            id: r.get(2)?,
+                            occurred_at: r.get(3)?,
+                            action: r.get(4)?,
+                            actor_id: r.get(5)?,
+                            body: r.get(6)?,
+                            prev_hash: r.get(7)?,
+                            hash: r.get(8)?,
+                        })
+                    })?
+                    .collect()
+            })
+            .expect("events");
+        assert_eq!(stored.len(), 32);
+        let (seq, hash): (i64, String) = file
+            .query_row("SELECT seq, hash FROM audit_heads", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("head");
+        let head = ChainHead {
+            chain: "global".into(),
+            seq,
+            hash,
+            base_seq: 0,
+            base_hash: String::new(),
+        };
+        let mut check = ChainCheck::new(&head);
+        for event in &stored {
+            check.next(event).expect("linked");
+        }
+        check.finish(&head).expect("the head is the last event");
+
+        // Two writes whose events share an id: the append fails, and neither write commits.
+        let mut twice = event(100);
+        twice[0].id = taxbridge_domain::ids::AuditEventId::from_string("evt_fixed");
+        let (a, b) = tokio::join!(
+            writer.execute_recorded("INSERT INTO t (name) VALUES ('x1')", &[], twice.clone()),
+            writer.execute_recorded("INSERT INTO t (name) VALUES ('x2')", &[], twice.clone()),
         );
-        assert!(duplicate.is_err());
-        assert_eq!(plain.expect("plain"), 1);
-        assert_eq!(names(&readers), ["a", "a-recorded", "b"]);
+        assert!(a.is_err() || b.is_err());
+        let names = names(&readers);
+        assert!(
+            !(names.contains(&"x1".to_owned()) && names.contains(&"x2".to_owned())),
+            "{names:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

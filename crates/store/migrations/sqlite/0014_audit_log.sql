@@ -30,9 +30,9 @@ CREATE INDEX audit_events_by_time ON audit_events (occurred_at, id);
 
 -- Each event's targets, its acting account and its API key: for `filters.targetIds`, an
 -- account's own events and a key's. The sweep removes a removed event's rows by the ids its
--- body names, so no second index is kept.
+-- body names, so no second index is kept; without a rowid, a row is one B-tree entry.
 CREATE TABLE audit_targets (
     target_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
     PRIMARY KEY (target_id, event_id)
-);
+) WITHOUT ROWID;
